@@ -1,0 +1,1 @@
+"""Chroma adapter for vecembed (see issue 4)."""

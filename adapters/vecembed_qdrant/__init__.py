@@ -1,0 +1,1 @@
+"""Qdrant adapter for vecembed (see issue 5)."""

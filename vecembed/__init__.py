@@ -1,0 +1,68 @@
+"""vecembed: text to vectors, offline and fast, plugged straight into Chroma and Qdrant.
+
+::
+
+    import vecembed
+
+    with vecembed.load_provider("onnx") as p:      # all-MiniLM-L6-v2 by default
+        vectors = p.embed_documents(["first text", "second text"])   # float32 (2, 384)
+        print(p.info.fingerprint, p.health_check().ok)
+
+Importing this package imports none of torch, onnxruntime, transformers,
+chromadb or qdrant_client: backends and adapters import them when used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from vecembed.errors import (
+    DimensionMismatchError,
+    InvalidInputError,
+    MissingDependencyError,
+    ModelMismatchError,
+    ModelNotFoundError,
+    ProviderUnavailableError,
+    VecembedError,
+)
+from vecembed.protocol import EmbeddingProvider
+from vecembed.registry import available_providers, load_provider
+from vecembed.types import Embeddings, EmbeddingStats, HealthReport, ModelInfo
+
+if TYPE_CHECKING:
+    from vecembed.resolve import DEFAULT_MODEL
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "DimensionMismatchError",
+    "EmbeddingProvider",
+    "EmbeddingStats",
+    "Embeddings",
+    "HealthReport",
+    "InvalidInputError",
+    "MissingDependencyError",
+    "ModelInfo",
+    "ModelMismatchError",
+    "ModelNotFoundError",
+    "ProviderUnavailableError",
+    "VecembedError",
+    "__version__",
+    "available_providers",
+    "distill",
+    "load_provider",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy members: they live in modules that are cheap but not needed by everyone.
+    if name == "DEFAULT_MODEL":
+        from vecembed.resolve import DEFAULT_MODEL
+
+        return DEFAULT_MODEL
+    if name == "distill":
+        from vecembed.providers.static import distill
+
+        return distill
+    raise AttributeError(f"module 'vecembed' has no attribute {name!r}")

@@ -1,0 +1,94 @@
+"""The one exception tree of vecembed.
+
+Every error subclasses :class:`VecembedError` *and* the built-in exception that
+matches its meaning, so callers can catch either::
+
+    VecembedError (Exception)
+    ├── ModelNotFoundError        (also LookupError)   a model= that no place could provide
+    ├── MissingDependencyError    (also ImportError)   an optional extra that is not installed
+    ├── InvalidInputError         (also ValueError)    bad texts, ids or metadata; nothing was embedded or written
+    ├── DimensionMismatchError    (also ValueError)    a vector size that differs from the collection's
+    ├── ModelMismatchError        (also ValueError)    a collection recorded with another model's fingerprint
+    └── ProviderUnavailableError  (also RuntimeError)  a backend or database that cannot serve right now
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "DimensionMismatchError",
+    "InvalidInputError",
+    "MissingDependencyError",
+    "ModelMismatchError",
+    "ModelNotFoundError",
+    "ProviderUnavailableError",
+    "VecembedError",
+]
+
+
+class VecembedError(Exception):
+    """Base class of every error raised by vecembed."""
+
+
+class ModelNotFoundError(VecembedError, LookupError):
+    """A model could not be found in any of the places vecembed looks.
+
+    ``tried`` lists each place that was looked at, with why it did not fit.
+    """
+
+    def __init__(self, model: str, tried: Sequence[str], hint: str = "") -> None:
+        self.model = model
+        self.tried = list(tried)
+        lines = [f"model {model!r} was not found. Places tried, in order:"]
+        lines += [f"  {i}. {place}" for i, place in enumerate(self.tried, 1)]
+        if hint:
+            lines.append(hint)
+        super().__init__("\n".join(lines))
+
+
+class MissingDependencyError(VecembedError, ImportError):
+    """An optional dependency is missing; the message names the extra to install."""
+
+    def __init__(self, module: str, extra: str, purpose: str = "") -> None:
+        self.module = module
+        self.extra = extra
+        what = f" for {purpose}" if purpose else ""
+        super().__init__(
+            f"the optional dependency {module!r} is needed{what} but is not installed: "
+            f"run  pip install 'vecembed[{extra}]'",
+            name=module,
+        )
+
+
+class InvalidInputError(VecembedError, ValueError):
+    """Input that cannot be embedded or written; nothing was done for the call.
+
+    ``index`` is the position of the first offending item when there is one.
+    """
+
+    def __init__(self, message: str, *, index: int | None = None) -> None:
+        self.index = index
+        super().__init__(message)
+
+
+class DimensionMismatchError(VecembedError, ValueError):
+    """Vectors of one size were about to meet a collection or index of another."""
+
+    def __init__(self, message: str, *, expected: int | None = None, got: int | None = None) -> None:
+        self.expected = expected
+        self.got = got
+        super().__init__(message)
+
+
+class ModelMismatchError(VecembedError, ValueError):
+    """A collection was written with another model (another vector space)."""
+
+    def __init__(self, message: str, *, expected: str | None = None, got: str | None = None) -> None:
+        self.expected = expected
+        self.got = got
+        super().__init__(message)
+
+
+class ProviderUnavailableError(VecembedError, RuntimeError):
+    """A backend, device or database cannot serve the request right now."""

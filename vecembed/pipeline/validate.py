@@ -1,0 +1,37 @@
+"""Input validation: one clear error naming the first bad item, before any work is done."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from vecembed.errors import InvalidInputError
+
+__all__ = ["validate_texts"]
+
+
+def validate_texts(texts: Any, *, what: str = "texts") -> list[str]:
+    """Return ``texts`` as a list of ``str`` or raise :class:`InvalidInputError` naming the bad index.
+
+    Empty strings are valid. A bare ``str`` is refused: iterating it would embed
+    its characters one by one, which is never what the caller meant.
+    """
+    if isinstance(texts, str | bytes):
+        raise InvalidInputError(
+            f"{what} must be a sequence of str, got a single {type(texts).__name__}; "
+            "wrap it in a list, or use embed_query() for one query"
+        )
+    if not isinstance(texts, Sequence):
+        try:
+            texts = list(texts)
+        except TypeError:
+            raise InvalidInputError(
+                f"{what} must be a sequence of str, got {type(texts).__name__}"
+            ) from None
+    out = list(texts)
+    for i, text in enumerate(out):
+        if not isinstance(text, str):
+            kind = "None" if text is None else type(text).__name__
+            hint = " (decode bytes first, e.g. b.decode('utf-8'))" if isinstance(text, bytes | bytearray) else ""
+            raise InvalidInputError(f"{what}[{i}] must be str, got {kind}{hint}; nothing was embedded", index=i)
+    return out

@@ -1,0 +1,79 @@
+"""What every provider shares beyond the text pipeline: the one-query helper, health, stats, closing.
+
+This is a thin mixin, not a framework: a backend implements ``info``,
+``embed_documents`` and ``embed_queries`` (usually by delegating to a
+:class:`~vecembed.pipeline.TextPipeline`) and gets the rest from here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from vecembed.errors import InvalidInputError, ProviderUnavailableError
+from vecembed.health import probe_provider
+from vecembed.types import Embeddings, EmbeddingStats, HealthReport, ModelInfo
+
+__all__ = ["ProviderBase"]
+
+
+class ProviderBase:
+    """Mixin giving :class:`~vecembed.protocol.EmbeddingProvider` its convenience members."""
+
+    _closed: bool = False
+
+    @property
+    def info(self) -> ModelInfo:  # pragma: no cover - every backend overrides it
+        raise NotImplementedError
+
+    @property
+    def stats(self) -> EmbeddingStats:
+        """Cumulative counters: texts, tokens, truncated texts, batches."""
+        stats: EmbeddingStats | None = getattr(self, "_stats", None)
+        if stats is None:
+            stats = EmbeddingStats()
+            self._stats = stats
+        return stats
+
+    def embed_documents(self, texts: Sequence[str]) -> Embeddings:  # pragma: no cover
+        raise NotImplementedError
+
+    def embed_queries(self, texts: Sequence[str]) -> Embeddings:  # pragma: no cover
+        raise NotImplementedError
+
+    def embed_query(self, text: str) -> Embeddings:
+        """One query vector, shape ``(dimension,)``: the same row ``embed_queries([text])`` gives."""
+        if not isinstance(text, str):
+            raise InvalidInputError(
+                f"embed_query expects one str, got {type(text).__name__}; "
+                "use embed_queries() for a list of queries"
+            )
+        vector: Embeddings = self.embed_queries([text])[0]
+        return vector
+
+    def health_check(self) -> HealthReport:
+        """Embed a probe and check shape, dtype, finiteness and norm. Never raises."""
+        if self._closed:
+            return HealthReport(ok=False, latency_ms=0.0, detail="provider is closed", component="provider")
+        return probe_provider(self)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ProviderUnavailableError(f"{type(self).__name__} is closed; load a new provider")
+
+    def close(self) -> None:
+        """Release resources. Safe to call more than once."""
+        self._closed = True
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        try:
+            info = self.info
+        except Exception:
+            return f"<{type(self).__name__}>"
+        return f"<{type(self).__name__} {info.name} dim={info.dimension} {info.device}>"
