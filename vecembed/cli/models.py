@@ -1,0 +1,205 @@
+"""Model commands: ``info``, ``embed``, ``export``, ``distill``, ``bench``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vecembed.cli._common import CliError, add_provider_options, echo, open_provider, progress
+from vecembed.cli.inputs import read_texts
+
+__all__ = ["find_benchmarks", "register"]
+
+#: Texts per provider call in ``embed``: small enough for a lively progress bar, large enough to batch well.
+EMBED_CHUNK = 256
+
+
+def register(commands: Any) -> None:
+    """Add this module's sub-commands to the CLI."""
+    info = commands.add_parser("info", help="show the model's info and run a health check")
+    add_provider_options(info)
+    info.add_argument("--json", action="store_true", help="print one JSON object")
+    info.set_defaults(handler=cmd_info)
+
+    embed = commands.add_parser("embed", help="embed texts from a file or stdin")
+    embed.add_argument("input", help=".txt (one text a line), .jsonl ({\"text\": ...}), a folder, or - for stdin")
+    embed.add_argument("--out", "-o", help="vectors.npy (float32 array) or .jsonl; default: JSON lines on stdout")
+    embed.add_argument("--queries", action="store_true", help="embed as queries (with the model's query prompt)")
+    add_provider_options(embed)
+    embed.set_defaults(handler=cmd_embed)
+
+    export = commands.add_parser("export", help="export a model to ONNX (cached) for the onnx backend")
+    export.add_argument("--model", "-m", default=None, help="model to export (default: all-MiniLM-L6-v2)")
+    export.add_argument("--int8", action="store_true", help="also write the int8 dynamically quantised model")
+    export.set_defaults(handler=cmd_export)
+
+    distill = commands.add_parser("distill", help="distill a transformer into static embeddings (model2vec)")
+    distill.add_argument("--model", "-m", default=None, help="model to distill (default: all-MiniLM-L6-v2)")
+    distill.add_argument("--dim", type=int, default=256, help="output dimension (PCA), default 256")
+    distill.add_argument("--out", "-o", default=None, help="folder to save to (default: the vecembed cache)")
+    distill.set_defaults(handler=cmd_distill)
+
+    bench = commands.add_parser("bench", help="run the benchmark harness (from a source checkout)")
+    bench.add_argument("--quick", action="store_true", help="a small run (seconds, not minutes)")
+    bench.add_argument("rest", nargs=argparse.REMAINDER, help="further arguments for benchmarks/run.py")
+    bench.set_defaults(handler=cmd_bench)
+
+
+# -- info -------------------------------------------------------------------------------------
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Model info and a health check; exit 3 when the health check fails."""
+    from vecembed.cli import EXIT_UNHEALTHY
+
+    start = time.perf_counter()
+    with open_provider(args) as provider:
+        load_s = time.perf_counter() - start
+        info = provider.info
+        health = provider.health_check()
+    if args.json:
+        echo(json.dumps({"info": info.to_dict(), "health": health.to_dict(), "load_seconds": round(load_s, 3)},
+                        indent=2, default=str))
+    else:
+        rows = [
+            ("model", info.name),
+            ("backend", f"{info.backend} on {info.device} ({info.dtype})"),
+            ("dimension", str(info.dimension)),
+            ("max tokens", str(info.max_tokens)),
+            ("pooling", f"{info.pooling}, {'L2-normalised' if info.normalized else 'not normalised'}"),
+            ("quantization", info.quantization or "none"),
+            ("fingerprint", info.fingerprint),
+        ]
+        if info.query_prompt:
+            rows.append(("query prompt", repr(info.query_prompt)))
+        if info.agreement is not None:
+            rows.append(("agreement", f"{info.agreement:.4f} (min cosine vs. unquantised)"))
+        source = info.extra.get("source")
+        if source:
+            rows.append(("source", f"{source}: {info.extra.get('path', '')}"))
+        rows.append(("loaded in", f"{load_s:.2f} s"))
+        verdict = "ok" if health.ok else "FAILED"
+        rows.append(("health", f"{verdict} in {health.latency_ms:.1f} ms: {health.detail}"))
+        width = max(len(key) for key, _ in rows)
+        for key, value in rows:
+            echo(f"{key:<{width}}  {value}")
+    return 0 if health.ok else EXIT_UNHEALTHY
+
+
+# -- embed ------------------------------------------------------------------------------------
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    """Embed every text of the input; write .npy, .jsonl, or JSON lines to stdout."""
+    out = Path(args.out) if args.out else None
+    if out is not None and out.suffix.lower() not in {".npy", ".jsonl"}:
+        raise CliError(f"--out must end in .npy or .jsonl, got {out.name!r}")
+    texts = read_texts(args.input)
+    start = time.perf_counter()
+    with open_provider(args) as provider:
+        embed = provider.embed_queries if args.queries else provider.embed_documents
+        parts = []
+        with progress("embedding", len(texts)) as bar:
+            for first in range(0, len(texts), EMBED_CHUNK):
+                chunk = texts[first : first + EMBED_CHUNK]
+                parts.append(embed(chunk))
+                bar.advance(len(chunk))
+        dim = provider.info.dimension
+        vectors = np.concatenate(parts) if parts else np.zeros((0, dim), dtype=np.float32)
+    seconds = time.perf_counter() - start
+    if out is None:
+        _write_jsonl(sys.stdout, texts, vectors)
+    elif out.suffix.lower() == ".npy":
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.save(out, vectors)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open(out, "w", encoding="utf-8") as fh:
+            _write_jsonl(fh, texts, vectors)
+    where = f" -> {out}" if out is not None else ""
+    echo(f"embedded {len(texts)} texts, dimension {vectors.shape[1]}, in {seconds:.2f} s{where}", err=True)
+    return 0
+
+
+def _write_jsonl(stream: Any, texts: list[str], vectors: np.ndarray[Any, Any]) -> None:
+    for text, vector in zip(texts, vectors, strict=True):
+        stream.write(json.dumps({"text": text, "embedding": [round(float(x), 7) for x in vector]},
+                                ensure_ascii=False) + "\n")
+
+
+# -- export / distill -------------------------------------------------------------------------
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export the model to ONNX (and int8) in the cache, as the onnx backend would on first use."""
+    from vecembed._deps import importable
+
+    if not importable("vecembed.providers.onnx"):
+        raise CliError("this vecembed has no onnx backend (vecembed.providers.onnx); upgrade vecembed")
+    # Imported by name: the onnx backend is optional and loads onnxruntime only when used.
+    onnx_backend = importlib.import_module("vecembed.providers.onnx")
+    export = getattr(onnx_backend, "export_onnx", None)
+    if export is None:  # pragma: no cover - guards against a renamed function
+        raise CliError("the onnx backend offers no export_onnx(); use vecembed.load_provider('onnx') instead")
+    start = time.perf_counter()
+    result = export(args.model, quantize="int8" if args.int8 else None)
+    paths = result if isinstance(result, (list, tuple)) else [result]
+    for path in paths:
+        echo(str(path))
+    echo(f"exported in {time.perf_counter() - start:.1f} s", err=True)
+    return 0
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    """Distill a static (model2vec) model from a transformer, offline."""
+    if args.dim is not None and args.dim <= 0:
+        raise CliError(f"--dim must be positive, got {args.dim}")
+    import vecembed
+
+    start = time.perf_counter()
+    options: dict[str, Any] = {"dimension": args.dim}
+    if args.out:
+        options["out"] = args.out
+    result = vecembed.distill(args.model, **options)
+    echo(str(result))
+    echo(f"distilled in {time.perf_counter() - start:.1f} s", err=True)
+    return 0
+
+
+# -- bench ------------------------------------------------------------------------------------
+
+
+def find_benchmarks() -> Path | None:
+    """``benchmarks/run.py`` of a source checkout: beside the installed package, or under the working dir."""
+    here = Path(__file__).resolve()
+    candidates = [parent / "benchmarks" / "run.py" for parent in here.parents[:4]]
+    candidates.append(Path.cwd() / "benchmarks" / "run.py")
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run ``benchmarks/run.py``'s ``main(argv)`` (the harness is not part of the wheel)."""
+    script = find_benchmarks()
+    if script is None:
+        raise CliError("the benchmark harness (benchmarks/run.py) is not installed with the package: "
+                       "run `vecembed bench` from a clone of the vecembed repository")
+    spec = importlib.util.spec_from_file_location("vecembed_benchmarks_run", script)
+    if spec is None or spec.loader is None:  # pragma: no cover
+        raise CliError(f"cannot load {script}")
+    module = importlib.util.module_from_spec(spec)
+    # The harness imports its sibling modules (benchmarks.*) from the checkout root.
+    root = str(script.parent.parent)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    argv = (["--quick"] if args.quick else []) + [a for a in args.rest if a != "--"]
+    code = module.main(argv)
+    return int(code or 0)
