@@ -1,0 +1,374 @@
+"""Collections that know which model wrote them: create/open helpers, the identity check, GuardedCollection.
+
+:func:`create_collection` records ``vecembed:fingerprint``, ``vecembed:model``
+and ``vecembed:dimension`` in the collection's metadata (and, through the
+embedding function's ``default_space``, a cosine HNSW index).
+:func:`get_collection` and :func:`get_or_create_collection` compare what was
+recorded with the provider at hand and raise
+:class:`~vecembed.errors.DimensionMismatchError` /
+:class:`~vecembed.errors.ModelMismatchError` *before* handing the collection
+back — so nothing can be written or queried with the wrong model through them.
+A collection made without vecembed is checked by the dimension of a stored
+vector.
+
+The collection they return is a :class:`GuardedCollection`: a real
+``chromadb`` ``Collection`` (every method works as usual) whose ``add``,
+``upsert``, ``update`` and ``query`` first check their input — a ``None`` or
+non-``str`` document raises :class:`~vecembed.errors.InvalidInputError` naming
+its index, a vector of the wrong size :class:`DimensionMismatchError` — and
+write nothing when a check fails.
+
+What is *not* guarded: a collection opened with chromadb's own
+``client.get_collection(name, embedding_function=other)``. Chroma compares
+embedding-function names only, and both are ``"vecembed"``; call
+:func:`check_collection` on it, or open it through these helpers.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+from chromadb.api import ClientAPI
+from chromadb.api.models.Collection import Collection
+from chromadb.api.types import normalize_embeddings
+from chromadb.errors import InternalError, NotFoundError, UniqueConstraintError
+
+from vecembed.errors import DimensionMismatchError, InvalidInputError, ModelMismatchError
+from vecembed.pipeline import validate_texts
+from vecembed.protocol import EmbeddingProvider
+from vecembed_chroma.embedding_function import EF_NAME, ChromaEmbeddingFunction
+
+__all__ = [
+    "META_DIMENSION",
+    "META_FINGERPRINT",
+    "META_MODEL",
+    "GuardedCollection",
+    "RecordedIdentity",
+    "as_embedding_function",
+    "check_collection",
+    "create_collection",
+    "get_collection",
+    "get_or_create_collection",
+    "recorded_identity",
+    "stored_dimension",
+]
+
+META_FINGERPRINT = "vecembed:fingerprint"
+META_MODEL = "vecembed:model"
+META_DIMENSION = "vecembed:dimension"
+
+
+def as_embedding_function(provider_or_ef: EmbeddingProvider | ChromaEmbeddingFunction) -> ChromaEmbeddingFunction:
+    """A :class:`ChromaEmbeddingFunction` for a provider (wrapped) or an embedding function (as is)."""
+    if isinstance(provider_or_ef, ChromaEmbeddingFunction):
+        return provider_or_ef
+    return ChromaEmbeddingFunction(provider_or_ef)
+
+
+class RecordedIdentity:
+    """What a collection says about the model that wrote it; any field may be unknown (None)."""
+
+    def __init__(self, fingerprint: str | None, model: str | None, dimension: int | None, source: str) -> None:
+        self.fingerprint = fingerprint
+        self.model = model
+        self.dimension = dimension
+        #: "metadata", "embedding_function" (the stored config), or "none"
+        self.source = source
+
+    def __repr__(self) -> str:
+        return (
+            f"RecordedIdentity(model={self.model!r}, fingerprint={self.fingerprint!r}, "
+            f"dimension={self.dimension!r}, source={self.source!r})"
+        )
+
+
+def recorded_identity(collection: Collection) -> RecordedIdentity:
+    """The model identity recorded in ``collection``: vecembed metadata first, then a stored vecembed EF config."""
+    meta = collection.metadata or {}
+    if META_FINGERPRINT in meta:
+        dim = meta.get(META_DIMENSION)
+        return RecordedIdentity(
+            str(meta[META_FINGERPRINT]),
+            str(meta.get(META_MODEL)) if meta.get(META_MODEL) is not None else None,
+            int(dim) if isinstance(dim, int) and not isinstance(dim, bool) else None,
+            "metadata",
+        )
+    ef_config = (collection.configuration_json or {}).get("embedding_function") or {}
+    if ef_config.get("name") == EF_NAME and isinstance(ef_config.get("config"), Mapping):
+        cfg = ef_config["config"]
+        dim = cfg.get("dimension")
+        return RecordedIdentity(
+            cfg.get("fingerprint"),
+            cfg.get("model"),
+            dim if isinstance(dim, int) else None,
+            "embedding_function",
+        )
+    return RecordedIdentity(None, None, None, "none")
+
+
+def stored_dimension(collection: Collection) -> int | None:
+    """The size of the vectors the collection holds (fixed by its first write), or None when it never had one."""
+    dim = getattr(collection.get_model(), "dimension", None)
+    if isinstance(dim, int) and dim > 0:
+        return dim
+    # Older servers do not report the dimension: look at one stored vector.
+    peek = collection.get(limit=1, include=["embeddings"])
+    embeddings = peek.get("embeddings")
+    if embeddings is not None and len(embeddings) > 0:
+        return len(embeddings[0])
+    return None
+
+
+def _mismatch_advice(name: str) -> str:
+    return (
+        f"Open collection {name!r} with the provider it was created with, or re-embed the documents into a "
+        f"new collection (vecembed_chroma.create_collection(client, '{name}-v2', provider))"
+    )
+
+
+def check_collection(
+    collection: Collection, provider_or_ef: EmbeddingProvider | ChromaEmbeddingFunction
+) -> RecordedIdentity:
+    """Raise unless ``provider_or_ef`` embeds into the vector space ``collection`` holds; return what was recorded.
+
+    Order of checks: the recorded dimension, then the recorded fingerprint, then (for a
+    collection that recorded neither, e.g. one made without vecembed) the dimension of
+    the vectors already stored. A collection with vectors of the right size but no
+    recorded model is accepted with a ``UserWarning``: vecembed cannot tell which model
+    wrote them.
+    """
+    ef = as_embedding_function(provider_or_ef)
+    recorded = recorded_identity(collection)
+    name = collection.name
+    ours = f"{ef.model!r} (fingerprint {ef.fingerprint}, dimension {ef.dimension})"
+    theirs = f"{recorded.model!r} (fingerprint {recorded.fingerprint}, dimension {recorded.dimension})"
+    if recorded.dimension is not None and recorded.dimension != ef.dimension:
+        raise DimensionMismatchError(
+            f"collection {name!r} holds {recorded.dimension}-dimensional vectors of model {theirs}, but the "
+            f"provider is {ours}; nothing was written. {_mismatch_advice(name)}",
+            expected=recorded.dimension,
+            got=ef.dimension,
+        )
+    if recorded.fingerprint is not None and recorded.fingerprint != ef.fingerprint:
+        raise ModelMismatchError(
+            f"collection {name!r} was written with model {theirs}, but the provider is {ours}: their vectors are "
+            f"not comparable; nothing was written. {_mismatch_advice(name)}",
+            expected=recorded.fingerprint,
+            got=ef.fingerprint,
+        )
+    stored = stored_dimension(collection)
+    if stored is not None and stored != ef.dimension:
+        raise DimensionMismatchError(
+            f"collection {name!r} already holds {stored}-dimensional vectors (written without a vecembed "
+            f"record), but the provider {ours} makes {ef.dimension}-dimensional ones; nothing was written. "
+            f"{_mismatch_advice(name)}",
+            expected=stored,
+            got=ef.dimension,
+        )
+    if recorded.fingerprint is None and stored is not None:
+        warnings.warn(
+            f"collection {name!r} holds vectors but no vecembed record of the model that wrote them; vecembed "
+            f"cannot check that they come from {ours}",
+            UserWarning,
+            stacklevel=3,
+        )
+    return recorded
+
+
+def _identity_metadata(ef: ChromaEmbeddingFunction) -> dict[str, Any]:
+    return {META_FINGERPRINT: ef.fingerprint, META_MODEL: ef.model, META_DIMENSION: ef.dimension}
+
+
+# -- the guarded collection ----------------------------------------------------------------------
+
+_ADD_SIG = inspect.signature(Collection.add)
+_UPSERT_SIG = inspect.signature(Collection.upsert)
+_UPDATE_SIG = inspect.signature(Collection.update)
+_QUERY_SIG = inspect.signature(Collection.query)
+
+
+class GuardedCollection(Collection):
+    """A chromadb ``Collection`` bound to a checked :class:`ChromaEmbeddingFunction`.
+
+    Everything works as on the collection chromadb returns; ``add``, ``upsert``,
+    ``update`` and ``query`` validate documents, query texts and vectors first and
+    raise a vecembed error (nothing written) instead of writing what cannot be right.
+    """
+
+    _vecembed_ef: ChromaEmbeddingFunction
+
+    @classmethod
+    def wrap(cls, collection: Collection, ef: ChromaEmbeddingFunction) -> GuardedCollection:
+        """A guarded view of ``collection`` (same client, same server-side collection) embedding with ``ef``."""
+        # The Collection constructor is chromadb's public way to bind a model to a client;
+        # the client object is only reachable through the collection's _client attribute.
+        guarded = cls(
+            client=collection._client,
+            model=collection.get_model(),
+            embedding_function=ef,  # type: ignore[arg-type]  # chromadb types the EF over every Embeddable
+            data_loader=collection._data_loader,
+        )
+        guarded._vecembed_ef = ef
+        return guarded
+
+    @property
+    def embedding_function(self) -> ChromaEmbeddingFunction:
+        """The checked embedding function documents and queries go through."""
+        return self._vecembed_ef
+
+    @property
+    def provider(self) -> EmbeddingProvider:
+        """The provider behind :attr:`embedding_function`."""
+        return self._vecembed_ef.provider
+
+    def _check_documents(self, documents: Any, what: str) -> None:
+        if documents is None:
+            return
+        # Chroma accepts one str for one record; validate_texts wants a sequence.
+        validate_texts([documents] if isinstance(documents, str) else documents, what=what)
+
+    def _check_embeddings(self, embeddings: Any, what: str) -> None:
+        if embeddings is None:
+            return
+        try:
+            rows = normalize_embeddings(embeddings)
+        except (ValueError, TypeError, IndexError) as exc:
+            raise InvalidInputError(f"{what}: {exc}; nothing was written") from None
+        for i, row in enumerate(rows or []):
+            size = len(row)
+            if size != self._vecembed_ef.dimension:
+                raise DimensionMismatchError(
+                    f"{what}[{i}] has dimension {size} but collection {self.name!r} holds "
+                    f"{self._vecembed_ef.dimension}-dimensional vectors of model {self._vecembed_ef.model!r}; "
+                    f"nothing was written",
+                    expected=self._vecembed_ef.dimension,
+                    got=size,
+                )
+
+    def _check_write(self, sig: inspect.Signature, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        bound = sig.bind(self, *args, **kwargs).arguments
+        self._check_documents(bound.get("documents"), "documents")
+        self._check_embeddings(bound.get("embeddings"), "embeddings")
+
+    def add(self, *args: Any, **kwargs: Any) -> None:
+        """``Collection.add``, after checking documents and vectors."""
+        self._check_write(_ADD_SIG, args, kwargs)
+        super().add(*args, **kwargs)
+
+    def upsert(self, *args: Any, **kwargs: Any) -> None:
+        """``Collection.upsert``, after checking documents and vectors."""
+        self._check_write(_UPSERT_SIG, args, kwargs)
+        super().upsert(*args, **kwargs)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        """``Collection.update``, after checking documents and vectors."""
+        self._check_write(_UPDATE_SIG, args, kwargs)
+        super().update(*args, **kwargs)
+
+    def query(self, *args: Any, **kwargs: Any) -> Any:
+        """``Collection.query``, after checking query texts and query vectors."""
+        bound = _QUERY_SIG.bind(self, *args, **kwargs).arguments
+        self._check_documents(bound.get("query_texts"), "query_texts")
+        self._check_embeddings(bound.get("query_embeddings"), "query_embeddings")
+        return super().query(*args, **kwargs)
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def create_collection(
+    client: ClientAPI,
+    name: str,
+    provider_or_ef: EmbeddingProvider | ChromaEmbeddingFunction,
+    *,
+    metadata: Mapping[str, Any] | None = None,
+    **kwargs: Any,
+) -> GuardedCollection:
+    """Create collection ``name`` embedding with ``provider_or_ef``, recording its model, fingerprint and dimension.
+
+    ``metadata`` is merged with the vecembed record; other keyword arguments
+    (``configuration``, ``data_loader``, ...) go to ``client.create_collection``.
+    The HNSW space defaults to the embedding function's (cosine).
+    """
+    ef = as_embedding_function(provider_or_ef)
+    merged = {**dict(metadata or {}), **_identity_metadata(ef)}
+    native = client.create_collection(
+        name,
+        metadata=merged,
+        embedding_function=ef,  # type: ignore[arg-type]
+        **kwargs,
+    )
+    return GuardedCollection.wrap(native, ef)
+
+
+def get_collection(
+    client: ClientAPI,
+    name: str,
+    provider_or_ef: EmbeddingProvider | ChromaEmbeddingFunction | None = None,
+) -> GuardedCollection:
+    """Open collection ``name`` and check it against ``provider_or_ef`` before returning it.
+
+    With no provider, the embedding function is rebuilt from the collection's stored
+    vecembed configuration. Raises ``DimensionMismatchError`` / ``ModelMismatchError``
+    for another model, chromadb's ``NotFoundError`` when there is no such collection.
+    An empty collection with no vecembed record is claimed: the record is written to
+    its metadata (Chroma fixes the dimension at the first write anyway); so is one
+    created with chromadb's own ``create_collection(..., embedding_function=ef)``.
+    """
+    # embedding_function=None: chromadb would refuse ours when the stored name differs
+    # ("default" for a collection made without one); the check below is the stricter test.
+    native = client.get_collection(name, embedding_function=None)
+    if provider_or_ef is None:
+        ef_config = (native.configuration_json or {}).get("embedding_function") or {}
+        if ef_config.get("name") != EF_NAME:
+            raise InvalidInputError(
+                f"collection {name!r} was not created with a vecembed embedding function (stored: "
+                f"{ef_config.get('name') or ef_config.get('type')!r}); pass the provider to use"
+            )
+        ef = ChromaEmbeddingFunction.build_from_config(ef_config["config"])
+    else:
+        ef = as_embedding_function(provider_or_ef)
+    recorded = check_collection(native, ef)
+    # Record the identity in the metadata when the stored EF config vouches for it, or when
+    # the collection is empty (its first write would fix the vector space anyway).
+    if recorded.source == "embedding_function" or (recorded.source == "none" and stored_dimension(native) is None):
+        native.modify(metadata=_claim_metadata(native, ef))
+        native = client.get_collection(name, embedding_function=None)
+    return GuardedCollection.wrap(native, ef)
+
+
+def _claim_metadata(collection: Collection, ef: ChromaEmbeddingFunction) -> dict[str, Any]:
+    # modify() replaces the metadata; keep the user's keys. "hnsw:*" keys must not be sent
+    # again (Chroma refuses any "change" of the distance function); the space itself lives
+    # in the collection's configuration and is kept.
+    kept = {k: v for k, v in (collection.metadata or {}).items() if not k.startswith("hnsw:")}
+    return {**kept, **_identity_metadata(ef)}
+
+
+def get_or_create_collection(
+    client: ClientAPI,
+    name: str,
+    provider_or_ef: EmbeddingProvider | ChromaEmbeddingFunction,
+    *,
+    metadata: Mapping[str, Any] | None = None,
+    **kwargs: Any,
+) -> GuardedCollection:
+    """Open ``name`` checked against ``provider_or_ef`` (see :func:`get_collection`), or create it recorded.
+
+    ``metadata`` and ``kwargs`` are used only when the collection is created, as in chromadb.
+    """
+    ef = as_embedding_function(provider_or_ef)
+    try:
+        return get_collection(client, name, ef)
+    except NotFoundError:
+        pass
+    try:
+        return create_collection(client, name, ef, metadata=metadata, **kwargs)
+    except (UniqueConstraintError, InternalError) as exc:
+        # Another client created it between our get and create: open and check theirs.
+        if "already exists" not in str(exc) and not isinstance(exc, UniqueConstraintError):
+            raise
+        return get_collection(client, name, ef)

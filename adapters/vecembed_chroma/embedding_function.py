@@ -1,0 +1,398 @@
+"""ChromaEmbeddingFunction: any vecembed provider as a complete chromadb (>= 1.0) embedding function.
+
+Matches the protocol of ``chromadb.api.types.EmbeddingFunction`` as shipped in
+chromadb 1.5.9: ``__call__(input)`` for documents, ``embed_query(input)`` for
+queries, ``name()``, ``get_config()`` / ``build_from_config()`` for the
+collection's stored configuration, ``default_space()`` / ``supported_spaces()``,
+``validate_config()`` / ``validate_config_update()`` and ``is_legacy()``.
+
+The class is registered with chromadb's ``register_embedding_function`` when
+``vecembed_chroma`` is imported, so a collection created with it can be opened
+with ``client.get_collection(name)`` in another process, without passing the
+function again: Chroma finds the name ``"vecembed"`` in the stored
+configuration and calls :meth:`ChromaEmbeddingFunction.build_from_config`.
+
+Chroma calls ``build_from_config`` about ten times per create/add/query
+sequence (every read of ``collection.configuration`` rebuilds it), so building
+is cheap and lazy: it never loads a model and never fails for a config that
+``get_config`` produced. The provider is found or loaded on first use, through
+a small process-wide table of live providers keyed by fingerprint; a provider
+loaded from the config must have the fingerprint the config recorded, or the
+call raises :class:`~vecembed.errors.ModelMismatchError` before anything is
+embedded.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
+from chromadb.utils.embedding_functions import register_embedding_function
+
+import vecembed
+from vecembed.errors import (
+    DimensionMismatchError,
+    InvalidInputError,
+    ModelMismatchError,
+    ProviderUnavailableError,
+)
+from vecembed.protocol import EmbeddingProvider
+from vecembed.registry import PROVIDERS
+from vecembed.types import ModelInfo
+
+__all__ = ["EF_NAME", "ChromaEmbeddingFunction", "clear_provider_cache"]
+
+#: The name Chroma stores in a collection's configuration and looks up in its registry.
+EF_NAME = "vecembed"
+
+#: Keys every config produced by :meth:`ChromaEmbeddingFunction.get_config` carries, with their types.
+_CONFIG_KEYS: dict[str, type | tuple[type, ...]] = {
+    "backend": str,
+    "model": str,
+    "options": dict,
+    "fingerprint": str,
+    "dimension": int,
+    "normalized": bool,
+    "rebuildable": bool,
+}
+
+# Live providers by fingerprint. Chroma rebuilds the embedding function many times per
+# call; all of those must share one loaded model, and a provider the user built in this
+# process is re-used by a collection opened without passing the function. Bounded so a
+# long-running process that cycles through models does not keep them all.
+_CACHE_SIZE = 8
+_live: OrderedDict[str, EmbeddingProvider] = OrderedDict()
+_live_lock = threading.RLock()
+
+
+def _is_closed(provider: EmbeddingProvider) -> bool:
+    return bool(getattr(provider, "_closed", False))
+
+
+def _remember(provider: EmbeddingProvider) -> None:
+    with _live_lock:
+        fingerprint = provider.info.fingerprint
+        _live[fingerprint] = provider
+        _live.move_to_end(fingerprint)
+        while len(_live) > _CACHE_SIZE:
+            _live.popitem(last=False)
+
+
+def _recall(fingerprint: str) -> EmbeddingProvider | None:
+    with _live_lock:
+        provider = _live.get(fingerprint)
+        if provider is None:
+            return None
+        if _is_closed(provider):
+            del _live[fingerprint]
+            return None
+        _live.move_to_end(fingerprint)
+        return provider
+
+
+def clear_provider_cache() -> None:
+    """Forget every provider remembered for rebuilding embedding functions (does not close them)."""
+    with _live_lock:
+        _live.clear()
+
+
+def _jsonable(options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` as plain JSON values (paths become str); refuse what JSON cannot hold."""
+    out = {k: os.fspath(v) if isinstance(v, os.PathLike) else v for k, v in options.items()}
+    try:
+        json.dumps(out)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(
+            f"provider options must be JSON-serialisable to be stored in the collection's configuration: {exc}"
+        ) from None
+    return out
+
+
+def _infer_options(provider: EmbeddingProvider) -> tuple[dict[str, Any], bool]:
+    """Best guess at the ``load_provider`` options that rebuild ``provider``, and whether it can be rebuilt.
+
+    The guess is verified when it is used: a provider rebuilt from it must have the
+    recorded fingerprint. Pass ``options=`` (or use :meth:`ChromaEmbeddingFunction.load`)
+    to record exact options instead.
+    """
+    info = provider.info
+    if info.backend not in PROVIDERS:
+        return {}, False
+    if info.backend == "mock":
+        opts: dict[str, Any] = {"dimension": info.dimension}
+        seed = getattr(provider, "_seed", 0)
+        if seed:
+            opts["seed"] = seed
+        if info.max_tokens != 256:
+            opts["max_tokens"] = info.max_tokens
+        if info.name != "vecembed/mock":
+            opts["name"] = info.name
+        if info.query_prompt:
+            opts["query_prompt"] = info.query_prompt
+        return opts, True
+    # Model-backed backends: a model found on disk by path is referred to by that path,
+    # one found by id (package, Hugging Face cache, download) by its id, which resolves
+    # on another machine too.
+    model = info.name
+    if info.extra.get("source") == "local" and info.extra.get("path"):
+        model = str(info.extra["path"])
+    opts = {"model": model}
+    if info.quantization:
+        opts["quantize"] = info.quantization
+    return opts, True
+
+
+@register_embedding_function
+class ChromaEmbeddingFunction(EmbeddingFunction[Documents]):
+    """A vecembed provider as a chromadb embedding function.
+
+    ::
+
+        import chromadb, vecembed_chroma
+
+        ef = vecembed_chroma.ChromaEmbeddingFunction.load("onnx")   # or ChromaEmbeddingFunction(provider)
+        col = client.create_collection("docs", embedding_function=ef)
+        col.add(ids=["1"], documents=["hello"])        # provider.embed_documents
+        col.query(query_texts=["hi"], n_results=1)     # provider.embed_queries (query prompt applies)
+
+        # later, in any process that has run `import vecembed_chroma`:
+        col = client.get_collection("docs")            # the function is rebuilt from the stored config
+
+    ``backend`` and ``options`` say how to rebuild the provider with
+    :func:`vecembed.load_provider`; when left out they are inferred from
+    ``provider.info`` and checked against the recorded fingerprint at rebuild.
+    A provider of your own (a backend vecembed does not know) works for
+    ``add``/``query`` in the process that holds it, but cannot be rebuilt from
+    the stored configuration elsewhere: open such a collection by passing the
+    function again (``embedding_function=ChromaEmbeddingFunction(my_provider)``).
+    """
+
+    _provider: EmbeddingProvider | None
+    _config: dict[str, Any]
+
+    def __init__(
+        self,
+        provider: EmbeddingProvider,
+        *,
+        backend: str | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
+        if not isinstance(provider, EmbeddingProvider):
+            raise InvalidInputError(
+                f"ChromaEmbeddingFunction needs an EmbeddingProvider (info, embed_documents, embed_queries, ...), "
+                f"got {type(provider).__name__}; build one with vecembed.load_provider(...)"
+            )
+        info = provider.info
+        backend = backend or info.backend
+        if options is None:
+            inferred, rebuildable = _infer_options(provider)
+        else:
+            inferred, rebuildable = _jsonable(options), backend in PROVIDERS
+        self._provider = provider
+        self._lock = threading.Lock()
+        self._config = self._make_config(info, backend, inferred, rebuildable)
+        _remember(provider)
+
+    @classmethod
+    def load(cls, backend: str = "onnx", /, **options: Any) -> ChromaEmbeddingFunction:
+        """Load a provider with ``vecembed.load_provider(backend, **options)`` and record exactly those options."""
+        provider = vecembed.load_provider(backend, **options)
+        return cls(provider, backend=backend, options=options)
+
+    @staticmethod
+    def _make_config(info: ModelInfo, backend: str, options: dict[str, Any], rebuildable: bool) -> dict[str, Any]:
+        return {
+            "backend": backend,
+            "model": info.name,
+            "options": options,
+            "fingerprint": info.fingerprint,
+            "dimension": info.dimension,
+            "normalized": info.normalized,
+            "rebuildable": rebuildable,
+        }
+
+    # -- the provider, bound now or loaded on first use ---------------------------------------
+
+    @property
+    def provider(self) -> EmbeddingProvider:
+        """The provider this function embeds with (loaded from the stored config on first use)."""
+        provider = self._provider
+        if provider is not None and not _is_closed(provider):
+            return provider
+        with self._lock:
+            if self._provider is None or _is_closed(self._provider):
+                self._provider = self._load()
+            return self._provider
+
+    @property
+    def fingerprint(self) -> str:
+        """The fingerprint of the vector space this function embeds into (no model load needed)."""
+        return str(self._config["fingerprint"])
+
+    @property
+    def dimension(self) -> int:
+        """The vector size this function produces (no model load needed)."""
+        return int(self._config["dimension"])
+
+    @property
+    def model(self) -> str:
+        """The model name recorded for this function (no model load needed)."""
+        return str(self._config["model"])
+
+    def _load(self) -> EmbeddingProvider:
+        cfg = self._config
+        live = _recall(cfg["fingerprint"])
+        if live is not None:
+            return live
+        if not cfg["rebuildable"]:
+            raise ProviderUnavailableError(
+                f"this collection was created with a provider that vecembed cannot rebuild from the stored "
+                f"configuration (backend {cfg['backend']!r}, model {cfg['model']!r}, fingerprint "
+                f"{cfg['fingerprint']}). Pass it again: client.get_collection(name, "
+                f"embedding_function=ChromaEmbeddingFunction(your_provider)) or "
+                f"vecembed_chroma.get_collection(client, name, your_provider)"
+            )
+        with _live_lock:  # one load per fingerprint even when several threads ask at once
+            live = _recall(cfg["fingerprint"])
+            if live is not None:
+                return live
+            provider = vecembed.load_provider(cfg["backend"], **cfg["options"])
+            got = provider.info
+            if got.dimension != cfg["dimension"]:
+                provider.close()
+                raise DimensionMismatchError(
+                    f"the stored configuration asks for {cfg['model']!r} (dimension {cfg['dimension']}) but "
+                    f"load_provider({cfg['backend']!r}, **{cfg['options']}) gave {got.name!r} with dimension "
+                    f"{got.dimension}; pass the original provider with embedding_function=...",
+                    expected=cfg["dimension"],
+                    got=got.dimension,
+                )
+            if got.fingerprint != cfg["fingerprint"]:
+                provider.close()
+                raise ModelMismatchError(
+                    f"the stored configuration records model {cfg['model']!r} with fingerprint "
+                    f"{cfg['fingerprint']}, but load_provider({cfg['backend']!r}, **{cfg['options']}) now gives "
+                    f"{got.name!r} with fingerprint {got.fingerprint} (other weights, pooling, prompts or "
+                    f"quantisation). Its vectors would not be comparable with the stored ones: install the "
+                    f"original model, or pass a provider with the recorded fingerprint via embedding_function=...",
+                    expected=cfg["fingerprint"],
+                    got=got.fingerprint,
+                )
+            _remember(provider)
+            return provider
+
+    # -- embedding --------------------------------------------------------------------------------
+
+    def _rows(self, vectors: Any, n: int) -> Embeddings:
+        array = np.asarray(vectors, dtype=np.float32)
+        if array.ndim != 2 or array.shape[0] != n:
+            raise ProviderUnavailableError(
+                f"the provider returned an array of shape {array.shape} for {n} texts; expected ({n}, dim)"
+            )
+        if array.shape[1] != self.dimension:
+            raise DimensionMismatchError(
+                f"the provider returned vectors of dimension {array.shape[1]} but this embedding function is "
+                f"recorded with dimension {self.dimension} (model {self.model!r})",
+                expected=self.dimension,
+                got=int(array.shape[1]),
+            )
+        # A list of 1-D float32 arrays: what Chroma's own functions return, and the only
+        # form that survives HttpClient for queries (lists of lists crash in .tolist()).
+        return list(array)
+
+    def __call__(self, input: Documents) -> Embeddings:
+        """Document vectors via ``provider.embed_documents``; bad items raise InvalidInputError naming the index."""
+        texts = list(input)
+        return self._rows(self.provider.embed_documents(texts), len(texts))
+
+    def embed_query(self, input: Documents) -> Embeddings:
+        """Query vectors via ``provider.embed_queries``, so the model's query prompt applies."""
+        texts = list(input)
+        return self._rows(self.provider.embed_queries(texts), len(texts))
+
+    # -- the configuration Chroma stores ---------------------------------------------------------
+
+    @staticmethod
+    def name() -> str:
+        return EF_NAME
+
+    def get_config(self) -> dict[str, Any]:
+        """backend, model, options, fingerprint, dimension, normalized, rebuildable — plain JSON values."""
+        return copy.deepcopy(self._config)
+
+    @staticmethod
+    def build_from_config(config: dict[str, Any]) -> ChromaEmbeddingFunction:
+        """Rebuild from a stored config. Cheap: the provider is re-used or loaded on first use, not here."""
+        ChromaEmbeddingFunction.validate_config(config)
+        ef = ChromaEmbeddingFunction.__new__(ChromaEmbeddingFunction)
+        ef._config = {key: copy.deepcopy(config[key]) for key in _CONFIG_KEYS}
+        ef._lock = threading.Lock()
+        ef._provider = _recall(config["fingerprint"])
+        return ef
+
+    @staticmethod
+    def validate_config(config: dict[str, Any]) -> None:
+        """Refuse a config that :meth:`get_config` could not have produced (ValueError naming the key)."""
+        if not isinstance(config, Mapping):
+            raise InvalidInputError(f"a vecembed embedding-function config must be a dict, got {type(config).__name__}")
+        for key, kind in _CONFIG_KEYS.items():
+            if key not in config:
+                raise InvalidInputError(f"vecembed embedding-function config lacks {key!r}: {config!r}")
+            value = config[key]
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise InvalidInputError(
+                    f"vecembed embedding-function config: {key!r} must be {getattr(kind, '__name__', kind)}, "
+                    f"got {value!r}"
+                )
+        if config["dimension"] <= 0:
+            raise InvalidInputError(f"vecembed embedding-function config: dimension must be positive, got {config}")
+
+    def validate_config_update(self, old_config: dict[str, Any], new_config: dict[str, Any]) -> None:
+        """Allow a change of backend or options (device, batch size); refuse a change of model."""
+        old_dim, new_dim = old_config.get("dimension"), new_config.get("dimension")
+        what = (
+            f"model {old_config.get('model')!r} (fingerprint {old_config.get('fingerprint')}, dimension {old_dim}) "
+            f"-> {new_config.get('model')!r} (fingerprint {new_config.get('fingerprint')}, dimension {new_dim})"
+        )
+        advice = "the stored vectors belong to the old model: re-embed into a new collection instead"
+        if old_dim != new_dim:
+            raise DimensionMismatchError(
+                f"cannot change the embedding function's model: {what}; {advice}",
+                expected=old_dim if isinstance(old_dim, int) else None,
+                got=new_dim if isinstance(new_dim, int) else None,
+            )
+        if old_config.get("fingerprint") != new_config.get("fingerprint"):
+            raise ModelMismatchError(
+                f"cannot change the embedding function's model: {what}; {advice}",
+                expected=old_config.get("fingerprint"),
+                got=new_config.get("fingerprint"),
+            )
+
+    def default_space(self) -> Space:
+        # Unit vectors: cosine, inner product and L2 rank alike; cosine is what the
+        # sentence-transformers models are trained and evaluated with.
+        return "cosine"
+
+    def supported_spaces(self) -> list[Space]:
+        if self._config["normalized"]:
+            return ["cosine", "ip", "l2"]
+        # Without normalisation, inner product and L2 reward vector length, which the model
+        # was not trained to encode: only cosine ranks as the model means.
+        return ["cosine"]
+
+    def is_legacy(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        state = "loaded" if self._provider is not None else "not loaded"
+        return (
+            f"ChromaEmbeddingFunction(model={self.model!r}, backend={self._config['backend']!r}, "
+            f"dimension={self.dimension}, {state})"
+        )

@@ -1,0 +1,109 @@
+"""health_check: one HealthReport for the Chroma client, a collection's recorded identity, and the provider."""
+
+from __future__ import annotations
+
+from chromadb.api import ClientAPI
+from chromadb.api.models.Collection import Collection
+
+from vecembed.health import timed_check
+from vecembed.protocol import EmbeddingProvider
+from vecembed.types import HealthReport
+from vecembed_chroma.collections import GuardedCollection, recorded_identity, stored_dimension
+from vecembed_chroma.embedding_function import ChromaEmbeddingFunction
+
+__all__ = ["health_check"]
+
+
+def _heartbeat(client: ClientAPI) -> HealthReport:
+    def check() -> tuple[bool, str, dict[str, bool]]:
+        beat = client.heartbeat()
+        version = client.get_version()
+        return True, f"heartbeat ok (chroma {version})", {"heartbeat": isinstance(beat, int) and beat > 0}
+
+    return timed_check("chroma", check)
+
+
+def _collection_report(
+    client: ClientAPI, collection: str | Collection, ef: ChromaEmbeddingFunction | None
+) -> HealthReport:
+    def check() -> tuple[bool, str, dict[str, bool]]:
+        name = collection if isinstance(collection, str) else collection.name
+        try:
+            # Re-read it: the object the caller holds may be stale (deleted, modified elsewhere).
+            native = client.get_collection(name, embedding_function=None)
+        except Exception as exc:
+            return False, f"collection {name!r} cannot be opened: {type(exc).__name__}: {exc}", {"exists": False}
+        recorded = recorded_identity(native)
+        stored = stored_dimension(native)
+        count = native.count()
+        checks = {"exists": True}
+        problems: list[str] = []
+        dims = {d for d in (recorded.dimension, stored) if d is not None}
+        if ef is not None:
+            dims.add(ef.dimension)
+        checks["dimension"] = len(dims) <= 1
+        if not checks["dimension"]:
+            problems.append(
+                f"dimensions disagree (recorded {recorded.dimension}, stored {stored}, "
+                f"provider {ef.dimension if ef else None})"
+            )
+        if recorded.fingerprint is None:
+            checks["fingerprint"] = ef is None or count == 0
+            if ef is not None and count:
+                problems.append("no vecembed fingerprint recorded: the model of the stored vectors is unknown")
+        else:
+            checks["fingerprint"] = ef is None or ef.fingerprint == recorded.fingerprint
+            if not checks["fingerprint"] and ef is not None:
+                problems.append(
+                    f"recorded model {recorded.model!r} ({recorded.fingerprint}) differs from the provider's "
+                    f"{ef.model!r} ({ef.fingerprint})"
+                )
+        summary = (
+            f"{name!r}: {count} records, dimension {stored if stored is not None else recorded.dimension}, "
+            f"model {recorded.model!r}"
+        )
+        if problems:
+            return False, f"{summary}; " + "; ".join(problems), checks
+        return True, summary, checks
+
+    return timed_check("collection", check)
+
+
+def _provider_report(ef: ChromaEmbeddingFunction) -> HealthReport:
+    def check() -> tuple[bool, str, dict[str, bool]]:
+        # .provider may load the model from the stored config (and fail: that is the finding);
+        # provider.health_check() promises not to raise, a user's own provider might anyway.
+        report = ef.provider.health_check()
+        return report.ok, report.detail, dict(report.checks)
+
+    return timed_check("provider", check)
+
+
+def health_check(
+    client: ClientAPI,
+    collection: str | Collection | None = None,
+    provider: EmbeddingProvider | ChromaEmbeddingFunction | None = None,
+) -> HealthReport:
+    """One report for the Chroma client (heartbeat), a collection and the provider. Never raises.
+
+    ``collection`` (a name or a collection object) adds a check that it exists and
+    that its recorded dimension and fingerprint, and the size of its stored vectors,
+    agree with each other and with ``provider``. ``provider`` (or an embedding
+    function; for a :class:`GuardedCollection` its own by default) adds the
+    provider's probe. ``report.ok`` is true only when every part is.
+    """
+    parts: list[HealthReport] = [_heartbeat(client)]
+    ef: ChromaEmbeddingFunction | None = None
+    try:
+        if provider is None and isinstance(collection, GuardedCollection):
+            ef = collection.embedding_function
+        elif provider is not None:
+            ef = provider if isinstance(provider, ChromaEmbeddingFunction) else ChromaEmbeddingFunction(provider)
+    except Exception as exc:  # a health check never raises: a provider that cannot be wrapped is the finding
+        detail = f"{type(exc).__name__}: {exc}"
+        parts.append(HealthReport(ok=False, latency_ms=0.0, detail=detail, component="provider"))
+    if collection is not None:
+        parts.append(_collection_report(client, collection, ef))
+    if ef is not None:
+        parts.append(_provider_report(ef))
+    return HealthReport.combine("vecembed_chroma", parts)
