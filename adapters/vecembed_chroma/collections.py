@@ -268,6 +268,46 @@ class GuardedCollection(Collection):
         self._check_write(_UPDATE_SIG, args, kwargs)
         super().update(*args, **kwargs)
 
+    def modify(
+        self,
+        name: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        configuration: Any = None,
+    ) -> None:
+        """``Collection.modify``, keeping the vecembed record and refusing a change of model.
+
+        Chroma replaces the whole metadata on ``modify``; the ``vecembed:*`` keys are
+        carried over so the collection stays guarded. A new embedding function must
+        embed into the same vector space: chromadb checks that only *after* the
+        server has stored the new configuration, so it is checked here first.
+        """
+        ef = self._vecembed_ef
+        if configuration is not None and configuration.get("embedding_function") is not None:
+            new_ef = configuration["embedding_function"]
+            if not isinstance(new_ef, ChromaEmbeddingFunction):
+                new_name = new_ef.name() if hasattr(new_ef, "name") else type(new_ef).__name__
+                raise ModelMismatchError(
+                    f"collection {self.name!r} holds vectors of model {ef.model!r} ({ef.fingerprint}); it cannot "
+                    f"switch to the embedding function {new_name!r}: re-embed into a new collection instead",
+                    expected=ef.fingerprint,
+                )
+            ef.validate_config_update(ef.get_config(), new_ef.get_config())
+        if metadata is not None:
+            record = _identity_metadata(ef)
+            for key, value in record.items():
+                if key in metadata and metadata[key] != value:
+                    raise ModelMismatchError(
+                        f"{key} of collection {self.name!r} is {value!r}; modify() cannot change it to "
+                        f"{metadata[key]!r} — the stored vectors would no longer match their record",
+                        expected=str(value),
+                        got=str(metadata[key]),
+                    )
+            metadata = {**dict(metadata), **record}
+        super().modify(name=name, metadata=metadata, configuration=configuration)
+        if configuration is not None and isinstance(configuration.get("embedding_function"), ChromaEmbeddingFunction):
+            self._vecembed_ef = configuration["embedding_function"]
+            self._embedding_function = self._vecembed_ef  # type: ignore[assignment]
+
     def query(self, *args: Any, **kwargs: Any) -> Any:
         """``Collection.query``, after checking query texts and query vectors."""
         bound = _QUERY_SIG.bind(self, *args, **kwargs).arguments

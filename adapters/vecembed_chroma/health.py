@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import NamedTuple
+
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
 
@@ -23,9 +26,13 @@ def _heartbeat(client: ClientAPI) -> HealthReport:
     return timed_check("chroma", check)
 
 
-def _collection_report(
-    client: ClientAPI, collection: str | Collection, ef: ChromaEmbeddingFunction | None
-) -> HealthReport:
+class _Identity(NamedTuple):
+    model: str
+    fingerprint: str
+    dimension: int
+
+
+def _collection_report(client: ClientAPI, collection: str | Collection, ours: _Identity | None) -> HealthReport:
     def check() -> tuple[bool, str, dict[str, bool]]:
         name = collection if isinstance(collection, str) else collection.name
         try:
@@ -39,24 +46,24 @@ def _collection_report(
         checks = {"exists": True}
         problems: list[str] = []
         dims = {d for d in (recorded.dimension, stored) if d is not None}
-        if ef is not None:
-            dims.add(ef.dimension)
+        if ours is not None:
+            dims.add(ours.dimension)
         checks["dimension"] = len(dims) <= 1
         if not checks["dimension"]:
             problems.append(
                 f"dimensions disagree (recorded {recorded.dimension}, stored {stored}, "
-                f"provider {ef.dimension if ef else None})"
+                f"provider {ours.dimension if ours else None})"
             )
         if recorded.fingerprint is None:
-            checks["fingerprint"] = ef is None or count == 0
-            if ef is not None and count:
+            checks["fingerprint"] = ours is None or count == 0
+            if ours is not None and count:
                 problems.append("no vecembed fingerprint recorded: the model of the stored vectors is unknown")
         else:
-            checks["fingerprint"] = ef is None or ef.fingerprint == recorded.fingerprint
-            if not checks["fingerprint"] and ef is not None:
+            checks["fingerprint"] = ours is None or ours.fingerprint == recorded.fingerprint
+            if ours is not None and not checks["fingerprint"]:
                 problems.append(
                     f"recorded model {recorded.model!r} ({recorded.fingerprint}) differs from the provider's "
-                    f"{ef.model!r} ({ef.fingerprint})"
+                    f"{ours.model!r} ({ours.fingerprint})"
                 )
         summary = (
             f"{name!r}: {count} records, dimension {stored if stored is not None else recorded.dimension}, "
@@ -67,16 +74,6 @@ def _collection_report(
         return True, summary, checks
 
     return timed_check("collection", check)
-
-
-def _provider_report(ef: ChromaEmbeddingFunction) -> HealthReport:
-    def check() -> tuple[bool, str, dict[str, bool]]:
-        # .provider may load the model from the stored config (and fail: that is the finding);
-        # provider.health_check() promises not to raise, a user's own provider might anyway.
-        report = ef.provider.health_check()
-        return report.ok, report.detail, dict(report.checks)
-
-    return timed_check("provider", check)
 
 
 def health_check(
@@ -93,17 +90,37 @@ def health_check(
     provider's probe. ``report.ok`` is true only when every part is.
     """
     parts: list[HealthReport] = [_heartbeat(client)]
-    ef: ChromaEmbeddingFunction | None = None
-    try:
-        if provider is None and isinstance(collection, GuardedCollection):
-            ef = collection.embedding_function
-        elif provider is not None:
-            ef = provider if isinstance(provider, ChromaEmbeddingFunction) else ChromaEmbeddingFunction(provider)
-    except Exception as exc:  # a health check never raises: a provider that cannot be wrapped is the finding
-        detail = f"{type(exc).__name__}: {exc}"
-        parts.append(HealthReport(ok=False, latency_ms=0.0, detail=detail, component="provider"))
+    if provider is None and isinstance(collection, GuardedCollection):
+        provider = collection.embedding_function
+    ours: _Identity | None = None
+    probe: Callable[[], HealthReport] | None = None
+    if isinstance(provider, ChromaEmbeddingFunction):
+        ef = provider
+        ours = _Identity(ef.model, ef.fingerprint, ef.dimension)
+        # .provider may load the model from the stored config; a failure there is the finding.
+        probe = lambda: ef.provider.health_check()  # noqa: E731
+    elif provider is not None:
+        plain = provider
+        try:
+            info = plain.info
+            ours = _Identity(info.name, info.fingerprint, info.dimension)
+        except Exception as exc:  # a health check never raises: a provider without info is the finding
+            parts.append(
+                HealthReport(ok=False, latency_ms=0.0, detail=f"{type(exc).__name__}: {exc}", component="provider")
+            )
+        else:
+            probe = plain.health_check
     if collection is not None:
-        parts.append(_collection_report(client, collection, ef))
-    if ef is not None:
-        parts.append(_provider_report(ef))
+        parts.append(_collection_report(client, collection, ours))
+    if probe is not None:
+        parts.append(_probe(probe))
     return HealthReport.combine("vecembed_chroma", parts)
+
+
+def _probe(probe: Callable[[], HealthReport]) -> HealthReport:
+    def check() -> tuple[bool, str, dict[str, bool]]:
+        # provider.health_check() promises not to raise; a user's own provider might anyway.
+        report = probe()
+        return report.ok, report.detail, dict(report.checks)
+
+    return timed_check("provider", check)
