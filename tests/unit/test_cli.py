@@ -224,3 +224,120 @@ def test_bench_outside_a_checkout(monkeypatch: pytest.MonkeyPatch, capsys: pytes
     monkeypatch.setattr("vecembed.cli.models.find_benchmarks", lambda: None)
     assert main(["bench", "--quick"]) == 1
     assert "run `vecembed bench` from a clone" in capsys.readouterr().err
+
+
+# -- ingest / search on the embedded databases, mock backend -----------------------------------
+
+
+@pytest.fixture
+def docs_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "docs"
+    (folder / "pets").mkdir(parents=True)
+    (folder / "pets" / "cats.txt").write_text("Cats purr and sleep on the sofa all day.\n", encoding="utf-8")
+    (folder / "pets" / "dogs.md").write_text("# Dogs\n\nDogs fetch the ball in the park.\n", encoding="utf-8")
+    (folder / "markets.txt").write_text("The stock market fell sharply on Monday.\n", encoding="utf-8")
+    return folder
+
+
+@pytest.mark.parametrize("db", ["chroma", "qdrant"])
+def test_ingest_search_round_trip_mock(db: str, docs_folder: Path, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("chromadb" if db == "chroma" else "qdrant_client")
+    where = ["--db", db, "--collection", "notes", "--path", str(tmp_path / "store"), "-b", "mock"]
+    assert main(["ingest", str(docs_folder), *where, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["documents"], report["written"], report["count"]) == (3, 3, 3)
+    assert report["fingerprint"].startswith("ve1-mock-")
+
+    # a re-run is an update, not a duplicate (deterministic ids)
+    assert main(["ingest", str(docs_folder), *where, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["count"] == 3
+
+    assert main(["search", "stock market fell", *where, "-k", "2", "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert len(hits) == 2
+    assert hits[0]["id"] == "markets.txt"
+    assert hits[0]["text"] == "The stock market fell sharply on Monday."
+    assert hits[0]["metadata"]["source"] == "markets.txt"
+    assert hits[0]["score"] > hits[1]["score"]
+    # the score is the cosine similarity of the mock vectors
+    with vecembed.load_provider("mock") as reference:
+        q = reference.embed_query("stock market fell")
+        d = reference.embed_documents(["The stock market fell sharply on Monday."])[0]
+    assert hits[0]["score"] == pytest.approx(float(q @ d), abs=1e-4)
+
+    assert main(["search", "cats sleeping", *where]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith(" 1. ") and "[pets/cats.txt]" in out.splitlines()[0]
+
+
+@pytest.mark.parametrize("db", ["chroma", "qdrant"])
+def test_other_model_is_refused_with_one_line(db: str, docs_folder: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("chromadb" if db == "chroma" else "qdrant_client")
+    where = ["--db", db, "--collection", "notes", "--path", str(tmp_path / "store")]
+    assert main(["ingest", str(docs_folder), *where, "-b", "mock"]) == 0
+    capsys.readouterr()
+    # another vector space (another seed, same dimension): a model mismatch, not a silent mix
+    assert main(["ingest", str(docs_folder), *where, "-b", "mock", "--opt", "seed=1"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("vecembed: error: ") and len(err.strip().splitlines()) == 1
+    assert "notes" in err
+    assert main(["search", "cats", *where, "-b", "mock", "--opt", "dimension=32"]) == 1
+    err = capsys.readouterr().err
+    assert "384" in err and ("dimension" in err or "size" in err) and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("db", ["chroma", "qdrant"])
+def test_search_missing_collection(db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("chromadb" if db == "chroma" else "qdrant_client")
+    argv = ["search", "x", "--db", db, "-c", "nothere", "--path", str(tmp_path / "s"), "-b", "mock"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "has no collection 'nothere'" in err and f"vecembed ingest INPUT --db {db}" in err
+
+
+def test_ingest_bad_jsonl_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("chromadb")
+    src = tmp_path / "d.jsonl"
+    src.write_text('{"id": "1", "text": "fine"}\n{"id": "2", "text": null}\n', encoding="utf-8")
+    store = tmp_path / "store"
+    assert main(["ingest", str(src), "--db", "chroma", "-c", "notes", "--path", str(store), "-b", "mock"]) == 1
+    assert "d.jsonl line 2" in capsys.readouterr().err
+    assert not (store / "chroma").exists()
+
+
+def test_path_and_url_are_exclusive(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["search", "x", "--db", "qdrant", "-c", "c", "--path", str(tmp_path), "--url", "http://127.0.0.1:1",
+            "-b", "mock"]
+    assert main(argv) == 1
+    assert "either --path" in capsys.readouterr().err
+
+
+def test_default_location_is_the_data_folder(docs_folder: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("qdrant_client")
+    assert main(["ingest", str(docs_folder), "--db", "qdrant", "-c", "notes", "-b", "mock"]) == 0
+    assert str(tmp_path / "data" / "qdrant") in capsys.readouterr().out
+    assert (tmp_path / "data" / "qdrant").is_dir()
+
+
+def test_demo_with_the_mock_backend(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("chromadb")
+    pytest.importorskip("qdrant_client")
+    from vecembed.cli.demo import DEMO_QUERIES, load_corpus
+
+    assert len(load_corpus()) == 400
+    assert main(["demo", "-b", "mock", "--json", "--path", str(tmp_path / "demo")]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["documents"] == 400 and result["backend"] == "mock"
+    assert [d["db"] for d in result["databases"]] == ["chroma", "qdrant"]
+    for db in result["databases"]:
+        assert db["error"] is None and db["health_ok"] is True and db["written"] == 400
+        assert list(db["hits"]) == list(DEMO_QUERIES)
+        assert all(len(h) == 3 for h in db["hits"].values())
+    chroma, qdrant = result["databases"]
+    for query in DEMO_QUERIES:
+        # the same vectors in both: the same scores (ids may swap where the bag-of-words mock ties)
+        assert [h["score"] for h in chroma["hits"][query]] == pytest.approx(
+            [h["score"] for h in qdrant["hits"][query]], abs=1e-4)

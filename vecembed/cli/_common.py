@@ -216,7 +216,10 @@ def error_line(exc: BaseException) -> str:
     if not isinstance(exc, VecembedError):
         message = f"{type(exc).__name__}: {message}"
     for kind, hint in _HINTS.items():
-        if isinstance(exc, kind) and hint not in message:
+        # The adapters' mismatch errors already say which collection to use instead.
+        if isinstance(exc, kind) and hint not in message and not any(
+            phrase in message for phrase in ("new collection", "another collection")
+        ):
             message = f"{message} -> {hint}"
             break
     return message
