@@ -317,3 +317,20 @@ def test_sts_retrieval_top1_matches_exact_search(
     # Chroma's cosine distance is 1 - the exact cosine of the same vectors
     sims = np.einsum("ij,ij->i", query_vecs, doc_vecs[chroma_top])
     np.testing.assert_allclose([d[0] for d in res["distances"]], 1.0 - sims, atol=1e-4)
+
+
+# -- the example -------------------------------------------------------------------------------------------
+
+
+def test_quickstart_example_runs_offline(tmp_path: Path) -> None:
+    script = Path(__file__).resolve().parents[2] / "examples" / "chroma_quickstart.py"
+    db = tmp_path / "db"
+    run = [sys.executable, str(script), str(db), "--backend", "mock"]
+    env = {**os.environ, "ANONYMIZED_TELEMETRY": "False"}
+    first = subprocess.run(run, capture_output=True, text=True, timeout=120, env=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "'which database is written in Rust?' -> qdrant" in first.stdout
+    assert first.stdout.count("rebuilt ChromaEmbeddingFunction") == 2  # this process and a new one
+    assert "health: ok" in first.stdout
+    again = subprocess.run(run, capture_output=True, text=True, timeout=120, env=env)
+    assert again.returncode == 0 and "5 records" in again.stdout  # upsert: no duplicates on a re-run
