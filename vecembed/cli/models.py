@@ -138,22 +138,25 @@ def _write_jsonl(stream: Any, texts: list[str], vectors: np.ndarray[Any, Any]) -
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """Export the model to ONNX (and int8) in the cache, as the onnx backend would on first use."""
-    from vecembed._deps import importable
+    """Export the model to ONNX (and int8) into vecembed's cache, as the onnx backend does on first use.
 
-    if not importable("vecembed.providers.onnx"):
-        raise CliError("this vecembed has no onnx backend (vecembed.providers.onnx); upgrade vecembed")
-    # Imported by name: the onnx backend is optional and loads onnxruntime only when used.
-    onnx_backend = importlib.import_module("vecembed.providers.onnx")
-    export = getattr(onnx_backend, "export_onnx", None)
-    if export is None:  # pragma: no cover - guards against a renamed function
-        raise CliError("the onnx backend offers no export_onnx(); use vecembed.load_provider('onnx') instead")
-    start = time.perf_counter()
-    result = export(args.model, quantize="int8" if args.int8 else None)
-    paths = result if isinstance(result, (list, tuple)) else [result]
-    for path in paths:
-        echo(str(path))
-    echo(f"exported in {time.perf_counter() - start:.1f} s", err=True)
+    Loading the onnx provider *is* the export: it builds the graph once, checks it
+    against the torch forward and caches it; later loads (any process) reuse it.
+    """
+    from vecembed.registry import load_provider
+
+    variants: list[str | None] = [None, "int8"] if args.int8 else [None]
+    for quantize in variants:
+        start = time.perf_counter()
+        options: dict[str, Any] = {"quantize": quantize} if quantize else {}
+        if args.model is not None:
+            options["model"] = args.model
+        with load_provider("onnx", **options) as provider:
+            info = provider.info
+            graph = getattr(provider, "onnx_path", None) or info.extra.get("onnx_path") or info.extra.get("path")
+            agreement = f", agreement {info.agreement:.4f}" if info.agreement is not None else ""
+            echo(f"{info.name} ({info.quantization or 'fp32'}{agreement}): {graph}")
+        echo(f"ready in {time.perf_counter() - start:.1f} s (cached: later loads reuse it)", err=True)
     return 0
 
 

@@ -1,0 +1,124 @@
+"""``vecembed ingest`` + ``vecembed search`` on a folder of files, real model, both databases, as in the README.
+
+The commands run in subprocesses exactly as a user types them (the README's
+CLI section uses the same ones); results are checked against
+sentence-transformers' own nearest neighbours.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from cli_helpers import run_cli
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+#: A small folder of notes: relative path -> text.
+NOTES = {
+    "cooking/pasta.md": "# Pasta\n\nBoil salted water, cook the spaghetti for nine minutes, then toss it with garlic "
+                        "and olive oil.",
+    "cooking/bread.txt": "Knead the dough for ten minutes and let it rise overnight before baking the loaf.",
+    "garden/tomatoes.txt": "Tomato plants need full sun, deep watering and a stake to climb.",
+    "travel/trains.md": "The night train from Vienna reaches Rome in the morning; book a sleeper cabin early.",
+    "money/budget.txt": "Put aside a fifth of every pay cheque and review your spending each month.",
+    "pets/cat.txt": "Our cat sleeps all day on the warm windowsill and hunts moths at night.",
+}
+
+QUERIES = {
+    "how long do I cook noodles?": "cooking/pasta.md",
+    "saving money from my salary": "money/budget.txt",
+    "an overnight rail journey to Italy": "travel/trains.md",
+}
+
+
+@pytest.fixture(scope="module")
+def notes_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("notes")
+    for rel, text in NOTES.items():
+        path = folder / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n", encoding="utf-8")
+    (folder / "ignored.py").write_text("print('not a document')\n", encoding="utf-8")
+    return folder
+
+
+def _expected_order(st_model: Any, query: str) -> tuple[list[str], np.ndarray[Any, Any]]:
+    ids = sorted(NOTES)
+    docs = st_model.encode([NOTES[i] for i in ids], normalize_embeddings=True, convert_to_numpy=True)
+    q = st_model.encode([query], normalize_embeddings=True, convert_to_numpy=True)[0]
+    scores = docs @ q
+    order = np.argsort(-scores)
+    return [ids[i] for i in order], scores[order]
+
+
+@pytest.mark.parametrize("db", ["chroma", "qdrant"])
+def test_ingest_then_search_a_folder(db: str, notes_folder: Path, tmp_path: Path, st_model: Any,
+                                     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("chromadb" if db == "chroma" else "qdrant_client")
+    from vecembed.cli import main
+
+    data = tmp_path / "vecembed-data"
+    env = {"VECEMBED_DATA": str(data)}
+
+    # What the user types, in a subprocess: ingest, then search from another process.
+    first = run_cli("ingest", str(notes_folder), "--db", db, "--collection", "notes", cwd=tmp_path, env=env)
+    assert f"ingested {len(NOTES)} documents into 'notes'" in first.stdout
+    assert f"now holds {len(NOTES)} documents" in first.stdout
+    assert (data / db).is_dir()  # the embedded database lives in $VECEMBED_DATA/<db>
+    text = run_cli("search", "a sleepy pet", "--db", db, "--collection", "notes", "-k", "1", cwd=tmp_path, env=env)
+    assert text.stdout.startswith(" 1. ") and "[pets/cat.txt]" in text.stdout
+
+    # The rest in-process (same code, no interpreter start per call).
+    monkeypatch.setenv("VECEMBED_DATA", str(data))
+    monkeypatch.delenv("VECEMBED_CHROMA_URL", raising=False)
+    monkeypatch.delenv("VECEMBED_QDRANT_URL", raising=False)
+    assert main(["ingest", str(notes_folder), "--db", db, "--collection", "notes", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["count"] == len(NOTES)  # re-running is safe: same ids
+
+    for query, best in QUERIES.items():
+        assert main(["search", query, "--db", db, "--collection", "notes", "-k", "3", "--json"]) == 0
+        hits = json.loads(capsys.readouterr().out)
+        expected_ids, expected_scores = _expected_order(st_model, query)
+        assert hits[0]["id"] == best
+        assert [h["id"] for h in hits] == expected_ids[:3]
+        np.testing.assert_allclose([h["score"] for h in hits], expected_scores[:3], atol=1e-3)
+        assert hits[0]["text"] == NOTES[best]
+        assert hits[0]["metadata"]["source"] == best
+
+
+def test_ingest_into_a_real_chroma_server(notes_folder: Path, tmp_path: Path, chroma_server: Any) -> None:
+    url = chroma_server.url
+    run_cli("ingest", str(notes_folder), "--db", "chroma", "--collection", "cli-notes", "--url", url, cwd=tmp_path)
+    # the server URL can also come from the environment, as docker/README.md describes
+    proc = run_cli("search", "baking bread at home", "--db", "chroma", "--collection", "cli-notes", "--json",
+                   cwd=tmp_path, env={"VECEMBED_CHROMA_URL": url})
+    hits = json.loads(proc.stdout)
+    assert hits[0]["id"] == "cooking/bread.txt"
+    assert len(hits) == 5
+
+
+def test_mismatched_model_is_refused_in_one_line(notes_folder: Path, tmp_path: Path) -> None:
+    pytest.importorskip("qdrant_client")
+    where = ["--db", "qdrant", "--collection", "notes", "--path", str(tmp_path / "db")]
+    run_cli("ingest", str(notes_folder), *where, cwd=tmp_path)
+    proc = run_cli("search", "bread", *where, "--backend", "mock", cwd=tmp_path, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("vecembed: error: ")
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in proc.stderr
+    assert "all-MiniLM-L6-v2" in proc.stderr
+
+
+def test_unknown_model_and_info(tmp_path: Path, minilm_path: Path) -> None:
+    proc = run_cli("info", "--model", str(tmp_path / "no-such-model"), cwd=tmp_path, check=False)
+    assert proc.returncode == 1
+    assert "was not found" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+    info = json.loads(run_cli("info", "--json", cwd=tmp_path).stdout)
+    assert info["info"]["name"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert info["info"]["dimension"] == 384
+    assert info["health"]["ok"] is True
