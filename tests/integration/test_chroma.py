@@ -160,6 +160,34 @@ def test_http_get_collection_in_a_new_process(chroma_server: Any, torch_ef: vc.C
     np.testing.assert_allclose(np.asarray(stored), expected, atol=1e-5)
 
 
+# -- one vector space across backends ---------------------------------------------------------------------
+
+
+def test_onnx_opens_a_torch_collection_but_int8_does_not(
+    chroma_server: Any, torch_ef: vc.ChromaEmbeddingFunction
+) -> None:
+    pytest.importorskip("onnxruntime", reason="pip install 'vecembed[onnx]'")
+    client = chroma_server.client()
+    name = unique_name("backends")
+    vc.create_collection(client, name, torch_ef).add(ids=list(DOCS), documents=list(DOCS.values()))
+    with vecembed.load_provider("onnx", model=MODEL_ID) as onnx:
+        assert onnx.info.fingerprint == torch_ef.fingerprint  # same weights, pooling, normalisation
+        col = vc.get_collection(client, name, onnx)
+        res = col.query(query_texts=list(QUERIES.values()), n_results=1)
+        assert [ids[0] for ids in res["ids"]] == list(QUERIES)
+    with vecembed.load_provider("onnx", model=MODEL_ID, quantize="int8") as int8:
+        with pytest.raises(ModelMismatchError):
+            vc.get_collection(client, name, int8)
+        # options inferred from a provider (model + quantisation) rebuild the same space
+        cfg = vc.ChromaEmbeddingFunction(int8).get_config()
+        assert cfg["options"] == {"model": MODEL_ID, "quantize": "int8"}
+    vc.clear_provider_cache()
+    rebuilt = vc.ChromaEmbeddingFunction.build_from_config(cfg)
+    assert rebuilt.provider.info.fingerprint == cfg["fingerprint"]
+    rebuilt.provider.close()
+    assert client.get_collection(name).count() == len(DOCS)
+
+
 # -- PersistentClient, re-opened by another process ---------------------------------------------------
 
 

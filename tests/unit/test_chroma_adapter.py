@@ -560,3 +560,20 @@ def test_health_never_raises() -> None:
     assert report.checks == {"chroma": False, "collection": False, "provider": False}
     assert "refused" in report.children[0].detail and "boom" in report.children[2].detail
     assert not vc.health_check(DeadClient(), provider=object()).ok  # type: ignore[arg-type]
+
+
+def test_missing_chromadb_names_the_extra() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['chromadb'] = None\n"
+        "import vecembed\n"
+        "try:\n"
+        "    import vecembed_chroma\n"
+        "except vecembed.MissingDependencyError as exc:\n"
+        "    print('MISSING', exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "MISSING" in out.stdout, out.stderr
+    assert "pip install 'vecembed[chroma]'" in out.stdout
