@@ -33,7 +33,7 @@ from typing import Any
 
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
-from chromadb.api.types import normalize_embeddings
+from chromadb.api.types import QueryResult, normalize_embeddings
 from chromadb.errors import InternalError, NotFoundError, UniqueConstraintError
 
 from vecembed.errors import DimensionMismatchError, InvalidInputError, ModelMismatchError
@@ -308,7 +308,7 @@ class GuardedCollection(Collection):
             self._vecembed_ef = configuration["embedding_function"]
             self._embedding_function = self._vecembed_ef  # type: ignore[assignment]
 
-    def query(self, *args: Any, **kwargs: Any) -> Any:
+    def query(self, *args: Any, **kwargs: Any) -> QueryResult:
         """``Collection.query``, after checking query texts and query vectors."""
         bound = _QUERY_SIG.bind(self, *args, **kwargs).arguments
         self._check_documents(bound.get("query_texts"), "query_texts")
