@@ -21,13 +21,14 @@ from vecembed.errors import (
     DimensionMismatchError,
     InvalidInputError,
     ModelMismatchError,
+    ProviderUnavailableError,
 )
 from vecembed.health import timed_check
 from vecembed.pipeline import validate_texts
 from vecembed.protocol import EmbeddingProvider
 from vecembed.types import Embeddings, EmbeddingStats, HealthReport, ModelInfo
 from vecembed_qdrant._progress import IngestProgress, want_progress
-from vecembed_qdrant._retry import call_with_retry
+from vecembed_qdrant._retry import call_with_retry, is_transient
 from vecembed_qdrant.collection import (
     CollectionState,
     accepted_distances,
@@ -180,7 +181,18 @@ class QdrantIngestor:
             self._retries += 1
 
     def _call(self, fn: Any) -> Any:
-        return call_with_retry(fn, retries=self.max_retries, backoff=self.retry_backoff, on_retry=self._count_retry)
+        try:
+            return call_with_retry(
+                fn, retries=self.max_retries, backoff=self.retry_backoff, on_retry=self._count_retry
+            )
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            # Retries are spent: say it in vecembed's words (a database that cannot serve), keeping the cause.
+            raise ProviderUnavailableError(
+                f"Qdrant did not answer for collection {self.collection!r} after {self.max_retries} retries "
+                f"({type(exc).__name__}: {exc}); check that the server is up and reachable"
+            ) from exc
 
     def _exists(self) -> bool:
         return bool(self._call(lambda: self.client.collection_exists(self.collection)))

@@ -20,6 +20,7 @@ pytest.importorskip("qdrant_client", reason="pip install 'vecembed[qdrant]'")
 
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+from vecembed_qdrant import FINGERPRINT_KEY, MODEL_KEY, IngestError, QdrantIngestor, point_id, to_filter
 
 import vecembed
 from vecembed.errors import (
@@ -30,7 +31,6 @@ from vecembed.errors import (
     VecembedError,
 )
 from vecembed.types import Embeddings, HealthReport, ModelInfo
-from vecembed_qdrant import FINGERPRINT_KEY, MODEL_KEY, IngestError, QdrantIngestor, point_id, to_filter
 
 N = 120
 
@@ -162,23 +162,30 @@ def test_repeated_text_with_different_metadata_is_refused(ingestor: QdrantIngest
 # -- bad input: one clear error, nothing written --------------------------------------------------
 
 
+def put(items: list[Any], index: int, value: Any) -> list[Any]:
+    """A copy of ``items`` with ``items[index]`` replaced by ``value``."""
+    out = list(items)
+    out[index] = value
+    return out
+
+
 @pytest.mark.parametrize(
     ("change", "match", "index"),
     [
-        (lambda t, i, m: (t[:3] + [None] + t[4:], i, m), r"documents\[3\] must be str, got None", 3),
-        (lambda t, i, m: (t[:7] + [b"raw"] + t[8:], i, m), r"documents\[7\].*bytes", 7),
-        (lambda t, i, m: (t, i[:10] + ["doc-2"] + i[11:], m), r"ids\[10\] = 'doc-2' repeats ids\[2\]", 10),
+        (lambda t, i, m: (put(t, 3, None), i, m), r"documents\[3\] must be str, got None", 3),
+        (lambda t, i, m: (put(t, 7, b"raw"), i, m), r"documents\[7\].*bytes", 7),
+        (lambda t, i, m: (t, put(i, 10, "doc-2"), m), r"ids\[10\] = 'doc-2' repeats ids\[2\]", 10),
         (lambda t, i, m: (t, i[:-1], m), r"ids has 119 items but documents has 120", None),
-        (lambda t, i, m: (t, i[:4] + [None] + i[5:], m), r"ids\[4\] must be str or int, got None", 4),
-        (lambda t, i, m: (t, i[:4] + [True] + i[5:], m), r"ids\[4\] must be str or int, got bool", 4),
-        (lambda t, i, m: (t, i[:4] + [""] + i[5:], m), r"ids\[4\] is an empty string", 4),
+        (lambda t, i, m: (t, put(i, 4, None), m), r"ids\[4\] must be str or int, got None", 4),
+        (lambda t, i, m: (t, put(i, 4, True), m), r"ids\[4\] must be str or int, got bool", 4),
+        (lambda t, i, m: (t, put(i, 4, ""), m), r"ids\[4\] is an empty string", 4),
         (lambda t, i, m: (t, i, m[:-2]), r"metadata has 118 items", None),
-        (lambda t, i, m: (t, i, m[:6] + ["not a dict"] + m[7:]), r"metadata\[6\] must be a dict", 6),
-        (lambda t, i, m: (t, i, m[:8] + [{"x": float("nan")}] + m[9:]), r"metadata\[8\] is not JSON", 8),
-        (lambda t, i, m: (t, i, m[:8] + [{"x": {1, 2}}] + m[9:]), r"metadata\[8\] is not JSON", 8),
-        (lambda t, i, m: (t, i, m[:9] + [{3: "x"}] + m[10:]), r"metadata\[9\] has a key of type int", 9),
-        (lambda t, i, m: (t, i, m[:11] + [{"document": "x"}] + m[12:]), r"metadata\[11\] uses the key 'document'", 11),
-        (lambda t, i, m: (t, i, m[:11] + [{"id": "x"}] + m[12:]), r"metadata\[11\] uses the key 'id'", 11),
+        (lambda t, i, m: (t, i, put(m, 6, "not a dict")), r"metadata\[6\] must be a dict", 6),
+        (lambda t, i, m: (t, i, put(m, 8, {"x": float("nan")})), r"metadata\[8\] is not JSON", 8),
+        (lambda t, i, m: (t, i, put(m, 8, {"x": {1, 2}})), r"metadata\[8\] is not JSON", 8),
+        (lambda t, i, m: (t, i, put(m, 9, {3: "x"})), r"metadata\[9\] has a key of type int", 9),
+        (lambda t, i, m: (t, i, put(m, 11, {"document": "x"})), r"metadata\[11\] uses the key 'document'", 11),
+        (lambda t, i, m: (t, i, put(m, 11, {"id": "x"})), r"metadata\[11\] uses the key 'id'", 11),
         (lambda t, i, m: ("one string", None, None), r"documents must be a sequence of str", None),
         (lambda t, i, m: (t, i, {"a": 1}), r"metadata must be a list", None),
     ],
@@ -448,9 +455,28 @@ def test_retries_give_up_and_report_what_is_committed(client: QdrantClient, prov
         ing.ingest(texts, ids=ids, metadata=meta, batch_size=10, show_progress=False)
     assert info.value.committed == 20 and info.value.total == 100
     assert isinstance(info.value, ProviderUnavailableError)
-    assert isinstance(info.value.__cause__, ResponseHandlingException)
+    cause = info.value.__cause__
+    assert isinstance(cause, ProviderUnavailableError) and "after 2 retries" in str(cause)
+    assert isinstance(cause.__cause__, ResponseHandlingException)
     assert client.count("docs").count == 20
     assert flaky.upserts == 5, "batch 3 tried three times (two retries), then the ingest stopped"
+
+
+def test_unreachable_server_is_provider_unavailable() -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port that nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    client = QdrantClient(url=f"http://127.0.0.1:{port}", timeout=2, check_compatibility=False)
+    with vecembed.load_provider("mock", dimension=16) as p:
+        ing = QdrantIngestor(client, "docs", p, max_retries=1, retry_backoff=0.001)
+        with pytest.raises(ProviderUnavailableError, match=r"did not answer.*after 1 retries") as info:
+            ing.ingest(["a"], show_progress=False)
+        assert isinstance(info.value.__cause__, ResponseHandlingException)
+        report = ing.health_check()
+    assert not report.ok and report.checks["qdrant"] is False and report.checks["provider"] is True
+    assert "refused" in report.detail.lower()
 
 
 def test_client_errors_are_not_retried(client: QdrantClient, provider: Any) -> None:
@@ -594,9 +620,8 @@ def test_on_disk_collection_reopens_in_a_new_client(tmp_path: Path, provider: An
         hit = ing.search(texts[12], limit=1)[0]
         assert (hit.id, hit.text, hit.metadata) == ("doc-12", texts[12], meta[12])
         assert ing.health_check().ok
-        with vecembed.load_provider("mock", dimension=64, seed=9) as other:
-            with pytest.raises(ModelMismatchError):
-                QdrantIngestor(c2, "docs", other).ingest(["x"], show_progress=False)
+        with vecembed.load_provider("mock", dimension=64, seed=9) as other, pytest.raises(ModelMismatchError):
+            QdrantIngestor(c2, "docs", other).ingest(["x"], show_progress=False)
     finally:
         c2.close()
 
