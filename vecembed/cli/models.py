@@ -153,7 +153,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             options["model"] = args.model
         with load_provider("onnx", **options) as provider:
             info = provider.info
-            graph = getattr(provider, "onnx_path", None) or info.extra.get("onnx_path") or info.extra.get("path")
+            graph = getattr(provider, "model_file", None) or info.extra.get("path")
             agreement = f", agreement {info.agreement:.4f}" if info.agreement is not None else ""
             echo(f"{info.name} ({info.quantization or 'fp32'}{agreement}): {graph}")
         echo(f"ready in {time.perf_counter() - start:.1f} s (cached: later loads reuse it)", err=True)
