@@ -19,9 +19,11 @@ __all__ = ["health_check"]
 
 def _heartbeat(client: ClientAPI) -> HealthReport:
     def check() -> tuple[bool, str, dict[str, bool]]:
-        beat = client.heartbeat()
-        version = client.get_version()
-        return True, f"heartbeat ok (chroma {version})", {"heartbeat": isinstance(beat, int) and beat > 0}
+        beat = client.heartbeat()  # nanoseconds since the epoch on the server
+        alive = isinstance(beat, int) and beat > 0
+        if not alive:
+            return False, f"unexpected heartbeat {beat!r}", {"heartbeat": False}
+        return True, f"heartbeat ok (chroma {client.get_version()})", {"heartbeat": True}
 
     return timed_check("chroma", check)
 
