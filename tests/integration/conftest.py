@@ -112,7 +112,11 @@ def run_chroma_server(root: Path) -> Iterator[ChromaEndpoint]:
             deadline = time.monotonic() + CHROMA_START_TIMEOUT_S
             while time.monotonic() < deadline and proc.poll() is None:
                 if chroma_heartbeat(url, timeout=0.5):
-                    endpoint = ChromaEndpoint("127.0.0.1", port, "local-server", pid=proc.pid)
+                    # Someone else's server on this port would answer too, while ours exits: make sure
+                    # the process that answered is still ours.
+                    time.sleep(0.2)
+                    if proc.poll() is None:
+                        endpoint = ChromaEndpoint("127.0.0.1", port, "local-server", pid=proc.pid)
                     break
                 time.sleep(0.1)
             if endpoint is not None:
