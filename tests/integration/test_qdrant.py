@@ -18,10 +18,10 @@ pytest.importorskip("qdrant_client", reason="pip install 'vecembed[qdrant]'")
 
 from qdrant_client import QdrantClient, models
 from qdrant_fixtures import collection_name, qdrant_client, qdrant_server_url  # noqa: F401
+from vecembed_qdrant import FINGERPRINT_KEY, QdrantIngestor
 
 import vecembed
 from vecembed.errors import DimensionMismatchError, ModelMismatchError
-from vecembed_qdrant import FINGERPRINT_KEY, QdrantIngestor
 
 pytestmark = pytest.mark.integration
 
@@ -125,12 +125,11 @@ def test_ingest_search_and_guards_on_each_client_kind(
         must=[models.FieldCondition(key="pair", match=models.MatchValue(value=meta[3]["pair"]))]))[0]
     assert (hit.id, hit.metadata) == ("doc-3", meta[3])
 
-    with vecembed.load_provider("mock", dimension=torch_provider.info.dimension) as same_size_other_model:
-        with pytest.raises(ModelMismatchError):
-            QdrantIngestor(qdrant_client, collection_name, same_size_other_model).ingest(["x"], show_progress=False)
-    with vecembed.load_provider("mock", dimension=64) as smaller:
-        with pytest.raises(DimensionMismatchError):
-            QdrantIngestor(qdrant_client, collection_name, smaller).ingest(["x"], show_progress=False)
+    same_size = torch_provider.info.dimension
+    with vecembed.load_provider("mock", dimension=same_size) as other_model, pytest.raises(ModelMismatchError):
+        QdrantIngestor(qdrant_client, collection_name, other_model).ingest(["x"], show_progress=False)
+    with vecembed.load_provider("mock", dimension=64) as smaller, pytest.raises(DimensionMismatchError):
+        QdrantIngestor(qdrant_client, collection_name, smaller).ingest(["x"], show_progress=False)
     assert ingestor.count() == 120
 
     health = ingestor.health_check()
