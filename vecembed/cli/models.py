@@ -43,7 +43,8 @@ def register(commands: Any) -> None:
     distill = commands.add_parser("distill", help="distill a transformer into static embeddings (model2vec)")
     distill.add_argument("--model", "-m", default=None, help="model to distill (default: all-MiniLM-L6-v2)")
     distill.add_argument("--dim", type=int, default=256, help="output dimension (PCA), default 256")
-    distill.add_argument("--out", "-o", default=None, help="folder to save to (default: the vecembed cache)")
+    distill.add_argument("--out", "-o", default=None, help="also copy the model to this new folder "
+                         "(it is always cached)")
     distill.set_defaults(handler=cmd_distill)
 
     bench = commands.add_parser("bench", help="run the benchmark harness (from a source checkout)")
@@ -161,18 +162,24 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
-    """Distill a static (model2vec) model from a transformer, offline."""
-    if args.dim is not None and args.dim <= 0:
-        raise CliError(f"--dim must be positive, got {args.dim}")
+    """Distill a static (model2vec) model from a transformer, offline, into the cache (and ``--out``)."""
+    import shutil
+
     import vecembed
 
+    if args.dim <= 0:
+        raise CliError(f"--dim must be positive, got {args.dim}")
     start = time.perf_counter()
-    options: dict[str, Any] = {"dimension": args.dim}
+    folder = Path(vecembed.distill(args.model, dim=args.dim))
     if args.out:
-        options["out"] = args.out
-    result = vecembed.distill(args.model, **options)
-    echo(str(result))
-    echo(f"distilled in {time.perf_counter() - start:.1f} s", err=True)
+        out = Path(args.out)
+        if out.exists() and any(out.iterdir()):
+            raise CliError(f"--out {out} exists and is not empty; choose a new folder")
+        shutil.copytree(folder, out, dirs_exist_ok=True)
+        folder = out
+    echo(str(folder))
+    echo(f"static model ready in {time.perf_counter() - start:.1f} s; use it with: "
+         f"vecembed info --backend static --model {folder}", err=True)
     return 0
 
 
