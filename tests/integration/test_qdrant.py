@@ -157,3 +157,21 @@ def test_on_disk_collection_is_searchable_from_a_new_client(
         assert ingestor.health_check().ok
     finally:
         reader.close()
+
+
+def test_example_script_runs_end_to_end() -> None:
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[2] / "examples" / "qdrant_ingest.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--backend", "mock", "--path", ":memory:", "--where", "genre=captions",
+         "--limit", "3"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "400 points written" in out and "re-run:   0 written, 400 unchanged; 400 points" in out
+    hit_lines = [line for line in out.splitlines() if line.startswith("  0.") or line.startswith("  1.")]
+    assert len(hit_lines) == 3 and all("'genre': 'captions'" in line for line in hit_lines)
+    assert "health: ok" in out
