@@ -168,6 +168,7 @@ class QdrantIngestor:
         self._verified_size: int | None = None
         self._retries = 0
         self._retries_lock = threading.Lock()
+        self._client_lock = threading.Lock()
 
     # -- helpers -----------------------------------------------------------------------------------
 
@@ -182,9 +183,13 @@ class QdrantIngestor:
 
     def _call(self, fn: Any) -> Any:
         try:
-            return call_with_retry(
-                fn, retries=self.max_retries, backoff=self.retry_backoff, on_retry=self._count_retry
-            )
+            # One Qdrant call at a time: local mode is plain Python state without locks, and the ingest's
+            # worker thread upserts while the calling thread looks up unchanged points. What overlaps is
+            # embedding with writing, never two client calls.
+            with self._client_lock:
+                return call_with_retry(
+                    fn, retries=self.max_retries, backoff=self.retry_backoff, on_retry=self._count_retry
+                )
         except Exception as exc:
             if not is_transient(exc):
                 raise
