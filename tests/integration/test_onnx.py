@@ -1,0 +1,198 @@
+"""The ONNX backend against sentence-transformers: parity, int8 quality, the export cache, threads, imports."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from backend_fixtures import MODEL_ID, onnx_int8_provider, onnx_provider, vecembed_cache  # noqa: F401
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytest.importorskip("onnxruntime", reason="pip install 'vecembed[onnx]'")
+
+import vecembed  # noqa: E402
+from vecembed.errors import InvalidInputError, MissingDependencyError  # noqa: E402
+from vecembed.providers.onnx import build_counts  # noqa: E402
+
+
+#: Sentences compared with sentence-transformers (its encode dominates this module's time; 1,000 suffice).
+PARITY_SENTENCES = 1000
+
+
+@pytest.fixture(scope="module")
+def fp32_vectors(onnx_provider: Any, sts_sentences: list[str]) -> np.ndarray:
+    vectors: np.ndarray = onnx_provider.embed_documents(sts_sentences)
+    return vectors
+
+
+@pytest.fixture(scope="module")
+def int8_vectors(onnx_int8_provider: Any, sts_sentences: list[str]) -> np.ndarray:
+    vectors: np.ndarray = onnx_int8_provider.embed_documents(sts_sentences)
+    return vectors
+
+
+def _spearman(vectors: np.ndarray, sentences: list[str], rows: list[tuple[float, str, str]]) -> float:
+    from scipy.stats import spearmanr
+
+    index = {s: i for i, s in enumerate(sentences)}
+    a = vectors[[index[r[1]] for r in rows]]
+    b = vectors[[index[r[2]] for r in rows]]
+    return float(spearmanr(np.sum(a * b, axis=1), [r[0] for r in rows]).statistic)
+
+
+def test_fp32_matches_sentence_transformers(fp32_vectors: np.ndarray, st_model: Any,
+                                            sts_sentences: list[str]) -> None:
+    texts = sts_sentences[:PARITY_SENTENCES]
+    want = st_model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+    got = fp32_vectors[: len(texts)]
+    assert got.shape == want.shape == (len(texts), 384)
+    assert got.dtype == np.float32
+    cosine = np.sum(got * want, axis=1)
+    assert cosine.min() >= 0.9999, f"min cosine {cosine.min()}"
+
+
+def test_int8_stays_close_to_fp32(fp32_vectors: np.ndarray, int8_vectors: np.ndarray, sts_sentences: list[str],
+                                  sts_rows: list[tuple[float, str, str]]) -> None:
+    cosine = np.sum(fp32_vectors * int8_vectors, axis=1)
+    assert cosine.mean() >= 0.99, f"mean cosine {cosine.mean()}"
+    assert cosine.min() < 0.9999  # it really is another graph, not the fp32 one again
+    rho32 = _spearman(fp32_vectors, sts_sentences, sts_rows)
+    rho8 = _spearman(int8_vectors, sts_sentences, sts_rows)
+    assert rho32 > 0.8  # all-MiniLM-L6-v2 scores ~0.87 on STS-B dev
+    assert abs(rho32 - rho8) <= 0.005, f"STS-B Spearman fp32 {rho32:.4f} vs int8 {rho8:.4f}"
+
+
+def test_info_records_quantisation_and_agreement(onnx_provider: Any, onnx_int8_provider: Any,
+                                                 torch_provider: Any) -> None:
+    assert onnx_provider.info.backend == "onnx" and onnx_provider.info.quantization is None
+    assert onnx_provider.info.fingerprint == torch_provider.info.fingerprint  # same vector space
+    info = onnx_int8_provider.info
+    assert info.quantization == "int8" and info.fingerprint != onnx_provider.info.fingerprint
+    assert info.agreement is not None and 0.95 <= info.agreement < 1.0
+    assert onnx_int8_provider.model_file.name == "model-int8.onnx"
+
+
+def test_second_load_reuses_the_cache(onnx_int8_provider: Any, vecembed_cache: Path) -> None:
+    fp32 = onnx_int8_provider.model_file.with_name("model.onnx")
+    assert fp32.is_relative_to(vecembed_cache)
+    before = build_counts()
+    mtimes = {p: p.stat().st_mtime_ns for p in fp32.parent.iterdir()}
+    for quantize in (None, "int8"):
+        with vecembed.load_provider("onnx", model=MODEL_ID, quantize=quantize, device="cpu") as p:
+            assert p.model_file.parent == fp32.parent
+    assert build_counts() == before
+    assert {p: p.stat().st_mtime_ns for p in fp32.parent.iterdir()} == mtimes
+
+
+def test_corrupt_cached_graph_is_rebuilt(onnx_int8_provider: Any, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch, sts_sentences: list[str]) -> None:
+    # a copy of the session cache, so the rebuild here does not disturb other tests
+    entry = onnx_int8_provider.model_file.parent
+    copy = tmp_path / "cache" / "onnx" / entry.name
+    shutil.copytree(entry, copy)
+    damaged = copy / "model-int8.onnx"
+    with open(damaged, "r+b") as fh:  # truncated, as by a crash mid-write without atomic writes
+        fh.truncate(damaged.stat().st_size // 2)
+    monkeypatch.setenv("VECEMBED_CACHE", str(tmp_path / "cache"))
+    before = build_counts()
+    with vecembed.load_provider("onnx", model=MODEL_ID, quantize="int8", device="cpu") as p:
+        assert p.model_file == damaged
+        rebuilt = p.embed_documents(sts_sentences[:50])
+    assert build_counts()["quantize"] == before["quantize"] + 1
+    assert build_counts()["export"] == before["export"]  # the intact fp32 graph was re-used
+    assert damaged.stat().st_size == (entry / "model-int8.onnx").stat().st_size
+    np.testing.assert_allclose(rebuilt, onnx_int8_provider.embed_documents(sts_sentences[:50]), atol=1e-6)
+
+
+def test_missing_sidecar_means_rebuild(onnx_provider: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    entry = onnx_provider.model_file.parent
+    copy = tmp_path / "cache" / "onnx" / entry.name
+    copy.mkdir(parents=True)
+    shutil.copy(entry / "model.onnx", copy / "model.onnx")  # no .sha256: an unfinished write
+    shutil.copy(entry / "model.onnx.sha256", copy / "model.onnx.sha256")
+    (copy / "model-int8.onnx").write_bytes(b"not an onnx graph")
+    monkeypatch.setenv("VECEMBED_CACHE", str(tmp_path / "cache"))
+    before = build_counts()
+    with vecembed.load_provider("onnx", model=MODEL_ID, quantize="int8", device="cpu") as p:
+        assert p.health_check().ok
+    assert build_counts()["quantize"] == before["quantize"] + 1
+    assert (copy / "model-int8.onnx.sha256").is_file()
+
+
+def test_threads_get_the_same_vectors_as_one_thread(onnx_provider: Any, sts_sentences: list[str]) -> None:
+    texts = sts_sentences[:160]
+    expected = onnx_provider.embed_documents(texts)
+    results: list[np.ndarray | None] = [None] * 8
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(8)
+
+    def work(i: int) -> None:
+        try:
+            barrier.wait()
+            results[i] = onnx_provider.embed_documents(texts)
+        except BaseException as exc:  # surfaced below, not lost in the thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for got in results:
+        assert got is not None
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_cached_graph_loads_and_embeds_without_torch(onnx_provider: Any, vecembed_cache: Path) -> None:
+    code = (
+        "import sys, vecembed\n"
+        f"p = vecembed.load_provider('onnx', model={MODEL_ID!r}, device='cpu')\n"
+        "v = p.embed_documents(['hello world', ''])\n"
+        "heavy = [m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules]\n"
+        "print(v.shape, heavy)\n"
+    )
+    env = {**os.environ, "VECEMBED_CACHE": str(vecembed_cache), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "(2, 384) []"
+
+
+def test_export_without_torch_names_the_extra(vecembed_cache: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch, minilm_path: Path) -> None:
+    monkeypatch.setenv("VECEMBED_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch now fails as if it were not installed
+    with pytest.raises(MissingDependencyError, match=r"vecembed\[torch\]"):
+        vecembed.load_provider("onnx", model=MODEL_ID, device="cpu")
+    assert not list((tmp_path / "empty-cache").rglob("*.onnx"))
+
+
+def test_shipped_graph_is_used_as_is(onnx_provider: Any, tmp_path: Path, minilm_path: Path,
+                                     sts_sentences: list[str]) -> None:
+    model_dir = tmp_path / "shipped"
+    model_dir.mkdir()
+    for item in minilm_path.iterdir():
+        if item.name != "model.safetensors":  # a model that ships only ONNX weights
+            (model_dir / item.name).symlink_to(item)
+    (model_dir / "onnx").mkdir()
+    shutil.copy(onnx_provider.model_file, model_dir / "onnx" / "model.onnx")
+    before = build_counts()
+    with vecembed.load_provider("onnx", model=model_dir, device="cpu") as p:
+        assert p.model_file == model_dir / "onnx" / "model.onnx"
+        got = p.embed_documents(sts_sentences[:40])
+    assert build_counts() == before
+    np.testing.assert_allclose(got, onnx_provider.embed_documents(sts_sentences[:40]), atol=1e-6)
+
+
+def test_bad_options_are_refused() -> None:
+    with pytest.raises(InvalidInputError, match="quantize"):
+        vecembed.load_provider("onnx", model=MODEL_ID, quantize="int4")
+    with pytest.raises(InvalidInputError, match="device"):
+        vecembed.load_provider("onnx", model=MODEL_ID, device="tpu")
