@@ -260,7 +260,8 @@ class StaticProvider(ProviderBase):
                 counts = lengths - np.bincount(np.repeat(np.arange(n), lengths)[unk], minlength=n)
                 flat = flat[~unk]
         self._mean_into(out, flat, counts)
-        truncated = sum(1 for e in encodings if e.overflowing) + sum(1 for t in items if len(t) > self._char_limit)
+        limit = self._char_limit
+        truncated = sum(1 for e, t in zip(encodings, items, strict=True) if e.overflowing or len(t) > limit)
         if self._normalize:
             out = l2_normalize(out)
         self.stats.add(texts=n, tokens=int(lengths.sum()), truncated=truncated, batches=1)
