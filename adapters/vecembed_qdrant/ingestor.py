@@ -49,6 +49,9 @@ FilterLike = models.Filter | Mapping[str, Any] | None
 
 _RANGE_KEYS = frozenset({"gt", "gte", "lt", "lte"})
 
+#: Point ids per lookup when checking which documents are already stored unchanged.
+_LOOKUP_CHUNK = 256
+
 
 def _distance(value: models.Distance | str | None) -> models.Distance | None:
     if value is None or isinstance(value, models.Distance):
@@ -286,19 +289,20 @@ class QdrantIngestor:
 
     # -- ingest ------------------------------------------------------------------------------------
 
-    def _unchanged(self, docs: PreparedDocs, index: list[int]) -> set[int]:
-        """Positions in ``index`` whose point is stored with exactly this payload (and so this vector)."""
-        wanted = {docs.point_ids[i]: i for i in index}
-        stored = self._call(
-            lambda: self.client.retrieve(
-                self.collection, ids=list(wanted), with_payload=True, with_vectors=False
-            )
-        )
+    def _unchanged(self, docs: PreparedDocs) -> set[int]:
+        """Documents whose point is already stored with exactly this payload (and so this vector)."""
         same: set[int] = set()
-        for record in stored:
-            i = wanted.get(str(record.id))
-            if i is not None and record.payload == docs.payloads[i]:
-                same.add(i)
+        for lo in range(0, len(docs.point_ids), _LOOKUP_CHUNK):
+            wanted = {pid: lo + k for k, pid in enumerate(docs.point_ids[lo : lo + _LOOKUP_CHUNK])}
+            stored = self._call(
+                lambda wanted=wanted: self.client.retrieve(
+                    self.collection, ids=list(wanted), with_payload=True, with_vectors=False
+                )
+            )
+            for record in stored:
+                i = wanted.get(str(record.id))
+                if i is not None and record.payload == docs.payloads[i]:
+                    same.add(i)
         return same
 
     def _upsert(self, docs: PreparedDocs, index: list[int], vectors: Embeddings) -> int:
@@ -354,33 +358,30 @@ class QdrantIngestor:
         total = len(docs.texts)
         written = skipped = batches = 0
         pending: tuple[Future[int], int] | None = None
-        # Batches of similar lengths pad little: one embed call would sort all texts by length itself, so
-        # ingesting batch by batch in input order would be slower than embedding alone for no reason.
-        order = sorted(range(total), key=lambda i: len(docs.texts[i]))
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vecembed-qdrant-upsert")
         progress = IngestProgress(want_progress(show_progress), total, f"qdrant:{self.collection}")
         try:
             with progress:
-                for lo in range(0, total, batch_size):
+                # Looked up once, before the pipeline starts: a lookup per batch would queue behind the
+                # upsert in flight and stall the embedding that should overlap it.
+                same = self._unchanged(docs) if skip_unchanged else set()
+                skipped = len(same)
+                progress.advance(skipped)
+                # Batches of similar lengths pad little: one embed call sorts all its texts by length, and
+                # ingesting batch by batch in input order would be slower than embedding alone for no reason.
+                order = sorted((i for i in range(total) if i not in same), key=lambda i: len(docs.texts[i]))
+                for lo in range(0, len(order), batch_size):
                     index = order[lo : lo + batch_size]
-                    if skip_unchanged:
-                        same = self._unchanged(docs, index)
-                        skipped += len(same)
-                        progress.advance(len(same))
-                        index = [i for i in index if i not in same]
-                    vectors: Embeddings | None = None
-                    if index:
-                        # This is the overlap: the previous batch is being upserted by the worker meanwhile.
-                        raw = self.provider.embed_documents([docs.texts[i] for i in index])
-                        vectors = self._check_vectors(raw, len(index), "document")
+                    # This is the overlap: the previous batch is being upserted by the worker meanwhile.
+                    raw = self.provider.embed_documents([docs.texts[i] for i in index])
+                    vectors = self._check_vectors(raw, len(index), "document")
                     if pending is not None:
                         future, n = pending
                         pending = None  # consumed: a failure below must not wait on it again
                         written += future.result()
                         progress.advance(n)
-                    if vectors is not None:
-                        pending = (executor.submit(self._upsert, docs, index, vectors), len(index))
-                        batches += 1
+                    pending = (executor.submit(self._upsert, docs, index, vectors), len(index))
+                    batches += 1
                 if pending is not None:
                     future, n = pending
                     pending = None
