@@ -1,0 +1,105 @@
+"""The static backend on real models: parity with model2vec on STS-B, and offline, cached distillation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from backend_fixtures import static_model_dir, static_provider, vecembed_cache  # noqa: F401
+
+pytestmark = [pytest.mark.integration]
+pytest.importorskip("safetensors", reason="pip install 'vecembed[static]'")
+
+import vecembed  # noqa: E402
+from vecembed.providers import static as static_module  # noqa: E402
+
+
+def test_matches_model2vec_on_sts(static_provider: Any, static_model_dir: Path, sts_sentences: list[str]) -> None:
+    m2v = pytest.importorskip("model2vec", reason="pip install 'vecembed[static]'")
+    got = static_provider.embed_documents(sts_sentences)
+    want = m2v.StaticModel.from_pretrained(str(static_model_dir)).encode(sts_sentences).astype(np.float32)
+    assert got.shape == want.shape == (len(sts_sentences), 384)
+    norms = np.linalg.norm(want, axis=1)
+    assert (norms > 0).all()
+    cosine = np.sum(got * want, axis=1) / (np.linalg.norm(got, axis=1) * norms)
+    assert cosine.min() >= 0.9999, f"min cosine {cosine.min()}"
+
+
+def test_static_vectors_carry_meaning(static_provider: Any, sts_rows: list[tuple[float, str, str]]) -> None:
+    from scipy.stats import spearmanr
+
+    rows = sts_rows[:400]
+    a = static_provider.embed_documents([r[1] for r in rows])
+    b = static_provider.embed_documents([r[2] for r in rows])
+    rho = spearmanr(np.sum(a * b, axis=1), [r[0] for r in rows]).statistic
+    assert rho > 0.3  # raw token embeddings, not distilled: clearly better than chance, far below the transformer
+
+
+@pytest.fixture(scope="module")
+def tiny_transformer(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small random BERT with its own WordPiece vocabulary, saved as a local model directory."""
+    transformers = pytest.importorskip("transformers", reason="distillation needs vecembed[static]")
+    pytest.importorskip("model2vec.distill", reason="pip install 'vecembed[static]'")
+    path = tmp_path_factory.mktemp("tiny-bert")
+    words = ("the a cat dog sat ran on in park mat quick brown fox jumps over lazy vector database text "
+             "search meaning words find close far ##s ##ed ##ing").split()
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *dict.fromkeys(words)]
+    (path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    from tokenizers.implementations import BertWordPieceTokenizer
+
+    BertWordPieceTokenizer(str(path / "vocab.txt"), lowercase=True).save(str(path / "tokenizer.json"))
+    specials = {f"{k}_token": f"[{k.upper()}]" for k in ("unk", "pad", "cls", "sep", "mask")}
+    transformers.PreTrainedTokenizerFast(tokenizer_file=str(path / "tokenizer.json"), **specials).save_pretrained(
+        str(path)
+    )
+    import torch
+
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1,
+                                     num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
+    transformers.BertModel(config).eval().save_pretrained(str(path))
+    return path
+
+
+@pytest.fixture
+def no_hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Any attempt of model2vec's distillation to ask the hub fails the test."""
+    import model2vec.distill.distillation as distillation
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError(f"distillation asked the hub: {args} {kwargs}")
+
+    monkeypatch.setattr(distillation, "model_info", refuse)
+    yield
+
+
+def test_distill_offline_and_cached(tiny_transformer: Path, vecembed_cache: Path, no_hub: None,
+                                    sts_sentences: list[str]) -> None:
+    m2v = pytest.importorskip("model2vec")
+    before = static_module.distill_count()
+    path = vecembed.distill(tiny_transformer, dim=8)
+    assert static_module.distill_count() == before + 1
+    assert path.is_relative_to(vecembed_cache) and static_module.is_static_model_dir(path)
+    assert vecembed.distill(tiny_transformer, dim=8) == path  # cached
+    assert static_module.distill_count() == before + 1
+    with vecembed.load_provider("static", model=tiny_transformer, dim=8) as provider:
+        assert static_module.distill_count() == before + 1  # the provider found the cached model too
+        assert provider.info.dimension == 8 and provider.info.extra["distilled"] is True
+        assert provider.health_check().ok
+        got = provider.embed_documents(sts_sentences[:200])
+    want = m2v.StaticModel.from_pretrained(str(path)).encode(sts_sentences[:200]).astype(np.float32)
+    np.testing.assert_allclose(got, want, atol=2e-3)  # model2vec keeps float16 vectors
+
+
+def test_damaged_distillation_is_rebuilt(tiny_transformer: Path, vecembed_cache: Path, no_hub: None) -> None:
+    path = vecembed.distill(tiny_transformer, dim=4)
+    weights = path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # truncated
+    before = static_module.distill_count()
+    assert vecembed.distill(tiny_transformer, dim=4) == path
+    assert static_module.distill_count() == before + 1
+    with vecembed.load_provider("static", model=path) as provider:
+        assert provider.embed_query("the cat").shape == (4,)
