@@ -668,3 +668,40 @@ def test_vectors_match_the_provider(ingestor: QdrantIngestor, client: QdrantClie
     expected = provider.embed_documents(texts)
     for row, doc_id in zip(expected, ids, strict=True):
         np.testing.assert_allclose(stored[point_id(doc_id)], row, atol=1e-6)
+
+
+def test_embedding_of_the_next_batch_overlaps_the_upsert(client: QdrantClient, provider: Any) -> None:
+    """Each upsert (but the last) waits until the next batch's embedding has begun; a serial ingest never would."""
+    calls = {"embed": 0}
+    cond = threading.Condition()
+    overlapped: list[bool] = []
+
+    class CountingProvider(CloseClientAfter):
+        def embed_documents(self, texts: Sequence[str]) -> Embeddings:
+            with cond:
+                calls["embed"] += 1
+                cond.notify_all()
+            out: Embeddings = self._inner.embed_documents(texts)
+            return out
+
+    class WaitingClient:
+        def __init__(self, inner: QdrantClient, batches: int) -> None:
+            self._inner, self._batches, self.upserts = inner, batches, 0
+
+        def upsert(self, *args: Any, **kwargs: Any) -> Any:
+            self.upserts += 1
+            if self.upserts < self._batches:
+                with cond:
+                    overlapped.append(cond.wait_for(lambda: calls["embed"] > self.upserts, timeout=10))
+            return self._inner.upsert(*args, **kwargs)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._inner, name)
+
+    texts, ids, _ = corpus(50)
+    waiting = WaitingClient(client, batches=5)
+    report = QdrantIngestor(waiting, "docs", CountingProvider(provider, None, n=0)).ingest(  # type: ignore[arg-type]
+        texts, ids=ids, batch_size=10, show_progress=False
+    )
+    assert report.batches == 5 and client.count("docs").count == 50
+    assert overlapped == [True, True, True, True]
