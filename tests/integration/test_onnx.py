@@ -12,8 +12,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from backend_fixtures import MODEL_ID, onnx_int8_provider, onnx_provider, vecembed_cache  # noqa: F401
 
+# session fixtures (one private cache, one export) shared by every module that names them
+pytest_plugins = ["backend_fixtures"]
+MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 pytest.importorskip("onnxruntime", reason="pip install 'vecembed[onnx]'")
 

@@ -8,8 +8,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from backend_fixtures import static_model_dir, static_provider, vecembed_cache  # noqa: F401
 
+# session fixtures (one private cache, one export) shared by every module that names them
+pytest_plugins = ["backend_fixtures"]
 pytestmark = [pytest.mark.integration]
 pytest.importorskip("safetensors", reason="pip install 'vecembed[static]'")
 
