@@ -33,3 +33,31 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
         raise AssertionError(f"vecembed {' '.join(args)} exited {proc.returncode}\n"
                              f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
     return proc
+
+
+#: The commands the README's CLI sections show, verbatim. Each is run by a test (the name says which
+#: one runs it), and ``test_readme_cli.py`` checks that every ``vecembed ...`` line in README.md is here.
+README_COMMANDS: dict[str, str] = {
+    "demo": "vecembed demo",  # test_cli_demo.py
+    "info": "vecembed info",  # test_readme_cli.py
+    "info_int8": "vecembed info --backend onnx --opt quantize=int8 --json",  # test_readme_cli.py
+    "embed": "vecembed embed texts.txt --out vectors.npy",  # test_readme_cli.py
+    "ingest_chroma": "vecembed ingest ./notes --db chroma --collection notes",  # test_cli_roundtrip.py
+    "search_chroma": 'vecembed search "how long do I cook noodles?" --db chroma --collection notes',
+    "ingest_qdrant": "vecembed ingest ./notes --db qdrant --collection notes",  # test_cli_roundtrip.py
+    "search_qdrant": 'vecembed search "how long do I cook noodles?" --db qdrant --collection notes -k 3 --json',
+    "ingest_jsonl": "vecembed ingest docs.jsonl --db qdrant --collection docs",  # test_readme_cli.py
+    "search_jsonl": 'vecembed search "a cat on a windowsill" --db qdrant --collection docs -k 1',
+    "export": "vecembed export --int8",  # test_readme_cli.py
+    "distill": "vecembed distill --dim 256",  # test_readme_cli.py (on a tiny transformer: see there)
+    "bench": "vecembed bench --quick",  # test_readme_cli.py
+}
+
+
+def readme_args(name: str) -> list[str]:
+    """The arguments (after ``vecembed``) of README command ``name``."""
+    import shlex
+
+    words = shlex.split(README_COMMANDS[name])
+    assert words[0] == "vecembed"
+    return words[1:]

@@ -8,14 +8,17 @@ sentence-transformers' own nearest neighbours.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from cli_helpers import run_cli
+from backend_fixtures import vecembed_cache  # noqa: F401  (a private ONNX cache for the session)
+from cli_helpers import readme_args, run_cli
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# Exports go to the session's private cache (VECEMBED_CACHE, inherited by subprocesses), not the user's.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures("vecembed_cache")]
 
 #: A small folder of notes: relative path -> text.
 NOTES = {
@@ -61,22 +64,26 @@ def test_ingest_then_search_a_folder(db: str, notes_folder: Path, tmp_path: Path
     pytest.importorskip("chromadb" if db == "chroma" else "qdrant_client")
     from vecembed.cli import main
 
-    data = tmp_path / "vecembed-data"
-    env = {"VECEMBED_DATA": str(data)}
+    shutil.copytree(notes_folder, tmp_path / "notes")
+    monkeypatch.delenv("VECEMBED_DATA", raising=False)
 
-    # What the user types, in a subprocess: ingest, then search from another process.
-    first = run_cli("ingest", str(notes_folder), "--db", db, "--collection", "notes", cwd=tmp_path, env=env)
+    # The README's commands, verbatim, in subprocesses: ingest ./notes, then search from another process.
+    first = run_cli(*readme_args(f"ingest_{db}"), cwd=tmp_path)
     assert f"ingested {len(NOTES)} documents into 'notes'" in first.stdout
     assert f"now holds {len(NOTES)} documents" in first.stdout
-    assert (data / db).is_dir()  # the embedded database lives in $VECEMBED_DATA/<db>
-    text = run_cli("search", "a sleepy pet", "--db", db, "--collection", "notes", "-k", "1", cwd=tmp_path, env=env)
-    assert text.stdout.startswith(" 1. ") and "[pets/cat.txt]" in text.stdout
+    assert (tmp_path / "vecembed-data" / db).is_dir()  # the default data folder, in the working directory
+    search = run_cli(*readme_args(f"search_{db}"), cwd=tmp_path)
+    if db == "chroma":  # the README shows the text output for chroma and --json for qdrant
+        assert search.stdout.startswith(" 1. ") and "[cooking/pasta.md]" in search.stdout.splitlines()[0]
+    else:
+        hits = json.loads(search.stdout)
+        assert len(hits) == 3 and hits[0]["id"] == "cooking/pasta.md"
 
     # The rest in-process (same code, no interpreter start per call).
-    monkeypatch.setenv("VECEMBED_DATA", str(data))
+    monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("VECEMBED_CHROMA_URL", raising=False)
     monkeypatch.delenv("VECEMBED_QDRANT_URL", raising=False)
-    assert main(["ingest", str(notes_folder), "--db", db, "--collection", "notes", "--json"]) == 0
+    assert main(["ingest", "notes", "--db", db, "--collection", "notes", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["count"] == len(NOTES)  # re-running is safe: same ids
 
     for query, best in QUERIES.items():

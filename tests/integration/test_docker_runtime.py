@@ -9,8 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from backend_fixtures import vecembed_cache  # noqa: F401  (a private ONNX cache for the session)
 
-pytestmark = pytest.mark.integration
+# Exports go to the session's private cache (VECEMBED_CACHE, inherited by subprocesses), not the user's.
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("vecembed_cache")]
 
 
 def test_cached_onnx_graph_runs_with_torch_blocked(tmp_path: Path) -> None:

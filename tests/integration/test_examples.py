@@ -14,8 +14,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from backend_fixtures import vecembed_cache  # noqa: F401  (a private ONNX cache for the session)
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# Exports go to the session's private cache (VECEMBED_CACHE, inherited by subprocesses), not the user's.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures("vecembed_cache")]
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SCRIPTS = sorted(p.name for p in EXAMPLES.glob("*.py"))

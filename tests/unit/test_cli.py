@@ -341,3 +341,16 @@ def test_demo_with_the_mock_backend(tmp_path: Path, capsys: pytest.CaptureFixtur
         # the same vectors in both: the same scores (ids may swap where the bag-of-words mock ties)
         assert [h["score"] for h in chroma["hits"][query]] == pytest.approx(
             [h["score"] for h in qdrant["hits"][query]], abs=1e-4)
+
+
+def test_demo_path_keeps_a_searchable_database(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("qdrant_client")
+    kept = tmp_path / "kept"
+    assert main(["demo", "-b", "mock", "--db", "qdrant", "-q", "a man is playing a guitar", "-k", "2",
+                 "--path", str(kept)]) == 0
+    out = capsys.readouterr().out
+    assert "query: 'a man is playing a guitar'" in out and "qdrant" in out and "chroma" not in out.split("==")[1]
+    assert main(["search", "playing a guitar", "--db", "qdrant", "-c", "vecembed-demo", "--path", str(kept),
+                 "-b", "mock", "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert len(hits) == 5 and "guitar" in hits[0]["text"].lower()
