@@ -3,6 +3,13 @@
 The ingest pipeline overlaps the two slow halves of the job: while a worker
 thread upserts batch *k* into Qdrant, the calling thread embeds batch *k+1*.
 At most one batch is in flight, so memory stays bounded by two batches.
+
+Where the time goes depends on the client: with ``QdrantClient(":memory:")``
+an upsert is cheap (~0.1 ms a point) and the ingest runs at nearly the
+embedding's speed; a server answers over the network, which the pipeline hides;
+``QdrantClient(path=...)`` commits every point to sqlite on its own (about
+10–20 ms a point on the disks measured), so there the writes set the pace and
+the embedding hides behind them.
 """
 
 from __future__ import annotations
@@ -221,6 +228,7 @@ class QdrantIngestor:
     def _verify(self, *, create: bool) -> None:
         """Check (and with ``create`` make, or adopt) the collection; raise before anything is written."""
         info = self.info
+        created = False
         if create and not self._exists():
             try:
                 self._call(
@@ -230,8 +238,7 @@ class QdrantIngestor:
                         metadata=collection_metadata(info, self.vector_name),
                     )
                 )
-                self._verified_size = info.dimension
-                return
+                created = True
             except Exception:
                 # Someone else may have created it in the meantime: then check theirs like any existing one.
                 if not self._exists():
@@ -243,6 +250,15 @@ class QdrantIngestor:
         state = self._inspect()
         if state.problems:
             raise state.problems[0]
+        if state.fingerprint is None and created:
+            # Read back rather than trusted: servers before 1.16 accept metadata= and drop it, which would
+            # leave every later ingest unable to tell which model wrote the collection.
+            self._call(lambda: self.client.delete_collection(self.collection))
+            raise ProviderUnavailableError(
+                f"Qdrant did not keep the metadata of collection {self.collection!r}, where vecembed records "
+                "the model; servers before 1.16 drop it — upgrade the server to Qdrant >= 1.16 "
+                "(the empty collection was removed again)"
+            )
         if state.fingerprint is None:
             points = self._raw_count()
             if points and not self.adopt:

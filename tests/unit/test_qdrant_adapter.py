@@ -705,3 +705,22 @@ def test_embedding_of_the_next_batch_overlaps_the_upsert(client: QdrantClient, p
     )
     assert report.batches == 5 and client.count("docs").count == 50
     assert overlapped == [True, True, True, True]
+
+
+def test_a_server_that_drops_collection_metadata_is_refused(client: QdrantClient, provider: Any) -> None:
+    """Qdrant before 1.16 accepts ``metadata=`` and forgets it: the guard could not work, so say so at once."""
+
+    class OldServer:
+        def __init__(self, inner: QdrantClient) -> None:
+            self._inner = inner
+
+        def create_collection(self, *args: Any, metadata: Any = None, **kwargs: Any) -> Any:
+            return self._inner.create_collection(*args, **kwargs)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._inner, name)
+
+    ing = QdrantIngestor(OldServer(client), "docs", provider)  # type: ignore[arg-type]
+    with pytest.raises(ProviderUnavailableError, match=r"did not keep the metadata.*>= 1\.16"):
+        ing.ingest(["a", "b"], show_progress=False)
+    assert not client.collection_exists("docs")
