@@ -1,0 +1,1 @@
+"""vecembed benchmarks (not tests): ``python benchmarks/run.py`` or ``python -m benchmarks.run``."""
