@@ -9,8 +9,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from backend_fixtures import vecembed_cache  # noqa: F401  (a private ONNX cache for the session)
 from cli_helpers import readme_args, run_cli
+
+pytest_plugins = ["backend_fixtures"]  # vecembed_cache: a private ONNX cache for the session
 
 # Exports go to the session's private cache (VECEMBED_CACHE, inherited by subprocesses), not the user's.
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures("vecembed_cache")]

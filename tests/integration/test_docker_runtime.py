@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from backend_fixtures import vecembed_cache  # noqa: F401  (a private ONNX cache for the session)
+
+pytest_plugins = ["backend_fixtures"]  # vecembed_cache: a private ONNX cache for the session
 
 # Exports go to the session's private cache (VECEMBED_CACHE, inherited by subprocesses), not the user's.
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("vecembed_cache")]

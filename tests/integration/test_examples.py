@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from backend_fixtures import vecembed_cache  # noqa: F401  (a private ONNX cache for the session)
+
+pytest_plugins = ["backend_fixtures"]  # vecembed_cache: a private ONNX cache for the session
 
 # Exports go to the session's private cache (VECEMBED_CACHE, inherited by subprocesses), not the user's.
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures("vecembed_cache")]

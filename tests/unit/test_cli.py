@@ -354,3 +354,23 @@ def test_demo_path_keeps_a_searchable_database(tmp_path: Path, capsys: pytest.Ca
                  "-b", "mock", "--json"]) == 0
     hits = json.loads(capsys.readouterr().out)
     assert len(hits) == 5 and "guitar" in hits[0]["text"].lower()
+
+
+def test_bench_runs_the_harness_with_its_options(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    harness = tmp_path / "benchmarks" / "run.py"
+    harness.parent.mkdir()
+    record = tmp_path / "argv.json"
+    harness.write_text(
+        "import json, sys\n"
+        "def main(argv):\n"
+        f"    open({str(record)!r}, 'w').write(json.dumps(list(argv)))\n"
+        "    return 0\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setattr("vecembed.cli.models.find_benchmarks", lambda: harness)
+    assert main(["bench", "--quick", "--backends", "onnx", "--json", "out.json"]) == 0
+    assert json.loads(record.read_text()) == ["--quick", "--backends", "onnx", "--json", "out.json"]
+    # options are passed through only for bench: elsewhere an unknown option is a usage error
+    with pytest.raises(SystemExit) as exc:
+        main(["info", "-b", "mock", "--backends", "onnx"])
+    assert exc.value.code == 2

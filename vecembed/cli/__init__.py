@@ -52,7 +52,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     parser = build_parser()
-    args = parser.parse_args(list(argv) if argv is not None else None)
+    # parse_known_args: `vecembed bench` hands options it does not know to the harness; others refuse them.
+    args, extra = parser.parse_known_args(list(argv) if argv is not None else None)
+    if extra:
+        if not getattr(args, "passthrough", False):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.rest = [*args.rest, *extra]
     debug = bool(args.debug) or bool(os.environ.get("VECEMBED_DEBUG"))
     try:
         code: int = args.handler(args)

@@ -47,10 +47,11 @@ def register(commands: Any) -> None:
                          "(it is always cached)")
     distill.set_defaults(handler=cmd_distill)
 
-    bench = commands.add_parser("bench", help="run the benchmark harness (from a source checkout)")
+    bench = commands.add_parser("bench", help="run the benchmark harness (from a source checkout)",
+                                epilog="Other options are passed to benchmarks/run.py, e.g. --backends onnx.")
     bench.add_argument("--quick", action="store_true", help="a small run (seconds, not minutes)")
-    bench.add_argument("rest", nargs=argparse.REMAINDER, help="further arguments for benchmarks/run.py")
-    bench.set_defaults(handler=cmd_bench)
+    # Any other option goes to the harness as is (e.g. --backends onnx, --json out.json): see main().
+    bench.set_defaults(handler=cmd_bench, passthrough=True, rest=[])
 
 
 # -- info -------------------------------------------------------------------------------------
