@@ -375,3 +375,22 @@ def test_bench_runs_the_harness_with_its_options(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(SystemExit) as exc:
         main(["info", "-b", "mock", "--backends", "onnx"])
     assert exc.value.code == 2
+
+
+@pytest.mark.parametrize("db", ["chroma", "qdrant"])
+def test_search_where_filters_on_metadata(db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("chromadb" if db == "chroma" else "qdrant_client")
+    src = tmp_path / "docs.jsonl"
+    rows = [{"id": "en-cat", "text": "the cat sleeps", "metadata": {"lang": "en", "year": 2024}},
+            {"id": "fr-cat", "text": "the cat sleeps le chat dort", "metadata": {"lang": "fr", "year": 2024}},
+            {"id": "en-dog", "text": "the dog runs", "metadata": {"lang": "en", "year": 2023}}]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    where = ["--db", db, "-c", "docs", "--path", str(tmp_path / "s"), "-b", "mock"]
+    assert main(["ingest", str(src), *where]) == 0
+    capsys.readouterr()
+    assert main(["search", "the cat sleeps", *where, "--json", "--where", "lang=fr"]) == 0
+    assert [h["id"] for h in json.loads(capsys.readouterr().out)] == ["fr-cat"]
+    assert main(["search", "the cat sleeps", *where, "--json", "--where", "lang=en", "--where", "year=2023"]) == 0
+    assert [h["id"] for h in json.loads(capsys.readouterr().out)] == ["en-dog"]
+    assert main(["search", "cat", *where, "--where", "oops"]) == 1
+    assert "--where expects KEY=VALUE" in capsys.readouterr().err

@@ -14,6 +14,7 @@ anything is written or searched), embedded by default:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import time
@@ -89,8 +90,8 @@ class Store:
         """Embed and upsert ``docs`` (deterministic ids: running it again updates, never duplicates)."""
         raise NotImplementedError
 
-    def search(self, query: str, k: int = 5) -> list[SearchHit]:
-        """The ``k`` nearest documents to ``query``, best first."""
+    def search(self, query: str, k: int = 5, where: Mapping[str, Any] | None = None) -> list[SearchHit]:
+        """The ``k`` nearest documents to ``query``, best first; ``where``: metadata that must match exactly."""
         raise NotImplementedError
 
     def count(self) -> int:
@@ -157,8 +158,12 @@ class ChromaStore(Store):
         return IngestSummary(db="chroma", collection=self.collection, documents=len(docs), written=len(docs),
                              seconds=time.perf_counter() - start, truncated=truncated)
 
-    def search(self, query: str, k: int = 5) -> list[SearchHit]:
-        result = self._col.query(query_texts=[query], n_results=k, include=["documents", "metadatas", "distances"])
+    def search(self, query: str, k: int = 5, where: Mapping[str, Any] | None = None) -> list[SearchHit]:
+        clauses = [{key: value} for key, value in (where or {}).items()]
+        # Chroma wants one clause as is and several under "$and".
+        chroma_where = None if not clauses else clauses[0] if len(clauses) == 1 else {"$and": clauses}
+        result = self._col.query(query_texts=[query], n_results=k, where=chroma_where,
+                                 include=["documents", "metadatas", "distances"])
         ids = result["ids"][0]
         docs = (result.get("documents") or [[]])[0] or [""] * len(ids)
         metas = (result.get("metadatas") or [[]])[0] or [{}] * len(ids)
@@ -214,8 +219,8 @@ class QdrantStore(Store):
                              written=int(report.points), seconds=time.perf_counter() - start,
                              truncated=report.truncated, report=report)
 
-    def search(self, query: str, k: int = 5) -> list[SearchHit]:
-        hits = self.ingestor.search(query, limit=k)
+    def search(self, query: str, k: int = 5, where: Mapping[str, Any] | None = None) -> list[SearchHit]:
+        hits = self.ingestor.search(query, limit=k, query_filter=dict(where) if where else None)
         return [SearchHit(str(h.id), float(h.score), h.text, dict(h.metadata)) for h in hits]
 
     def count(self) -> int:
@@ -313,6 +318,8 @@ def register(commands: Any) -> None:
     search.add_argument("query", help="the query text")
     _add_db_options(search)
     search.add_argument("-k", "--limit", type=int, default=5, help="number of results (default 5)")
+    search.add_argument("--where", action="append", metavar="KEY=VALUE",
+                        help="only documents whose metadata KEY equals VALUE (repeatable: all must hold)")
     add_provider_options(search)
     search.add_argument("--json", action="store_true", help="print the hits as JSON")
     search.set_defaults(handler=cmd_search)
@@ -349,12 +356,30 @@ def format_hits(hits: Sequence[SearchHit], width: int = 100, *, metadata: bool =
     return lines
 
 
+def parse_where(items: Sequence[str] | None) -> dict[str, Any]:
+    """``["lang=en", "year=2024"]`` -> ``{"lang": "en", "year": 2024}`` (numbers and true/false typed)."""
+    where: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise CliError(f"--where expects KEY=VALUE, got {item!r} (e.g. --where lang=en)")
+        value: Any = raw
+        if raw.lower() in {"true", "false"}:
+            value = raw.lower() == "true"
+        else:
+            with contextlib.suppress(ValueError):
+                value = int(raw)
+        where[key.strip()] = value
+    return where
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     """Search a collection; print the hits (or JSON)."""
     if args.limit <= 0:
         raise CliError(f"-k must be positive, got {args.limit}")
+    where = parse_where(args.where)
     with _store_from_args(args, create=False) as (store, _provider):
-        hits = store.search(args.query, k=args.limit)
+        hits = store.search(args.query, k=args.limit, where=where)
     if args.json:
         echo(json.dumps([h.to_dict() for h in hits], ensure_ascii=False))
     else:
