@@ -50,8 +50,13 @@ def test_images_are_pinned_to_the_tested_versions(compose: dict[str, Any]) -> No
 
 
 def test_compose_images_match_the_test_fixtures(compose: dict[str, Any]) -> None:
-    conftest = (Path(__file__).resolve().parents[1] / "integration" / "conftest.py").read_text(encoding="utf-8")
+    # the servers a developer starts with compose are the ones testcontainers would start
+    integration = Path(__file__).resolve().parents[1] / "integration"
+    conftest = (integration / "conftest.py").read_text(encoding="utf-8")
     assert f'"{compose["services"]["chroma"]["image"]}"' in conftest
+    qdrant_fixtures = integration / "qdrant_fixtures.py"
+    if qdrant_fixtures.is_file():
+        assert f'"{compose["services"]["qdrant"]["image"]}"' in qdrant_fixtures.read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize(("service", "port"), [("chroma", 8000), ("qdrant", 6333)])
