@@ -6,7 +6,7 @@ import argparse
 import ast
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
@@ -30,6 +30,8 @@ __all__ = [
     "default_backend",
     "error_line",
     "open_provider",
+    "parse_key_values",
+    "parse_options",
     "progress",
 ]
 
@@ -69,15 +71,21 @@ def _option_value(raw: str) -> Any:
         return raw
 
 
-def parse_options(items: list[str] | None) -> dict[str, Any]:
-    """``["dimension=64", "device=cpu"]`` -> ``{"dimension": 64, "device": "cpu"}``."""
-    options: dict[str, Any] = {}
+def parse_key_values(items: Sequence[str] | None, flag: str, example: str) -> dict[str, Any]:
+    """``["year=2024", "lang=en"]`` -> ``{"year": 2024, "lang": "en"}``; a malformed item names ``flag``."""
+    pairs: dict[str, Any] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise CliError(f"--opt expects KEY=VALUE, got {item!r} (e.g. --opt batch_size=64)")
-        options[key.strip().replace("-", "_")] = _option_value(value.strip())
-    return options
+            raise CliError(f"{flag} expects KEY=VALUE, got {item!r} (e.g. {flag} {example})")
+        pairs[key.strip()] = _option_value(value.strip())
+    return pairs
+
+
+def parse_options(items: Sequence[str] | None) -> dict[str, Any]:
+    """``["dimension=64", "device=cpu"]`` -> ``{"dimension": 64, "device": "cpu"}`` (provider keyword arguments)."""
+    pairs = parse_key_values(items, "--opt", "batch_size=64")
+    return {key.replace("-", "_"): value for key, value in pairs.items()}
 
 
 def add_provider_options(parser: argparse.ArgumentParser) -> None:
@@ -224,5 +232,3 @@ def error_line(exc: BaseException) -> str:
             break
     return message
 
-
-Handler = Callable[[argparse.Namespace], int]

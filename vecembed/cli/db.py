@@ -14,7 +14,6 @@ anything is written or searched), embedded by default:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import time
@@ -26,7 +25,15 @@ from typing import Any
 from urllib.parse import urlparse
 
 from vecembed._deps import require
-from vecembed.cli._common import CliError, Progress, add_provider_options, data_dir, echo, open_provider
+from vecembed.cli._common import (
+    CliError,
+    Progress,
+    add_provider_options,
+    data_dir,
+    echo,
+    open_provider,
+    parse_key_values,
+)
 from vecembed.cli.inputs import Document, read_documents
 from vecembed.protocol import EmbeddingProvider
 from vecembed.types import HealthReport
@@ -126,7 +133,7 @@ class ChromaStore(Store):
                                               ssl=parsed.scheme == "https")
             self.location = url
         else:
-            assert path is not None
+            path = _need_path(path)
             path.mkdir(parents=True, exist_ok=True)
             self.client = chromadb.PersistentClient(path=str(path))
             self.location = str(path)
@@ -191,7 +198,7 @@ class QdrantStore(Store):
             self.client = qdrant_client.QdrantClient(url=url)
             self.location = url
         else:
-            assert path is not None
+            path = _need_path(path)
             path.mkdir(parents=True, exist_ok=True)
             self.client = _local_qdrant(qdrant_client, path)
             self.location = str(path)
@@ -232,6 +239,12 @@ class QdrantStore(Store):
 
     def close(self) -> None:
         self.client.close()
+
+
+def _need_path(path: Path | None) -> Path:
+    if path is None:
+        raise CliError("an embedded database needs a folder: pass --path DIR, or --url for a server")
+    return path
 
 
 def _local_qdrant(qdrant_client: Any, path: Path) -> Any:
@@ -358,19 +371,7 @@ def format_hits(hits: Sequence[SearchHit], width: int = 100, *, metadata: bool =
 
 def parse_where(items: Sequence[str] | None) -> dict[str, Any]:
     """``["lang=en", "year=2024"]`` -> ``{"lang": "en", "year": 2024}`` (numbers and true/false typed)."""
-    where: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise CliError(f"--where expects KEY=VALUE, got {item!r} (e.g. --where lang=en)")
-        value: Any = raw
-        if raw.lower() in {"true", "false"}:
-            value = raw.lower() == "true"
-        else:
-            with contextlib.suppress(ValueError):
-                value = int(raw)
-        where[key.strip()] = value
-    return where
+    return parse_key_values(items, "--where", "lang=en")
 
 
 def cmd_search(args: argparse.Namespace) -> int:
