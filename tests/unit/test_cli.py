@@ -394,3 +394,15 @@ def test_search_where_filters_on_metadata(db: str, tmp_path: Path, capsys: pytes
     assert [h["id"] for h in json.loads(capsys.readouterr().out)] == ["en-dog"]
     assert main(["search", "cat", *where, "--where", "oops"]) == 1
     assert "--where expects KEY=VALUE" in capsys.readouterr().err
+
+
+def test_cli_start_imports_no_heavy_dependency() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom vecembed.cli import build_parser\nbuild_parser()\n"
+            "print(sorted(m for m in ('torch', 'onnxruntime', 'transformers', 'chromadb', 'qdrant_client', 'rich')"
+            " if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    # `vecembed --help`/`--version` stay instant: backends and databases load only for the command that uses them
+    assert proc.stdout.strip() == "[]"
