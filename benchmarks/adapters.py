@@ -205,6 +205,30 @@ def bench_qdrant_retrieval(
     return result
 
 
+def qdrant_adapter_benchmark(ctx: Any) -> dict[str, Any]:
+    """The ``benchmarks/run.py`` hook (``BenchContext`` -> dict): ingest vs embed-only on the short corpus.
+
+    Uses the onnx provider when the run loaded one, else torch, else whichever
+    it has; ``ctx.quick`` keeps it to 400 texts and 3 repeats.
+    """
+    providers: dict[str, Any] = ctx.providers
+    name = next((n for n in ("onnx", "torch") if n in providers), next(iter(providers), None))
+    if name is None:
+        raise RuntimeError("no vecembed provider was loaded by the benchmark run")
+    texts = list(ctx.corpora["short"])
+    if ctx.quick:
+        texts = texts[:400]
+    ctx.log(f"qdrant: ingest vs embed-only with {name} on {len(texts)} texts")
+    result = bench_qdrant_ingest(providers[name], texts, repeats=3 if ctx.quick else 5)
+    result["provider"] = name
+    return result
+
+
+def register_all(register: Callable[[str, Callable[[Any], dict[str, Any]]], None]) -> None:
+    """Register this module's adapter benchmarks with ``benchmarks.run.register_adapter_benchmark``."""
+    register("qdrant", qdrant_adapter_benchmark)
+
+
 def load_sts_pairs() -> tuple[list[str], list[str]]:
     """STS-B dev: the first sentence of every pair (queries) and the second ones (corpus)."""
     with open(STS_DEV, encoding="utf-8", newline="") as fh:
