@@ -14,10 +14,13 @@ duplicating:
 from __future__ import annotations
 
 import json
+import numbers
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from vecembed.errors import InvalidInputError
 from vecembed.pipeline import validate_texts
@@ -54,11 +57,17 @@ def text_id(text: str) -> str:
 
 def validate_ids(ids: Any, *, what: str = "ids") -> list[DocId]:
     """``ids`` as a list of non-empty ``str`` / ``int`` (not ``bool``), unique by point id; else InvalidInputError."""
-    if isinstance(ids, str | bytes) or not isinstance(ids, Sequence):
+    if isinstance(ids, str | bytes | Mapping):
         raise InvalidInputError(f"{what} must be a list of str or int, got {type(ids).__name__}")
+    try:
+        ids = list(ids)  # also a range, a numpy array, a generator
+    except TypeError:
+        raise InvalidInputError(f"{what} must be a list of str or int, got {type(ids).__name__}") from None
     out: list[DocId] = []
     seen: dict[str, int] = {}
     for i, doc_id in enumerate(ids):
+        if isinstance(doc_id, numbers.Integral) and not isinstance(doc_id, bool | np.bool_):
+            doc_id = int(doc_id)  # numpy integers are ids too, stored as plain ints
         if isinstance(doc_id, bool) or not isinstance(doc_id, str | int):
             kind = "None" if doc_id is None else type(doc_id).__name__
             raise InvalidInputError(f"{what}[{i}] must be str or int, got {kind}; nothing was written", index=i)
@@ -145,10 +154,13 @@ def prepare_documents(
     if metadata is None:
         metas = [{} for _ in texts]
     else:
-        if isinstance(metadata, Mapping | str | bytes) or not isinstance(metadata, Sequence):
-            raise InvalidInputError(
-                f"metadata must be a list with one dict (or None) per document, got {type(metadata).__name__}"
-            )
+        wrong = f"metadata must be a list with one dict (or None) per document, got {type(metadata).__name__}"
+        if isinstance(metadata, Mapping | str | bytes):
+            raise InvalidInputError(wrong)
+        try:
+            metadata = list(metadata)
+        except TypeError:
+            raise InvalidInputError(wrong) from None
         if len(metadata) != len(texts):
             raise InvalidInputError(
                 f"metadata has {len(metadata)} items but documents has {len(texts)}; they must match one to one; "

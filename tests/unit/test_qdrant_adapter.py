@@ -724,3 +724,14 @@ def test_a_server_that_drops_collection_metadata_is_refused(client: QdrantClient
     with pytest.raises(ProviderUnavailableError, match=r"did not keep the metadata.*>= 1\.16"):
         ing.ingest(["a", "b"], show_progress=False)
     assert not client.collection_exists("docs")
+
+
+def test_ids_and_metadata_from_numpy_ranges_and_generators(ingestor: QdrantIngestor) -> None:
+    texts = ["one apple", "two pears", "three plums"]
+    ingestor.ingest(texts, ids=np.arange(10, 13), metadata=({"k": i} for i in range(3)), show_progress=False)
+    hit = ingestor.search("two pears", limit=1)[0]
+    assert hit.id == 11 and type(hit.id) is int and hit.metadata == {"k": 1}
+    ingestor.ingest(texts, ids=range(10, 13), metadata=[{"k": i} for i in range(3)], show_progress=False)
+    assert ingestor.count() == 3, "numpy ints and Python ints name the same points"
+    with pytest.raises(InvalidInputError, match=r"ids\[0\] must be str or int, got float"):
+        ingestor.ingest(texts, ids=np.array([1.0, 2.0, 3.0]), show_progress=False)
