@@ -735,3 +735,28 @@ def test_ids_and_metadata_from_numpy_ranges_and_generators(ingestor: QdrantInges
     assert ingestor.count() == 3, "numpy ints and Python ints name the same points"
     with pytest.raises(InvalidInputError, match=r"ids\[0\] must be str or int, got float"):
         ingestor.ingest(texts, ids=np.array([1.0, 2.0, 3.0]), show_progress=False)
+
+
+def test_missing_qdrant_client_names_the_extra() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['qdrant_client'] = None\n"
+        "import vecembed\n"
+        "try:\n"
+        "    import vecembed_qdrant\n"
+        "except vecembed.MissingDependencyError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert "pip install 'vecembed[qdrant]'" in out.stdout
+
+
+def test_import_vecembed_does_not_import_qdrant_client() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, vecembed; print('qdrant_client' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "False"
