@@ -218,10 +218,13 @@ class OnnxProvider(TransformerProvider):
     # -- the backend hooks ---------------------------------------------------------------------
 
     def _load_backend(self) -> int:
-        fp32, entry = self._fp32_graph()
-        path = fp32
-        if self._quantize == "int8":
-            path = self._int8_graph(fp32, entry)
+        def locate() -> tuple[Path, Path | None]:
+            if self._quantize == "int8":
+                path = self._int8_graph()
+                return path, path.parent
+            return self._fp32_graph()
+
+        path, entry = locate()
         try:
             session = self._new_session(path)
         except Exception as exc:
@@ -231,8 +234,7 @@ class OnnxProvider(TransformerProvider):
             # rebuild it once rather than fail forever.
             log.warning("cached ONNX graph %s does not load (%s); rebuilding it", path, exc)
             path.unlink(missing_ok=True)
-            fp32, entry = self._fp32_graph()
-            path = self._int8_graph(fp32, entry) if self._quantize == "int8" else fp32
+            path, entry = locate()
             session = self._new_session(path)
         dim = self._use_session(session, path)
         if dim <= 0:
@@ -265,8 +267,12 @@ class OnnxProvider(TransformerProvider):
                     return root / rel
         return None
 
-    def _fp32_graph(self) -> tuple[Path, Path | None]:
-        """The fp32 graph, and the cache entry folder derived files go to (None: nothing cached for it)."""
+    def _fp32_graph(self, *, build: bool = True) -> tuple[Path, Path | None]:
+        """The fp32 graph, and the cache entry folder derived files go to (None: nothing cached for it).
+
+        With ``build=False`` the cached graph's path is returned unchecked (used when only the int8
+        graph is needed and it is already cached: hashing 90 MB would cost cold-start time for nothing).
+        """
         shipped = self._shipped_graph()
         if shipped is not None:
             key = "shipped-" + cache.file_sha256(shipped)[:32] if self._quantize else ""
@@ -274,15 +280,18 @@ class OnnxProvider(TransformerProvider):
         digest = weights_digest(self.config.transformer_path).split(":", 1)[-1]
         entry = cache.entry_dir("onnx", f"{digest}-v{EXPORT_VERSION}-opset{EXPORT_OPSET}")
         target = entry / "model.onnx"
-        if cache.is_verified(target) is None:
+        if build and cache.is_verified(target) is None:
             self._export(target)
         return target, entry
 
-    def _int8_graph(self, fp32: Path, entry: Path | None) -> Path:
-        assert entry is not None  # _fp32_graph always gives an entry when quantising
+    def _int8_graph(self) -> Path:
+        fp32, entry = self._fp32_graph(build=False)
+        if entry is None:  # pragma: no cover - _fp32_graph gives an entry whenever quantize is set
+            raise RuntimeError("no cache entry for the int8 graph")
         target = entry / "model-int8.onnx"
         record = cache.is_verified(target)
         if record is None:
+            fp32, _ = self._fp32_graph()  # now checked (and exported if need be): it is the source
             self._quantize_int8(fp32, target)
             record = cache.is_verified(target) or {}
         agreement = record.get("agreement")
