@@ -8,6 +8,10 @@ provider, in Qdrant's embedded local mode:
                        while batch k is upserted);
 * ``serial_ingest``  — the same batches embedded then upserted one after the other (what pipelining saves).
 
+``bench_chroma_ingest(provider, texts)`` is the Chroma counterpart (embedded ``EphemeralClient`` or
+``PersistentClient``): embed-only, ingest through a ``vecembed_chroma`` collection (Chroma calls the embedding
+function per upsert batch), and the same upserts with precomputed vectors (Chroma's own write cost).
+
 The runs alternate, and the best of ``repeats`` runs of each variant is the
 headline (medians beside it), because shared machines are noisy; the result
 is a ratio, not a number to assert on. Run ``python benchmarks/adapters.py --help``.
@@ -205,6 +209,110 @@ def bench_qdrant_retrieval(
     return result
 
 
+def bench_chroma_ingest(
+    provider: Any,
+    texts: Sequence[str],
+    *,
+    batch_size: int = 128,
+    repeats: int = 3,
+    mode: str = "memory",
+) -> dict[str, Any]:
+    """Ingest vs embed-only throughput (texts/s) for ``provider`` on ``texts``, embedded Chroma.
+
+    On the same texts with the same provider, interleaved, median of ``repeats``:
+
+    * ``embed_only``  — ``provider.embed_documents(texts)`` in one call;
+    * ``ingest``      — ``upsert(ids, documents)`` in ``batch_size`` batches into a
+                        ``vecembed_chroma`` collection: Chroma calls our embedding function per batch;
+    * ``write_only``  — the same upserts with the vectors computed beforehand (Chroma's own cost).
+
+    ``mode``: ``"memory"`` (``EphemeralClient``; one collection name per run, since
+    ephemeral clients in one process share state) or ``"path"`` (``PersistentClient``
+    in a temporary folder per run).
+    """
+    import chromadb
+    import vecembed_chroma
+
+    if mode not in ("memory", "path"):
+        raise ValueError(f"mode must be 'memory' or 'path', got {mode!r}")
+    texts = list(dict.fromkeys(texts))
+    ids = [f"t{i}" for i in range(len(texts))]
+    info = provider.info
+    tmp = tempfile.TemporaryDirectory(prefix="vecembed-bench-chroma-")
+
+    def new_client(run: str) -> Any:
+        if mode == "memory":
+            return chromadb.EphemeralClient()
+        return chromadb.PersistentClient(path=str(Path(tmp.name) / run))
+
+    def embed_only() -> None:
+        provider.embed_documents(texts)
+
+    def ingest(run: str) -> Callable[[], None]:
+        def go() -> None:
+            client = new_client(run)
+            collection = vecembed_chroma.get_or_create_collection(client, f"bench-{run}", provider)
+            for lo in range(0, len(texts), batch_size):
+                collection.upsert(ids=ids[lo : lo + batch_size], documents=texts[lo : lo + batch_size])
+            if collection.count() != len(texts):
+                raise RuntimeError(f"benchmark ingest wrote {collection.count()} of {len(texts)} records")
+            client.delete_collection(f"bench-{run}")
+
+        return go
+
+    vectors = provider.embed_documents(texts)
+
+    def write_only(run: str) -> Callable[[], None]:
+        def go() -> None:
+            client = new_client(run)
+            collection = vecembed_chroma.get_or_create_collection(client, f"bench-{run}", provider)
+            for lo in range(0, len(texts), batch_size):
+                collection.upsert(ids=ids[lo : lo + batch_size], documents=texts[lo : lo + batch_size],
+                                  embeddings=vectors[lo : lo + batch_size])
+            client.delete_collection(f"bench-{run}")
+
+        return go
+
+    embed_runs: list[float] = []
+    ingest_runs: list[float] = []
+    write_runs: list[float] = []
+    cpu: dict[str, list[float]] = {"embed_only": [], "ingest": [], "write_only": []}
+    try:
+        for r in range(repeats):
+            # Interleaved, so that a burst of load from elsewhere hits every variant alike.
+            _time_into(embed_only, embed_runs, cpu["embed_only"])
+            _time_into(ingest(f"ingest-{r}"), ingest_runs, cpu["ingest"])
+            _time_into(write_only(f"write-{r}"), write_runs, cpu["write_only"])
+    finally:
+        tmp.cleanup()
+
+    n = len(texts)
+    embed_s, ingest_s, write_s = (statistics.median(x) for x in (embed_runs, ingest_runs, write_runs))
+    return {
+        "benchmark": "chroma_ingest",
+        "chroma_mode": mode,
+        "model": info.name,
+        "backend": info.backend,
+        "device": info.device,
+        "texts": n,
+        "batch_size": batch_size,
+        "repeats": repeats,
+        "embed_only_texts_per_s": round(n / embed_s, 1),
+        "ingest_texts_per_s": round(n / ingest_s, 1),
+        "write_only_texts_per_s": round(n / write_s, 1),
+        "ingest_vs_embed": round(embed_s / ingest_s, 3),
+        "best_ingest_vs_embed": round(min(embed_runs) / min(ingest_runs), 3),
+        "write_share_of_ingest": round(write_s / ingest_s, 3),
+        "cpu_ingest_vs_embed": round(min(cpu["embed_only"]) / min(cpu["ingest"]), 3),
+        "cpu_s": {k: [round(x, 3) for x in v] for k, v in cpu.items()},
+        "runs_s": {
+            "embed_only": [round(x, 3) for x in embed_runs],
+            "ingest": [round(x, 3) for x in ingest_runs],
+            "write_only": [round(x, 3) for x in write_runs],
+        },
+    }
+
+
 def qdrant_adapter_benchmark(ctx: Any) -> dict[str, Any]:
     """The ``benchmarks/run.py`` hook (``BenchContext`` -> dict): ingest vs embed-only on the short corpus.
 
@@ -224,9 +332,25 @@ def qdrant_adapter_benchmark(ctx: Any) -> dict[str, Any]:
     return result
 
 
+def chroma_adapter_benchmark(ctx: Any) -> dict[str, Any]:
+    """The ``benchmarks/run.py`` hook for Chroma: ingest vs embed-only on the short corpus (as for Qdrant)."""
+    providers: dict[str, Any] = ctx.providers
+    name = next((n for n in ("onnx", "torch") if n in providers), next(iter(providers), None))
+    if name is None:
+        raise RuntimeError("no vecembed provider was loaded by the benchmark run")
+    texts = list(ctx.corpora["short"])
+    if ctx.quick:
+        texts = texts[:400]
+    ctx.log(f"chroma: ingest vs embed-only with {name} on {len(texts)} texts")
+    result = bench_chroma_ingest(providers[name], texts, repeats=3 if ctx.quick else 5)
+    result["provider"] = name
+    return result
+
+
 def register_all(register: Callable[[str, Callable[[Any], dict[str, Any]]], None]) -> None:
     """Register this module's adapter benchmarks with ``benchmarks.run.register_adapter_benchmark``."""
     register("qdrant", qdrant_adapter_benchmark)
+    register("chroma", chroma_adapter_benchmark)
 
 
 def load_sts_pairs() -> tuple[list[str], list[str]]:
@@ -269,6 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--path-texts", type=int, default=300,
                         help="texts for the on-disk mode (its sqlite commits once per point; default 300)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--chroma", action="store_true", help="also the Chroma counterpart (same texts and modes)")
     parser.add_argument("--retrieval", action="store_true",
                         help="also measure top-1 agreement on STS-B dev (vs sentence-transformers when installed)")
     args = parser.parse_args(argv)
@@ -286,6 +411,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             print(json.dumps(result))
             sys.stdout.flush()
+            if args.chroma:
+                texts = load_benchmark_texts(n)
+                print(json.dumps(bench_chroma_ingest(provider, texts, repeats=args.repeats, mode=mode)))
+                sys.stdout.flush()
         if args.retrieval:
             print(json.dumps(bench_qdrant_retrieval(provider, *load_sts_pairs(), reference=_st_reference(provider))))
     return 0
