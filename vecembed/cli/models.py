@@ -126,7 +126,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
         with open(out, "w", encoding="utf-8") as fh:
             _write_jsonl(fh, texts, vectors)
     where = f" -> {out}" if out is not None else ""
-    echo(f"embedded {len(texts)} texts, dimension {vectors.shape[1]}, in {seconds:.2f} s{where}", err=True)
+    noun = "text" if len(texts) == 1 else "texts"
+    echo(f"embedded {len(texts)} {noun}, dimension {vectors.shape[1]}, in {seconds:.2f} s{where}", err=True)
     return 0
 
 
