@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from qdrant_client import QdrantClient
-from vecembed_qdrant import QdrantIngestor
+from vecembed_qdrant import DEFAULT_BATCH_SIZE, QdrantIngestor
 
 import vecembed
 from vecembed._deps import importable
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--query", default="A man is playing a guitar.")
     parser.add_argument("--where", action="append", default=None, help="payload filter key=value (repeatable)")
     parser.add_argument("--limit", type=int, default=5)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     args = parser.parse_args(argv)
 
     texts, ids, metadata = read_jsonl(args.jsonl)

@@ -48,9 +48,10 @@ from vecembed_qdrant.records import Hit, IngestError, IngestReport
 
 __all__ = ["DEFAULT_BATCH_SIZE", "QdrantIngestor", "to_filter"]
 
-#: Documents per upsert. Small enough that the pipeline overlaps well and a progress bar moves, large
-#: enough that a server round trip per batch costs little next to embedding it.
-DEFAULT_BATCH_SIZE = 64
+#: Documents per upsert. Small enough that the pipeline overlaps well and a progress bar moves; large enough
+#: that a server round trip per batch costs little, and that embedding batch by batch is as fast as one
+#: embed call over everything (measured with onnx: 64-text calls cost ~11 % more, 128 and 256 none).
+DEFAULT_BATCH_SIZE = 128
 
 FilterLike = models.Filter | Mapping[str, Any] | None
 
