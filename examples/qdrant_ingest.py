@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--path", default=None, help="Qdrant folder (default: a temporary one; ':memory:' for RAM)")
     parser.add_argument("--collection", default="documents")
     parser.add_argument("--backend", default=None, help="onnx (default when installed), torch, static or mock")
-    parser.add_argument("--query", default="A man is playing a guitar.")
+    parser.add_argument("--query", default="a minister visited a foreign country")
     parser.add_argument("--where", action="append", default=None, help="payload filter key=value (repeatable)")
     parser.add_argument("--limit", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
