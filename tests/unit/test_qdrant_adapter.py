@@ -301,11 +301,12 @@ def test_search_on_missing_collection_is_a_clear_error(ingestor: QdrantIngestor)
     assert ingestor.count() == 0
 
 
-class WrongDimensionProvider:
-    """A provider whose info claims 64 but whose query vectors have 63 values (a buggy user provider)."""
+class WrappedProvider:
+    """A provider that delegates everything to ``inner``; the test doubles below override one method each."""
 
     def __init__(self, inner: Any) -> None:
         self._inner = inner
+        self.calls = 0
 
     @property
     def info(self) -> ModelInfo:
@@ -317,7 +318,7 @@ class WrongDimensionProvider:
         return out
 
     def embed_queries(self, texts: Sequence[str]) -> Embeddings:
-        out: Embeddings = self._inner.embed_queries(texts)[:, :63]
+        out: Embeddings = self._inner.embed_queries(texts)
         return out
 
     def embed_query(self, text: str) -> Embeddings:
@@ -330,11 +331,19 @@ class WrongDimensionProvider:
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> WrongDimensionProvider:
+    def __enter__(self) -> WrappedProvider:
         return self
 
     def __exit__(self, *exc: object) -> None:
         pass
+
+
+class WrongDimensionProvider(WrappedProvider):
+    """Its info claims 64 but its query vectors have 63 values (a buggy user provider)."""
+
+    def embed_queries(self, texts: Sequence[str]) -> Embeddings:
+        out: Embeddings = self._inner.embed_queries(texts)[:, :63]
+        return out
 
 
 def test_query_vector_dimension_is_checked(client: QdrantClient, provider: Any) -> None:
@@ -517,46 +526,19 @@ class GuardedClient:
         return getattr(self._inner, name)
 
 
-class CloseClientAfter:
-    """Wraps a provider; on its ``n``-th embed_documents call another thread closes the Qdrant client."""
+class CloseClientAfter(WrappedProvider):
+    """On its ``n``-th embed_documents call, another thread closes the Qdrant client."""
 
-    def __init__(self, inner: Any, client: GuardedClient | None, n: int) -> None:
-        self._inner = inner
+    def __init__(self, inner: Any, client: GuardedClient, n: int) -> None:
+        super().__init__(inner)
         self._client = client
         self._n = n
-        self.calls = 0
-
-    @property
-    def info(self) -> ModelInfo:
-        info: ModelInfo = self._inner.info
-        return info
 
     def embed_documents(self, texts: Sequence[str]) -> Embeddings:
         self.calls += 1
-        if self.calls == self._n and self._client is not None:
+        if self.calls == self._n:
             self._client.close_from_another_thread()
-        out: Embeddings = self._inner.embed_documents(texts)
-        return out
-
-    def embed_queries(self, texts: Sequence[str]) -> Embeddings:
-        out: Embeddings = self._inner.embed_queries(texts)
-        return out
-
-    def embed_query(self, text: str) -> Embeddings:
-        return self.embed_queries([text])[0]
-
-    def health_check(self) -> HealthReport:
-        report: HealthReport = self._inner.health_check()
-        return report
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> CloseClientAfter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
+        return super().embed_documents(texts)
 
 
 def test_client_closed_mid_ingest_then_rerun_finishes_exactly(tmp_path: Path, provider: Any) -> None:
@@ -588,17 +570,16 @@ def test_client_closed_mid_ingest_then_rerun_finishes_exactly(tmp_path: Path, pr
 
 
 def test_provider_failure_mid_ingest_is_an_ingest_error(client: QdrantClient, provider: Any) -> None:
-    class Exploding(CloseClientAfter):
+    class Exploding(WrappedProvider):
         def embed_documents(self, texts: Sequence[str]) -> Embeddings:
             self.calls += 1
             if self.calls == 3:
                 raise ProviderUnavailableError("device lost")
-            out: Embeddings = self._inner.embed_documents(texts)
-            return out
+            return super().embed_documents(texts)
 
     texts, ids, meta = corpus(100)
     with pytest.raises(IngestError, match=r"20 of 100 points are committed.*device lost") as info:
-        QdrantIngestor(client, "docs", Exploding(provider, None, n=0)).ingest(
+        QdrantIngestor(client, "docs", Exploding(provider)).ingest(
             texts, ids=ids, metadata=meta, batch_size=10, show_progress=False
         )
     assert info.value.committed == 20 and client.count("docs").count == 20
@@ -676,13 +657,12 @@ def test_embedding_of_the_next_batch_overlaps_the_upsert(client: QdrantClient, p
     cond = threading.Condition()
     overlapped: list[bool] = []
 
-    class CountingProvider(CloseClientAfter):
+    class CountingProvider(WrappedProvider):
         def embed_documents(self, texts: Sequence[str]) -> Embeddings:
             with cond:
                 calls["embed"] += 1
                 cond.notify_all()
-            out: Embeddings = self._inner.embed_documents(texts)
-            return out
+            return super().embed_documents(texts)
 
     class WaitingClient:
         def __init__(self, inner: QdrantClient, batches: int) -> None:
@@ -700,7 +680,7 @@ def test_embedding_of_the_next_batch_overlaps_the_upsert(client: QdrantClient, p
 
     texts, ids, _ = corpus(50)
     waiting = WaitingClient(client, batches=5)
-    report = QdrantIngestor(waiting, "docs", CountingProvider(provider, None, n=0)).ingest(  # type: ignore[arg-type]
+    report = QdrantIngestor(waiting, "docs", CountingProvider(provider)).ingest(  # type: ignore[arg-type]
         texts, ids=ids, batch_size=10, show_progress=False
     )
     assert report.batches == 5 and client.count("docs").count == 50
