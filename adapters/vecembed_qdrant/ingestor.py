@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -338,8 +338,8 @@ class QdrantIngestor:
     def ingest(
         self,
         documents: Sequence[str],
-        ids: Sequence[str | int] | None = None,
-        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+        ids: Iterable[str | int] | None = None,
+        metadata: Iterable[Mapping[str, Any] | None] | None = None,
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
         show_progress: bool | None = None,
