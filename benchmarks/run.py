@@ -428,7 +428,23 @@ def format_report(results: dict[str, Any]) -> str:
             )
     for name, why in results.get("skipped", {}).items():
         lines.append(f"skipped {name}: {why}")
+    for name, result in results.get("adapters", {}).items():
+        lines.append(f"adapter {name}: {json.dumps(result, default=float)[:400]}")
     return "\n".join(lines)
+
+
+def _register_adapters() -> None:
+    """Register the Chroma/Qdrant ingest benchmarks of ``benchmarks/adapters.py`` when it is there."""
+    try:
+        from benchmarks import adapters
+    except ImportError:
+        try:
+            import adapters  # type: ignore[no-redef]  # run as a script: benchmarks/ is sys.path[0]
+        except ImportError:
+            return
+    register_all = getattr(adapters, "register_all", None)
+    if register_all is not None:
+        register_all(register_adapter_benchmark)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -440,7 +456,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         + ", ".join(ALL_BACKENDS))
     parser.add_argument("--model", default=MODEL_ID)
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 3; quick 1)")
+    parser.add_argument("--no-adapters", action="store_true",
+                        help="leave out the database adapter benchmarks (benchmarks/adapters.py)")
     args = parser.parse_args(argv)
+    if not args.no_adapters:
+        _register_adapters()
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     for b in backends:
         if b not in ALL_BACKENDS:
