@@ -14,7 +14,6 @@ Chroma (``chroma_*`` fixtures):
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import shutil
 import signal
@@ -31,6 +30,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pytest
+from docker_probe import docker_unavailable_reason
 
 # -- Chroma --------------------------------------------------------------------------------------
 
@@ -152,20 +152,6 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
-
-
-@functools.cache
-def docker_unavailable_reason() -> str | None:
-    """None when a Docker engine answers a ping; otherwise why not (probed once per session)."""
-    try:
-        import docker
-    except ImportError:
-        return "the docker SDK is not installed (pip install 'vecembed[dev]')"
-    try:
-        docker.from_env().ping()
-    except Exception as exc:
-        return f"no Docker engine answers ({type(exc).__name__}: {exc})"
-    return None
 
 
 @pytest.fixture(scope="session")

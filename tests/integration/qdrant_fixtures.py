@@ -10,7 +10,6 @@ use from here (kept apart from the Chroma fixtures in ``conftest.py``)::
 
 from __future__ import annotations
 
-import functools
 import os
 import uuid
 from collections.abc import Iterator
@@ -20,26 +19,13 @@ import pytest
 
 pytest.importorskip("qdrant_client", reason="pip install 'vecembed[qdrant]'")
 
+from docker_probe import docker_unavailable_reason
 from qdrant_client import QdrantClient
 
 #: The server image: >= v1.16, the first release that keeps collection metadata (where the model is recorded).
 QDRANT_IMAGE = os.environ.get("VECEMBED_QDRANT_IMAGE", "qdrant/qdrant:v1.16.2")
 
 CLIENT_KINDS = ("memory", "path", "server")
-
-
-@functools.cache
-def docker_unavailable() -> str | None:
-    """Why no Docker engine can be used, or None when one answers. Probed once per session."""
-    try:
-        import docker
-    except ImportError:
-        return "the docker package is not installed (pip install 'vecembed[dev]')"
-    try:
-        docker.from_env().ping()
-    except Exception as exc:
-        return f"no Docker engine answers ({type(exc).__name__}: {str(exc)[:160]})"
-    return None
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +35,7 @@ def qdrant_server_url() -> Iterator[str]:
     if url:
         yield url.rstrip("/")
         return
-    reason = docker_unavailable()
+    reason = docker_unavailable_reason()
     if reason is not None:
         pytest.skip(f"no Qdrant server: VECEMBED_QDRANT_URL is not set and {reason}")
     from testcontainers.qdrant import QdrantContainer
