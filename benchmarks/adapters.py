@@ -38,12 +38,25 @@ SAMPLE_CORPUS = ROOT / "vecembed" / "data" / "sample_corpus.jsonl"
 INGEST_TARGET = 0.85
 
 
-def _time_into(fn: Callable[[], object], runs: list[float], cpu_runs: list[float]) -> None:
-    start, start_cpu = time.perf_counter(), time.process_time()
-    fn()
-    runs.append(time.perf_counter() - start)
-    # CPU seconds of the whole process (every thread): what the work costs, whatever else the machine runs.
-    cpu_runs.append(time.process_time() - start_cpu)
+def _interleaved(
+    variants: dict[str, Callable[[int], Callable[[], object]]], repeats: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Wall and CPU seconds of each variant, ``repeats`` rounds, the variants alternating within each round.
+
+    ``variants`` maps a name to a factory that, given the round number, returns the work to time.
+    Interleaving means that a burst of load from elsewhere hits every variant alike.
+    """
+    wall: dict[str, list[float]] = {name: [] for name in variants}
+    cpu: dict[str, list[float]] = {name: [] for name in variants}
+    for r in range(repeats):
+        for name, make in variants.items():
+            fn = make(r)
+            start, start_cpu = time.perf_counter(), time.process_time()
+            fn()
+            wall[name].append(time.perf_counter() - start)
+            # CPU seconds of the whole process (every thread): what the work costs, whatever else runs.
+            cpu[name].append(time.process_time() - start_cpu)
+    return wall, cpu
 
 
 def bench_qdrant_ingest(
@@ -118,18 +131,18 @@ def bench_qdrant_ingest(
         return go
 
     provider.embed_documents(texts[: min(len(texts), 64)])  # warm-up: lazy init, allocator, thread pools
-    embed_runs: list[float] = []
-    ingest_runs: list[float] = []
-    serial_runs: list[float] = []
-    cpu: dict[str, list[float]] = {"embed_only": [], "ingest": [], "serial_ingest": []}
     try:
-        for r in range(repeats):
-            # Interleaved, so that a burst of load from elsewhere hits every variant alike.
-            _time_into(embed_only, embed_runs, cpu["embed_only"])
-            _time_into(ingest(f"ingest-{r}"), ingest_runs, cpu["ingest"])
-            _time_into(serial(f"serial-{r}"), serial_runs, cpu["serial_ingest"])
+        wall, cpu = _interleaved(
+            {
+                "embed_only": lambda r: embed_only,
+                "ingest": lambda r: ingest(f"ingest-{r}"),
+                "serial_ingest": lambda r: serial(f"serial-{r}"),
+            },
+            repeats,
+        )
     finally:
         tmp.cleanup()
+    embed_runs, ingest_runs, serial_runs = wall["embed_only"], wall["ingest"], wall["serial_ingest"]
 
     n = len(texts)
     # Medians are the headline: on a shared machine a lucky best run of one variant beside an unlucky best
@@ -273,18 +286,18 @@ def bench_chroma_ingest(
 
         return go
 
-    embed_runs: list[float] = []
-    ingest_runs: list[float] = []
-    write_runs: list[float] = []
-    cpu: dict[str, list[float]] = {"embed_only": [], "ingest": [], "write_only": []}
     try:
-        for r in range(repeats):
-            # Interleaved, so that a burst of load from elsewhere hits every variant alike.
-            _time_into(embed_only, embed_runs, cpu["embed_only"])
-            _time_into(ingest(f"ingest-{r}"), ingest_runs, cpu["ingest"])
-            _time_into(write_only(f"write-{r}"), write_runs, cpu["write_only"])
+        wall, cpu = _interleaved(
+            {
+                "embed_only": lambda r: embed_only,
+                "ingest": lambda r: ingest(f"ingest-{r}"),
+                "write_only": lambda r: write_only(f"write-{r}"),
+            },
+            repeats,
+        )
     finally:
         tmp.cleanup()
+    embed_runs, ingest_runs, write_runs = wall["embed_only"], wall["ingest"], wall["write_only"]
 
     n = len(texts)
     embed_s, ingest_s, write_s = (statistics.median(x) for x in (embed_runs, ingest_runs, write_runs))
