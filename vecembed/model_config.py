@@ -168,7 +168,7 @@ def load_tokenizer(config: ModelConfig) -> Any:
             return Tokenizer.from_file(str(d / "tokenizer.json"))
     for d in (config.transformer_path, config.path):
         if (d / "vocab.txt").is_file():
-            from tokenizers.implementations import BertWordPieceTokenizer  # type: ignore[attr-defined]
+            from tokenizers.implementations.bert_wordpiece import BertWordPieceTokenizer
 
             lower = True
             tok_cfg = d / "tokenizer_config.json"
