@@ -482,22 +482,8 @@ class QdrantIngestor:
             raise InvalidInputError(
                 f"query must be one str, got {type(query).__name__}; use search_many() for several"
             )
-        self._check_limit(limit)
-        flt = to_filter(query_filter)
-        self._require_collection()
-        vector = self._check_vectors(self.provider.embed_queries([query]), 1, "query")[0]
-        response = self._call(
-            lambda: self.client.query_points(
-                self.collection,
-                query=vector.tolist(),
-                using=self.vector_name,
-                query_filter=flt,
-                limit=limit,
-                score_threshold=score_threshold,
-                with_payload=True,
-            )
-        )
-        return [self._hit(p) for p in response.points]
+        # one code path for one query and many: the batch request with a single query
+        return self.search_many([query], limit, query_filter, score_threshold)[0]
 
     def search_many(
         self,
