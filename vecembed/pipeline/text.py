@@ -121,6 +121,9 @@ class TextPipeline:
                     pad_id = int(tid)
                     break
         self.pad_id = pad_id
+        # encode_batch_fast (tokenizers >= 0.20) skips character offsets, which nothing here reads: ~20% less
+        # tokenising time. Every backend that tokenises goes through this one choice.
+        self.encode_batch = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
         self._executor: ThreadPoolExecutor | None = None
         self._executor_lock = threading.Lock()
 
@@ -130,7 +133,7 @@ class TextPipeline:
         """Token ids of ``texts`` (already validated), truncated to ``max_tokens``, with the count truncated."""
         if not texts:
             return Tokenized([], np.zeros(0, dtype=np.int64), 0)
-        encodings = self.tokenizer.encode_batch(list(texts), add_special_tokens=self.add_special_tokens)
+        encodings = self.encode_batch(list(texts), add_special_tokens=self.add_special_tokens)
         ids = [e.ids for e in encodings]
         truncated = sum(1 for e in encodings if e.overflowing)
         lengths = np.fromiter((len(i) for i in ids), dtype=np.int64, count=len(ids))
