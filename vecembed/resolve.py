@@ -8,7 +8,6 @@ The order is fixed and every place that was looked at is named in the
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.util
 import os
@@ -16,6 +15,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from vecembed.cache import file_sha256
 from vecembed.errors import ModelNotFoundError
 
 __all__ = [
@@ -261,11 +261,7 @@ def weights_digest(model_dir: Path) -> str:
         cached = _digest_cache.get(key)
     if cached is not None:
         return cached
-    h = hashlib.sha256()
-    with open(f, "rb") as fh:
-        while chunk := fh.read(1 << 22):
-            h.update(chunk)
-    digest = f"sha256:{h.hexdigest()[:32]}"
+    digest = f"sha256:{file_sha256(f)[:32]}"
     with _digest_lock:
         _digest_cache[key] = digest
     return digest
