@@ -20,9 +20,11 @@ from vecembed.errors import (
     DimensionMismatchError,
     InvalidInputError,
     MissingDependencyError,
+    ModelLoadError,
     ModelMismatchError,
     ModelNotFoundError,
     ProviderUnavailableError,
+    UnknownProviderError,
     VecembedError,
 )
 from vecembed.protocol import EmbeddingProvider
@@ -44,9 +46,11 @@ __all__ = [
     "InvalidInputError",
     "MissingDependencyError",
     "ModelInfo",
+    "ModelLoadError",
     "ModelMismatchError",
     "ModelNotFoundError",
     "ProviderUnavailableError",
+    "UnknownProviderError",
     "VecembedError",
     "__version__",
     "available_providers",

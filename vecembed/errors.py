@@ -5,6 +5,9 @@ matches its meaning, so callers can catch either::
 
     VecembedError (Exception)
     ├── ModelNotFoundError        (also LookupError)   a model= that no place could provide
+    ├── ModelLoadError            (also OSError)       model files that exist but do not load (corrupt,
+    │                                                  unparsable, an unsupported architecture or config)
+    ├── UnknownProviderError      (also KeyError)      a backend name that is not registered
     ├── MissingDependencyError    (also ImportError)   an optional extra that is not installed
     ├── InvalidInputError         (also ValueError)    bad texts, ids or metadata; nothing was embedded or written
     ├── DimensionMismatchError    (also ValueError)    a vector size that differs from the collection's
@@ -20,9 +23,11 @@ __all__ = [
     "DimensionMismatchError",
     "InvalidInputError",
     "MissingDependencyError",
+    "ModelLoadError",
     "ModelMismatchError",
     "ModelNotFoundError",
     "ProviderUnavailableError",
+    "UnknownProviderError",
     "VecembedError",
 ]
 
@@ -45,6 +50,29 @@ class ModelNotFoundError(VecembedError, LookupError):
         if hint:
             lines.append(hint)
         super().__init__("\n".join(lines))
+
+
+class ModelLoadError(VecembedError, OSError):
+    """A model's files were found but cannot be used.
+
+    Corrupt or unparsable weights, config or tokenizer; an architecture,
+    sentence-transformers module or pooling that vecembed does not run.
+    Unlike :class:`ModelNotFoundError`, looking elsewhere will not help: the
+    message names the file and what is wrong with it. ``path`` is that file or
+    folder when known.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        self.path = path
+        # one argument only: OSError would read two as (errno, strerror)
+        super().__init__(message)
+
+
+class UnknownProviderError(VecembedError, KeyError):
+    """A backend name that is not in :data:`vecembed.registry.PROVIDERS`; the message lists the valid ones."""
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0])
 
 
 class MissingDependencyError(VecembedError, ImportError):

@@ -9,10 +9,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from vecembed.errors import VecembedError
+from vecembed.errors import UnknownProviderError
 from vecembed.protocol import EmbeddingProvider
 
-__all__ = ["PROVIDERS", "available_providers", "load_provider", "provider_class"]
+__all__ = ["PROVIDERS", "UnknownProviderError", "available_providers", "load_provider", "provider_class"]
 
 #: name -> "module:Class". The extra that a backend needs is checked when its provider is built.
 PROVIDERS: dict[str, str] = {
@@ -21,13 +21,6 @@ PROVIDERS: dict[str, str] = {
     "static": "vecembed.providers.static:StaticProvider",
     "mock": "vecembed.providers.mock:MockProvider",
 }
-
-
-class UnknownProviderError(VecembedError, KeyError):
-    """A backend name that is not in :data:`PROVIDERS`."""
-
-    def __str__(self) -> str:  # KeyError would quote the whole message
-        return str(self.args[0])
 
 
 def available_providers() -> list[str]:

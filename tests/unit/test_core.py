@@ -15,9 +15,11 @@ from vecembed import (
     InvalidInputError,
     MissingDependencyError,
     ModelInfo,
+    ModelLoadError,
     ModelMismatchError,
     ModelNotFoundError,
     ProviderUnavailableError,
+    UnknownProviderError,
     VecembedError,
 )
 from vecembed._deps import require
@@ -39,6 +41,8 @@ def test_import_vecembed_loads_no_heavy_module() -> None:
     ("cls", "builtin"),
     [
         (ModelNotFoundError, LookupError),
+        (ModelLoadError, OSError),
+        (UnknownProviderError, KeyError),
         (MissingDependencyError, ImportError),
         (InvalidInputError, ValueError),
         (DimensionMismatchError, ValueError),
@@ -57,8 +61,20 @@ def test_model_not_found_lists_every_place_tried() -> None:
 
 
 def test_unknown_backend_lists_valid_ones() -> None:
-    with pytest.raises(VecembedError, match="valid backends: mock, onnx, static, torch"):
+    with pytest.raises(UnknownProviderError, match="valid backends: mock, onnx, static, torch") as err:
         vecembed.load_provider("tensorflow")
+    assert isinstance(err.value, KeyError) and not str(err.value).startswith("'")  # not KeyError's quoting
+
+
+def test_model_load_error_is_one_message_and_keeps_the_path() -> None:
+    err = ModelLoadError("config.json: not valid JSON", path="/m/config.json")
+    assert str(err) == "config.json: not valid JSON" and err.path == "/m/config.json"
+    assert isinstance(err, OSError) and err.errno is None
+
+
+def test_model_errors_are_exported_at_the_top() -> None:
+    assert {"ModelLoadError", "ModelNotFoundError", "UnknownProviderError"} <= set(vecembed.__all__)
+    assert vecembed.UnknownProviderError is vecembed.registry.UnknownProviderError
 
 
 def test_missing_extra_names_the_pip_install(monkeypatch: pytest.MonkeyPatch) -> None:
