@@ -1,4 +1,4 @@
-"""The table of backends by name, and :func:`load_provider`.
+"""The table of backends by name, :func:`load_provider`, and the one rule for the default backend.
 
 Backends are registered as import strings and imported only when asked for, so
 ``import vecembed`` never pulls in torch or onnxruntime.
@@ -9,10 +9,18 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from vecembed.errors import UnknownProviderError
+from vecembed._deps import importable
+from vecembed.errors import MissingDependencyError, UnknownProviderError
 from vecembed.protocol import EmbeddingProvider
 
-__all__ = ["PROVIDERS", "UnknownProviderError", "available_providers", "load_provider", "provider_class"]
+__all__ = [
+    "PROVIDERS",
+    "UnknownProviderError",
+    "available_providers",
+    "default_backend",
+    "load_provider",
+    "provider_class",
+]
 
 #: name -> "module:Class". The extra that a backend needs is checked when its provider is built.
 PROVIDERS: dict[str, str] = {
@@ -28,6 +36,22 @@ def available_providers() -> list[str]:
     return sorted(PROVIDERS)
 
 
+def default_backend() -> str:
+    """The backend used when none is named: ``onnx`` when onnxruntime is installed, else ``torch``.
+
+    The one place this choice is made: :func:`load_provider` without a name, the
+    CLI without ``--backend`` and the demo all ask here. Only the runtime is
+    checked (a look-up, no import): torch alone can run every model, onnxruntime
+    is the faster choice when present. With neither installed it raises
+    :class:`~vecembed.errors.MissingDependencyError` naming the ``onnx`` extra.
+    """
+    if importable("onnxruntime"):
+        return "onnx"
+    if importable("torch"):
+        return "torch"
+    raise MissingDependencyError("onnxruntime", "onnx", "the default backend")
+
+
 def provider_class(name: str) -> type[Any]:
     """The provider class registered under ``name`` (imports its module)."""
     try:
@@ -41,12 +65,13 @@ def provider_class(name: str) -> type[Any]:
     return cls
 
 
-def load_provider(name: str = "onnx", /, **options: Any) -> EmbeddingProvider:
+def load_provider(name: str | None = None, /, **options: Any) -> EmbeddingProvider:
     """Build the provider registered as ``name`` with backend ``options``.
 
     ``load_provider("onnx", model="sentence-transformers/all-MiniLM-L6-v2")``;
-    see each provider class for its options. Unknown names list the valid ones;
-    a missing extra raises :class:`~vecembed.errors.MissingDependencyError`.
+    see each provider class for its options. Without a name the backend is
+    :func:`default_backend`'s. Unknown names list the valid ones; a missing
+    extra raises :class:`~vecembed.errors.MissingDependencyError`.
     """
-    provider: EmbeddingProvider = provider_class(name)(**options)
+    provider: EmbeddingProvider = provider_class(default_backend() if name is None else name)(**options)
     return provider

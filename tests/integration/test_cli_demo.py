@@ -37,7 +37,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory, minilm_path: Path) -> dic
 
 
 def test_demo_ingests_into_both_databases_and_is_healthy(demo_run: dict[str, Any]) -> None:
-    from vecembed.cli._common import default_backend
+    from vecembed.registry import default_backend
 
     out = demo_run["out"]
     assert "vecembed demo: 400 sentences" in out

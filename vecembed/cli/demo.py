@@ -18,10 +18,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from vecembed.cli._common import add_provider_options, default_backend, echo, error_line, open_provider
+from vecembed.cli._common import add_provider_options, echo, error_line, open_provider
 from vecembed.cli.db import DATABASES, IngestSummary, SearchHit, Store, format_hits, open_store
 from vecembed.cli.inputs import Document, read_documents
 from vecembed.errors import MissingDependencyError
+from vecembed.registry import default_backend
 
 __all__ = ["DEMO_COLLECTION", "DEMO_QUERIES", "DemoResult", "load_corpus", "register", "run_demo"]
 
