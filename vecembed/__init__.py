@@ -17,7 +17,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from vecembed.errors import (
+    CollectionNotFoundError,
     DimensionMismatchError,
+    IngestError,
     InvalidInputError,
     MissingDependencyError,
     ModelLoadError,
@@ -27,9 +29,11 @@ from vecembed.errors import (
     UnknownProviderError,
     VecembedError,
 )
+from vecembed.identity import CollectionIdentity
 from vecembed.protocol import EmbeddingProvider
 from vecembed.registry import available_providers, load_provider
-from vecembed.types import Embeddings, EmbeddingStats, HealthReport, ModelInfo
+from vecembed.store import Document, Hit, IngestReport, Store, VectorStore, available_stores, open_store
+from vecembed.types import EmbeddingStats, EmbedResult, Embeddings, HealthReport, ModelInfo
 
 if TYPE_CHECKING:
     from vecembed.resolve import DEFAULT_MODEL
@@ -38,11 +42,18 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_MODEL",
+    "CollectionIdentity",
+    "CollectionNotFoundError",
     "DimensionMismatchError",
+    "Document",
+    "EmbedResult",
     "EmbeddingProvider",
     "EmbeddingStats",
     "Embeddings",
     "HealthReport",
+    "Hit",
+    "IngestError",
+    "IngestReport",
     "InvalidInputError",
     "MissingDependencyError",
     "ModelInfo",
@@ -50,12 +61,16 @@ __all__ = [
     "ModelMismatchError",
     "ModelNotFoundError",
     "ProviderUnavailableError",
+    "Store",
     "UnknownProviderError",
+    "VectorStore",
     "VecembedError",
     "__version__",
     "available_providers",
+    "available_stores",
     "distill",
     "load_provider",
+    "open_store",
 ]
 
 

@@ -12,15 +12,20 @@ matches its meaning, so callers can catch either::
     ├── InvalidInputError         (also ValueError)    bad texts, ids or metadata; nothing was embedded or written
     ├── DimensionMismatchError    (also ValueError)    a vector size that differs from the collection's
     ├── ModelMismatchError        (also ValueError)    a collection recorded with another model's fingerprint
-    └── ProviderUnavailableError  (also RuntimeError)  a backend or database that cannot serve right now
+    ├── ProviderUnavailableError  (also RuntimeError)  a backend or database that cannot serve right now
+    │   └── IngestError                                an ingest that stopped part-way; .report counts what stays
+    └── CollectionNotFoundError   (also LookupError)   a collection opened with create=False that does not exist
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 __all__ = [
+    "CollectionNotFoundError",
     "DimensionMismatchError",
+    "IngestError",
     "InvalidInputError",
     "MissingDependencyError",
     "ModelLoadError",
@@ -120,3 +125,33 @@ class ModelMismatchError(VecembedError, ValueError):
 
 class ProviderUnavailableError(VecembedError, RuntimeError):
     """A backend, device or database cannot serve the request right now."""
+
+
+class CollectionNotFoundError(VecembedError, LookupError):
+    """A collection that was to be opened, not created, does not exist."""
+
+    def __init__(self, message: str, *, db: str, collection: str, location: str) -> None:
+        self.db = db
+        self.collection = collection
+        self.location = location
+        super().__init__(message)
+
+
+class IngestError(ProviderUnavailableError):
+    """An ingest stopped part-way because the database (or the provider) kept failing.
+
+    ``report`` (an :class:`~vecembed.store.IngestReport`) counts what was committed
+    before the failure — it stays written. Re-running the same ingest finishes the
+    job: ids are deterministic and stored documents are skipped, so nothing is lost
+    and nothing is duplicated.
+    """
+
+    def __init__(self, message: str, *, report: Any, total: int | None) -> None:
+        self.report = report
+        self.total = total
+        super().__init__(message)
+
+    @property
+    def committed(self) -> int:
+        """Documents stored when the ingest stopped (written by this call plus already stored)."""
+        return int(self.report.written + self.report.skipped)

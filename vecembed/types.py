@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 
 __all__ = [
     "POOLING_MODES",
+    "EmbedResult",
     "EmbeddingStats",
     "Embeddings",
     "HealthReport",
@@ -160,3 +161,16 @@ class EmbeddingStats:
             return EmbeddingStats(
                 texts=self.texts, tokens=self.tokens, truncated=self.truncated, batches=self.batches
             )
+
+
+@dataclass(frozen=True)
+class EmbedResult:
+    """The vectors of one embed call and what that call alone counted.
+
+    ``truncated``: texts of this call cut to ``max_tokens``; ``tokens``: tokens embedded.
+    ``None`` where the provider does not count (a user's own provider).
+    """
+
+    vectors: Embeddings
+    tokens: int | None = None
+    truncated: int | None = None

@@ -50,6 +50,7 @@ from vecembed_chroma.embedding_function import (  # noqa: E402
     clear_provider_cache,
 )
 from vecembed_chroma.health import health_check  # noqa: E402
+from vecembed_chroma.store import ChromaStore, open_chroma_store  # noqa: E402
 
 __all__ = [
     "EF_NAME",
@@ -57,6 +58,7 @@ __all__ = [
     "META_FINGERPRINT",
     "META_MODEL",
     "ChromaEmbeddingFunction",
+    "ChromaStore",
     "GuardedCollection",
     "RecordedIdentity",
     "as_embedding_function",
@@ -66,6 +68,7 @@ __all__ = [
     "get_collection",
     "get_or_create_collection",
     "health_check",
+    "open_chroma_store",
     "recorded_identity",
     "stored_dimension",
 ]

@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 from vecembed.pipeline.batching import plan_batches
 from vecembed.pipeline.pooling import l2_normalize, pool
 from vecembed.pipeline.validate import validate_texts
-from vecembed.types import Embeddings, EmbeddingStats
+from vecembed.types import EmbeddingStats, EmbedResult, Embeddings
 
 __all__ = ["Batch", "ForwardFn", "TextPipeline", "Tokenized"]
 
@@ -161,10 +161,14 @@ class TextPipeline:
 
     def embed(self, texts: Sequence[str], *, prompt: str = "", what: str = "texts") -> Embeddings:
         """Vectors for ``texts`` (``prompt`` prepended to each), float32 ``(n, dimension)`` in input order."""
+        return self.embed_counted(texts, prompt=prompt, what=what).vectors
+
+    def embed_counted(self, texts: Sequence[str], *, prompt: str = "", what: str = "texts") -> EmbedResult:
+        """As :meth:`embed`, with this call's own token and truncation counts."""
         items = validate_texts(texts, what=what)
         out = np.empty((len(items), self.dimension), dtype=np.float32)
         if not items:
-            return out
+            return EmbedResult(out, tokens=0, truncated=0)
         if prompt:
             items = [prompt + t for t in items]
         offset = 0
@@ -192,7 +196,7 @@ class TextPipeline:
                 "%d of %d texts were longer than %d tokens and were truncated",
                 truncated, len(items), self.max_tokens,
             )
-        return out
+        return EmbedResult(out, tokens=total_tokens, truncated=truncated)
 
     def close(self) -> None:
         with self._executor_lock:

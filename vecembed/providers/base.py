@@ -12,7 +12,7 @@ from typing import Any
 
 from vecembed.errors import InvalidInputError, ProviderUnavailableError
 from vecembed.health import probe_provider
-from vecembed.types import Embeddings, EmbeddingStats, HealthReport, ModelInfo
+from vecembed.types import EmbeddingStats, EmbedResult, Embeddings, HealthReport, ModelInfo
 
 __all__ = ["ProviderBase"]
 
@@ -40,6 +40,10 @@ class ProviderBase:
 
     def embed_queries(self, texts: Sequence[str]) -> Embeddings:  # pragma: no cover
         raise NotImplementedError
+
+    def embed_documents_counted(self, texts: Sequence[str]) -> EmbedResult:
+        """:meth:`embed_documents` with this call's own counts (what the ingest engine reports as truncated)."""
+        return EmbedResult(self.embed_documents(texts))  # pragma: no cover - every backend counts
 
     def embed_query(self, text: str) -> Embeddings:
         """One query vector, shape ``(dimension,)``: the same row ``embed_queries([text])`` gives."""

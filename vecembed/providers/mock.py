@@ -17,7 +17,7 @@ import numpy as np
 
 from vecembed.pipeline import l2_normalize, validate_texts
 from vecembed.providers.base import ProviderBase
-from vecembed.types import Embeddings, ModelInfo, make_fingerprint
+from vecembed.types import EmbedResult, Embeddings, ModelInfo, make_fingerprint
 
 __all__ = ["MockProvider"]
 
@@ -82,7 +82,7 @@ class MockProvider(ProviderBase):
         value = int.from_bytes(digest, "little")
         return value % self._dimension, (1.0 if (value >> 63) & 1 else -1.0)
 
-    def _embed(self, texts: Sequence[str], prompt: str, what: str) -> Embeddings:
+    def _embed(self, texts: Sequence[str], prompt: str, what: str) -> EmbedResult:
         self._check_open()
         items = validate_texts(texts, what=what)
         out = np.zeros((len(items), self._dimension), dtype=np.float32)
@@ -99,12 +99,16 @@ class MockProvider(ProviderBase):
                 col, sign = self._bucket(feature)
                 out[row, col] += sign
         self.stats.add(texts=len(items), tokens=tokens, truncated=truncated, batches=1 if items else 0)
-        return np.ascontiguousarray(l2_normalize(out))
+        return EmbedResult(np.ascontiguousarray(l2_normalize(out)), tokens=tokens, truncated=truncated)
 
     def embed_documents(self, texts: Sequence[str]) -> Embeddings:
         """Hashed bag-of-words vectors for ``texts``."""
+        return self._embed(texts, "", "documents").vectors
+
+    def embed_documents_counted(self, texts: Sequence[str]) -> EmbedResult:
+        """:meth:`embed_documents` with this call's word and truncation counts."""
         return self._embed(texts, "", "documents")
 
     def embed_queries(self, texts: Sequence[str]) -> Embeddings:
         """As :meth:`embed_documents`, with ``query_prompt`` prepended."""
-        return self._embed(texts, self._query_prompt, "queries")
+        return self._embed(texts, self._query_prompt, "queries").vectors

@@ -35,7 +35,7 @@ from vecembed.errors import InvalidInputError, ModelNotFoundError
 from vecembed.pipeline import Batch, TextPipeline, l2_normalize, validate_texts
 from vecembed.providers.base import ProviderBase
 from vecembed.resolve import resolve_model, weights_digest
-from vecembed.types import Embeddings, ModelInfo, make_fingerprint
+from vecembed.types import EmbedResult, Embeddings, ModelInfo, make_fingerprint
 
 __all__ = ["StaticProvider", "distill", "is_static_model_dir"]
 
@@ -238,13 +238,13 @@ class StaticProvider(ProviderBase):
     def info(self) -> ModelInfo:
         return self._info
 
-    def _embed(self, texts: Sequence[str], what: str) -> Embeddings:
+    def _embed(self, texts: Sequence[str], what: str) -> EmbedResult:
         self._check_open()
         items = validate_texts(texts, what=what)
         n = len(items)
         out = np.zeros((n, self._dimension), dtype=np.float32)
         if not n:
-            return out
+            return EmbedResult(out, tokens=0, truncated=0)
         cut = [t[: self._char_limit] for t in items]
         # the shared pipeline set the tokenizer up (no padding, truncation) and picked the fastest batch call
         encodings = self.pipeline.encode_batch(cut, add_special_tokens=False)
@@ -264,7 +264,7 @@ class StaticProvider(ProviderBase):
         if self._normalize:
             out = l2_normalize(out)
         self.stats.add(texts=n, tokens=int(lengths.sum()), truncated=truncated, batches=1)
-        return np.ascontiguousarray(out)
+        return EmbedResult(np.ascontiguousarray(out), tokens=int(lengths.sum()), truncated=truncated)
 
     def _mean_into(self, out: NDArray[np.float32], flat: NDArray[np.int64], counts: NDArray[np.int64]) -> None:
         """``out[i]`` = mean of the vectors of text i's tokens (``flat`` holds every text's ids, in order).
@@ -290,11 +290,15 @@ class StaticProvider(ProviderBase):
 
     def embed_documents(self, texts: Sequence[str]) -> Embeddings:
         """Mean token vectors of ``texts``, float32 ``(n, dimension)``; a text with no known token gives zeros."""
+        return self._embed(texts, "documents").vectors
+
+    def embed_documents_counted(self, texts: Sequence[str]) -> EmbedResult:
+        """:meth:`embed_documents` with this call's token and truncation counts."""
         return self._embed(texts, "documents")
 
     def embed_queries(self, texts: Sequence[str]) -> Embeddings:
         """As :meth:`embed_documents` (static models have no query prompt)."""
-        return self._embed(texts, "queries")
+        return self._embed(texts, "queries").vectors
 
 
 def _no_forward(batch: Batch) -> NDArray[np.float32]:  # pragma: no cover - never called

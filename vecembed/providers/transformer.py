@@ -18,7 +18,7 @@ from vecembed.model_config import ModelConfig, load_model_config, load_tokenizer
 from vecembed.pipeline import Batch, TextPipeline
 from vecembed.providers.base import ProviderBase
 from vecembed.resolve import ResolvedModel, resolve_model, weights_digest
-from vecembed.types import Embeddings, ModelInfo, make_fingerprint
+from vecembed.types import EmbedResult, Embeddings, ModelInfo, make_fingerprint
 
 __all__ = ["TransformerProvider"]
 
@@ -137,8 +137,12 @@ class TransformerProvider(ProviderBase):
 
     def embed_documents(self, texts: Sequence[str]) -> Embeddings:
         """Document vectors (with the model's document prompt, if any)."""
+        return self.embed_documents_counted(texts).vectors
+
+    def embed_documents_counted(self, texts: Sequence[str]) -> EmbedResult:
+        """:meth:`embed_documents` with this call's token and truncation counts."""
         self._check_open()
-        return self.pipeline.embed(texts, prompt=self.config.document_prompt, what="documents")
+        return self.pipeline.embed_counted(texts, prompt=self.config.document_prompt, what="documents")
 
     def embed_queries(self, texts: Sequence[str]) -> Embeddings:
         """Query vectors (with the model's query prompt, if any)."""

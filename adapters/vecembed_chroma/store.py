@@ -1,0 +1,248 @@
+"""ChromaStore: Chroma's side of the vecembed store contract (embedded, in memory, or a server).
+
+Only Chroma calls live here; identity policy, validation, batching, retries and
+progress are the shared engine's (:mod:`vecembed.store`, :mod:`vecembed.ingest`).
+Registered as the ``chroma`` entry point of ``vecembed.stores``::
+
+    vecembed.open_store("chroma", "docs", provider, path="./db")          # chromadb.PersistentClient
+    vecembed.open_store("chroma", "docs", provider, url="http://127.0.0.1:8000")   # chromadb.HttpClient
+    vecembed.open_store("chroma", "docs", provider, client=my_client)     # any chromadb client
+    vecembed.open_store("chroma", "docs", provider)                       # chromadb.EphemeralClient
+
+A collection it creates uses the cosine space, records the identity in its
+metadata and carries a :class:`~vecembed_chroma.ChromaEmbeddingFunction` for the
+provider, so plain chromadb code (after ``import vecembed_chroma``) can query it
+by text with the same model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import chromadb
+from chromadb.api import ClientAPI
+from chromadb.api.models.Collection import Collection
+from chromadb.errors import InternalError, NotFoundError, UniqueConstraintError
+
+from vecembed.errors import InvalidInputError, ProviderUnavailableError
+from vecembed.health import timed_check
+from vecembed.identity import RECORD_HASH_KEY, CollectionIdentity, canonical_distance
+from vecembed.protocol import EmbeddingProvider
+from vecembed.retry import is_transient_default
+from vecembed.store import CollectionState, Hit, Record
+from vecembed.types import Embeddings, HealthReport
+from vecembed_chroma.collections import stored_dimension
+from vecembed_chroma.embedding_function import ChromaEmbeddingFunction
+
+__all__ = ["ChromaStore", "open_chroma_store"]
+
+
+def _space(collection: Collection) -> str | None:
+    hnsw = (collection.configuration_json or {}).get("hnsw") or {}
+    space = hnsw.get("space") or (collection.metadata or {}).get("hnsw:space")
+    return str(space) if space else None
+
+
+def _similarity(distance: float, space: str | None) -> float:
+    # Chroma answers distances; vecembed's hits carry similarities. cosine: 1 - cos; ip: 1 - dot;
+    # l2: squared euclidean, which is 2 - 2 cos on the unit vectors a normalised model writes.
+    if space == "l2":
+        return 1.0 - distance / 2.0
+    return 1.0 - distance
+
+
+def _where(where: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if not where:
+        return None
+    clauses = [{key: value} for key, value in where.items()]
+    # Chroma takes one clause as is and several under "$and".
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+def _client_for_url(url: str) -> ClientAPI:
+    parsed = urlparse(url if "://" in url else f"http://{url}")
+    if not parsed.hostname:
+        raise InvalidInputError(f"url {url!r} is not a URL like http://127.0.0.1:8000")
+    ssl = parsed.scheme == "https"
+    try:
+        return chromadb.HttpClient(host=parsed.hostname, port=parsed.port or (443 if ssl else 8000), ssl=ssl)
+    except Exception as exc:  # chromadb checks the server when the client is made
+        raise ProviderUnavailableError(
+            f"no Chroma server answers at {url} ({type(exc).__name__}: {exc}); start one with "
+            f"`chroma run --path DIR --host {parsed.hostname} --port {parsed.port or 8000}`, or use a path instead"
+        ) from None
+
+
+class ChromaStore:
+    """One Chroma collection as a :class:`~vecembed.store.VectorStore`."""
+
+    db = "chroma"
+    #: Chroma stores str, int, float and bool metadata values only.
+    nested_metadata = False
+
+    def __init__(
+        self,
+        client: ClientAPI,
+        collection: str,
+        *,
+        location: str,
+        provider: EmbeddingProvider | None = None,
+        owns_client: bool = False,
+    ) -> None:
+        self.client = client
+        self.collection = collection
+        self.location = location
+        self.provider = provider
+        self._owns_client = owns_client
+        self._native: Collection | None = None
+
+    # -- the collection ---------------------------------------------------------------------------
+
+    def _get(self) -> Collection | None:
+        try:
+            # embedding_function=None: chromadb would refuse ours when the stored name differs; vecembed
+            # compares the recorded identity instead, which is the stricter test.
+            return self.client.get_collection(self.collection, embedding_function=None)
+        except NotFoundError:
+            return None
+
+    def _col(self) -> Collection:
+        if self._native is None:
+            self._native = self._get()
+            if self._native is None:
+                raise ProviderUnavailableError(f"chroma collection {self.collection!r} at {self.location} is gone")
+        return self._native
+
+    def state(self) -> CollectionState | None:
+        native = self._get()
+        self._native = native
+        if native is None:
+            return None
+        identity = CollectionIdentity.from_metadata(native.metadata)
+        return CollectionState(
+            identity=identity,
+            dimension=stored_dimension(native),
+            distance=_space(native),
+            count=None if identity is not None else native.count(),
+        )
+
+    def create(self, identity: CollectionIdentity) -> None:
+        kwargs: dict[str, Any] = {"metadata": identity.to_metadata()}
+        if self.provider is not None:
+            # The function's default space is cosine; it lets plain chromadb code query by text.
+            kwargs["embedding_function"] = ChromaEmbeddingFunction(self.provider)
+        else:
+            kwargs["configuration"] = {"hnsw": {"space": "cosine"}}
+        try:
+            self._native = self.client.create_collection(self.collection, **kwargs)
+        except UniqueConstraintError:
+            self._native = None  # created by someone else meanwhile: the caller reads it back and checks it
+        except InternalError as exc:
+            if "already exists" not in str(exc):
+                raise
+            self._native = None
+
+    def record_identity(self, identity: CollectionIdentity) -> None:
+        native = self._col()
+        # modify() replaces the metadata: keep the user's keys. "hnsw:*" keys must not be sent again
+        # (Chroma refuses any "change" of the distance); the space itself lives in the configuration.
+        kept = {
+            k: v for k, v in CollectionIdentity.without_identity(native.metadata).items() if not k.startswith("hnsw:")
+        }
+        native.modify(metadata={**kept, **identity.to_metadata()})
+
+    # -- records ----------------------------------------------------------------------------------
+
+    def write(self, records: Sequence[Record], vectors: Embeddings) -> None:
+        self._col().upsert(
+            ids=[r.id for r in records],
+            embeddings=vectors,
+            documents=[r.text for r in records],
+            metadatas=[{**r.metadata, RECORD_HASH_KEY: r.content_hash} for r in records],
+        )
+
+    def stored_hashes(self, ids: Sequence[str]) -> dict[str, str]:
+        got = self._col().get(ids=list(ids), include=["metadatas"])
+        metas = got.get("metadatas") or [None] * len(got["ids"])
+        return {
+            str(i): str(m[RECORD_HASH_KEY]) for i, m in zip(got["ids"], metas, strict=True) if m and RECORD_HASH_KEY in m
+        }
+
+    def query(self, vectors: Embeddings, k: int, where: Mapping[str, Any] | None) -> list[list[Hit]]:
+        native = self._col()
+        result = native.query(
+            query_embeddings=vectors,
+            n_results=k,
+            where=_where(where),
+            include=["documents", "metadatas", "distances"],
+        )
+        space = _space(native)
+        out: list[list[Hit]] = []
+        for row, ids in enumerate(result["ids"]):
+            docs = (result.get("documents") or [])[row] if result.get("documents") else [None] * len(ids)
+            metas = (result.get("metadatas") or [])[row] if result.get("metadatas") else [None] * len(ids)
+            dists = (result.get("distances") or [])[row] if result.get("distances") else [0.0] * len(ids)
+            out.append(
+                [
+                    Hit(str(i), _similarity(float(d), space), t or "", CollectionIdentity.without_identity(m))
+                    for i, t, m, d in zip(ids, docs, metas, dists, strict=True)
+                ]
+            )
+        return out
+
+    def count(self) -> int:
+        native = self._get()
+        return 0 if native is None else int(native.count())
+
+    def delete(self, ids: Sequence[str]) -> None:
+        self._col().delete(ids=list(ids))
+
+    # -- the database -----------------------------------------------------------------------------
+
+    def health(self) -> HealthReport:
+        def check() -> tuple[bool, str, dict[str, bool]]:
+            beat = self.client.heartbeat()  # nanoseconds since the epoch on the server
+            if not (isinstance(beat, int) and beat > 0):
+                return False, f"unexpected heartbeat {beat!r}", {"heartbeat": False}
+            return True, f"heartbeat ok (chroma {self.client.get_version()})", {"heartbeat": True}
+
+        return timed_check("chroma", check)
+
+    def is_transient(self, exc: BaseException) -> bool:
+        return is_transient_default(exc)
+
+    def close(self) -> None:
+        self._native = None
+        if self._owns_client:
+            # chromadb clients have no close(); dropping the reference releases an embedded database.
+            self.client = None  # type: ignore[assignment]
+
+
+def open_chroma_store(
+    collection: str,
+    *,
+    provider: EmbeddingProvider | None = None,
+    path: str | None = None,
+    url: str | None = None,
+    client: ClientAPI | None = None,
+    **options: Any,
+) -> ChromaStore:
+    """The ``chroma`` entry point: a :class:`ChromaStore` on ``client``, a server ``url``, a ``path``, or in memory."""
+    if options:
+        raise InvalidInputError(f"the chroma store takes no options {sorted(options)}; it takes path=, url=, client=")
+    if not 3 <= len(collection) <= 512:
+        raise InvalidInputError(f"a Chroma collection name has 3 to 512 characters, got {collection!r}")
+    if client is not None:
+        return ChromaStore(client, collection, location="client", provider=provider)
+    if url is not None:
+        return ChromaStore(_client_for_url(url), collection, location=url, provider=provider, owns_client=True)
+    if path is not None:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        return ChromaStore(
+            chromadb.PersistentClient(path=str(path)), collection, location=str(path), provider=provider,
+            owns_client=True,
+        )
+    return ChromaStore(chromadb.EphemeralClient(), collection, location="memory", provider=provider, owns_client=True)

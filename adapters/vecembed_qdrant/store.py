@@ -1,0 +1,323 @@
+"""QdrantStore: Qdrant's side of the vecembed store contract (in memory, a local folder, or a server).
+
+Only Qdrant calls live here; identity policy, validation, batching, retries and
+progress are the shared engine's (:mod:`vecembed.store`, :mod:`vecembed.ingest`).
+Registered as the ``qdrant`` entry point of ``vecembed.stores``::
+
+    vecembed.open_store("qdrant", "docs", provider)                          # QdrantClient(":memory:")
+    vecembed.open_store("qdrant", "docs", provider, path="./qdrant")         # local mode on disk
+    vecembed.open_store("qdrant", "docs", provider, url="http://127.0.0.1:6333")
+    vecembed.open_store("qdrant", "docs", provider, client=my_client, vector_name="text")
+
+Points: the id is ``uuid5`` of the caller's id (a canonical UUID string is kept
+as is), the payload holds the caller's metadata at the top level (so filters
+name its keys directly) beside ``vecembed:id``, ``vecembed:text`` and
+``vecembed:hash``. Where local mode sets the pace: it commits every point to
+sqlite on its own (10–20 ms a point on disk), so there the writes, not the
+embedding, are the bottleneck.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+from vecembed.errors import InvalidInputError, ProviderUnavailableError
+from vecembed.health import timed_check
+from vecembed.identity import (
+    RECORD_HASH_KEY,
+    RECORD_ID_KEY,
+    RECORD_TEXT_KEY,
+    RESERVED_PREFIX,
+    CollectionIdentity,
+)
+from vecembed.ingest import ID_NAMESPACE
+from vecembed.retry import is_transient_default
+from vecembed.store import CollectionState, Hit, Record
+from vecembed.types import Embeddings, HealthReport
+
+__all__ = ["QdrantStore", "is_transient", "open_qdrant_store", "point_id", "to_filter"]
+
+_TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+# gRPC status names that mean "try again later" rather than "this request is wrong".
+_TRANSIENT_GRPC = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED"})
+_RANGE_KEYS = frozenset({"gt", "gte", "lt", "lte"})
+
+_DISTANCES = {"cosine": models.Distance.COSINE, "dot": models.Distance.DOT, "euclid": models.Distance.EUCLID}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether retrying the Qdrant call that raised ``exc`` may succeed.
+
+    A 4xx answer (e.g. "Vector dimension error"), a closed local client or a
+    local-mode ``ValueError`` is not transient: retrying would fail the same way.
+    """
+    if isinstance(exc, ResponseHandlingException):  # transport level: refused, reset, timed out
+        return True
+    if isinstance(exc, UnexpectedResponse):
+        return exc.status_code in _TRANSIENT_STATUS
+    code = getattr(exc, "code", None)
+    if callable(code) and type(exc).__module__.startswith("grpc"):
+        try:
+            return getattr(code(), "name", "") in _TRANSIENT_GRPC
+        except Exception:
+            return False
+    return is_transient_default(exc)
+
+
+def _canonical_uuid(value: str) -> str | None:
+    # Only the 36-character hyphenated form counts: uuid.UUID also parses "{...}", "urn:uuid:" and bare hex,
+    # and treating those as UUIDs would make two different caller ids collide.
+    if len(value) != 36 or value.count("-") != 4:
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return None
+
+
+def point_id(doc_id: str) -> str:
+    """The Qdrant point id of a (normalised) caller id: the id itself when it is a UUID, else ``uuid5`` of it."""
+    return _canonical_uuid(doc_id) or str(uuid.uuid5(ID_NAMESPACE, "id:" + doc_id))
+
+
+def _is_match_any(value: Any) -> bool:
+    # Qdrant's MatchAny takes a list of str or a list of int, not a mixture (and bools are not ints to it).
+    if not isinstance(value, list | tuple | set | frozenset) or not value:
+        return False
+    return all(isinstance(v, str) for v in value) or all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    )
+
+
+def to_filter(query_filter: models.Filter | Mapping[str, Any] | None) -> models.Filter | None:
+    """A ``models.Filter`` as it is, or a plain dict turned into one (every condition must hold).
+
+    ``{"lang": "en"}`` matches a value, ``{"lang": ["en", "de"]}`` any of several,
+    ``{"year": {"gte": 2020, "lt": 2024}}`` a range. Keys are metadata keys
+    (nested ones with dots, as Qdrant spells them).
+    """
+    if query_filter is None or isinstance(query_filter, models.Filter):
+        return query_filter
+    if not isinstance(query_filter, Mapping):
+        raise InvalidInputError(
+            f"a filter must be a qdrant_client.models.Filter or a dict, got {type(query_filter).__name__}"
+        )
+    conditions: list[models.Condition] = []
+    for key, value in query_filter.items():
+        if not isinstance(key, str):
+            raise InvalidInputError(f"filter keys must be str, got {key!r}")
+        if isinstance(value, Mapping) and value and set(value) <= _RANGE_KEYS:
+            conditions.append(models.FieldCondition(key=key, range=models.Range(**dict(value))))
+        elif isinstance(value, bool | int | str):
+            conditions.append(models.FieldCondition(key=key, match=models.MatchValue(value=value)))
+        elif isinstance(value, float):
+            # MatchValue takes no floats: an exact float is the range [v, v].
+            conditions.append(models.FieldCondition(key=key, range=models.Range(gte=value, lte=value)))
+        elif _is_match_any(value):
+            conditions.append(models.FieldCondition(key=key, match=models.MatchAny(any=list(value))))
+        else:
+            raise InvalidInputError(
+                f"filter[{key!r}] = {value!r} is not a value, a non-empty list of str or of int, or a range "
+                "dict with gt/gte/lt/lte; build a qdrant_client.models.Filter for anything else"
+            )
+    return models.Filter(must=conditions)
+
+
+def _distance_name(distance: models.Distance) -> str:
+    return str(distance.value).lower()
+
+
+class QdrantStore:
+    """One Qdrant collection as a :class:`~vecembed.store.VectorStore`."""
+
+    db = "qdrant"
+    #: Qdrant payloads keep any JSON: lists and nested dicts are stored and filterable (with dotted keys).
+    nested_metadata = True
+
+    def __init__(
+        self,
+        client: QdrantClient,
+        collection: str,
+        *,
+        location: str,
+        vector_name: str | None = None,
+        owns_client: bool = False,
+    ) -> None:
+        if vector_name is not None and not (isinstance(vector_name, str) and vector_name):
+            raise InvalidInputError(f"vector_name must be a non-empty str or None, got {vector_name!r}")
+        self.client = client
+        self.collection = collection
+        self.location = location
+        self.vector_name = vector_name
+        self._owns_client = owns_client
+
+    # -- the collection ---------------------------------------------------------------------------
+
+    def _vector_params(self, vectors: Any) -> models.VectorParams:
+        name = self.collection
+        if self.vector_name is None:
+            if isinstance(vectors, models.VectorParams):
+                return vectors
+            names = sorted(vectors) if isinstance(vectors, Mapping) else []
+            raise InvalidInputError(
+                f"collection {name!r} has named vectors {names}; pass vector_name= (one of them) to open_store"
+            )
+        if isinstance(vectors, Mapping):
+            params = vectors.get(self.vector_name)
+            if isinstance(params, models.VectorParams):
+                return params
+            raise InvalidInputError(
+                f"collection {name!r} has no vector named {self.vector_name!r} (it has {sorted(vectors)}); "
+                "pass one of those as vector_name=, or use another collection"
+            )
+        raise InvalidInputError(
+            f"collection {name!r} has one unnamed vector, not a vector named {self.vector_name!r}; "
+            "leave vector_name= out, or use another collection"
+        )
+
+    def state(self) -> CollectionState | None:
+        if not self.client.collection_exists(self.collection):
+            return None
+        info = self.client.get_collection(self.collection)
+        params = self._vector_params(info.config.params.vectors)
+        identity = CollectionIdentity.from_metadata(info.config.metadata)
+        count = None if identity is not None else int(self.client.count(self.collection, exact=True).count)
+        return CollectionState(
+            identity=identity, dimension=params.size, distance=_distance_name(params.distance), count=count
+        )
+
+    def create(self, identity: CollectionIdentity) -> None:
+        params = models.VectorParams(size=identity.dimension, distance=_DISTANCES[identity.distance])
+        try:
+            self.client.create_collection(
+                self.collection,
+                vectors_config={self.vector_name: params} if self.vector_name else params,
+                metadata=identity.to_metadata(),
+            )
+        except Exception:
+            # Someone else may have created it meanwhile: then the caller reads theirs back and checks it.
+            if not self.client.collection_exists(self.collection):
+                raise
+
+    def record_identity(self, identity: CollectionIdentity) -> None:
+        # Qdrant merges collection metadata on update: the user's own keys stay.
+        self.client.update_collection(self.collection, metadata=identity.to_metadata())
+
+    # -- records ----------------------------------------------------------------------------------
+
+    def write(self, records: Sequence[Record], vectors: Embeddings) -> None:
+        points = [
+            models.PointStruct(
+                id=point_id(r.id),
+                vector={self.vector_name: row.tolist()} if self.vector_name else row.tolist(),
+                payload={**r.metadata, RECORD_ID_KEY: r.id, RECORD_TEXT_KEY: r.text, RECORD_HASH_KEY: r.content_hash},
+            )
+            for r, row in zip(records, vectors, strict=True)
+        ]
+        self.client.upsert(self.collection, points=points, wait=True)
+
+    def stored_hashes(self, ids: Sequence[str]) -> dict[str, str]:
+        stored = self.client.retrieve(
+            self.collection,
+            ids=[point_id(i) for i in ids],
+            # Quoted: a payload selector is a JSON path, where ":" is only allowed inside quotes.
+            with_payload=models.PayloadSelectorInclude(include=[f'"{RECORD_ID_KEY}"', f'"{RECORD_HASH_KEY}"']),
+            with_vectors=False,
+        )
+        out: dict[str, str] = {}
+        for point in stored:
+            payload = point.payload or {}
+            if RECORD_ID_KEY in payload and RECORD_HASH_KEY in payload:
+                out[str(payload[RECORD_ID_KEY])] = str(payload[RECORD_HASH_KEY])
+        return out
+
+    def _hit(self, point: models.ScoredPoint) -> Hit:
+        payload = dict(point.payload or {})
+        metadata = {k: v for k, v in payload.items() if not k.startswith(RESERVED_PREFIX)}
+        return Hit(
+            str(payload.get(RECORD_ID_KEY, point.id)), float(point.score), str(payload.get(RECORD_TEXT_KEY, "")),
+            metadata,
+        )
+
+    def query(self, vectors: Embeddings, k: int, where: Mapping[str, Any] | None) -> list[list[Hit]]:
+        flt = to_filter(where)
+        requests = [
+            models.QueryRequest(query=row.tolist(), using=self.vector_name, filter=flt, limit=k, with_payload=True)
+            for row in vectors
+        ]
+        responses = self.client.query_batch_points(self.collection, requests=requests)
+        return [[self._hit(p) for p in r.points] for r in responses]
+
+    def count(self) -> int:
+        if not self.client.collection_exists(self.collection):
+            return 0
+        return int(self.client.count(self.collection, exact=True).count)
+
+    def delete(self, ids: Sequence[str]) -> None:
+        selector = models.PointIdsList(points=[point_id(i) for i in ids])
+        self.client.delete(self.collection, points_selector=selector, wait=True)
+
+    # -- the database -----------------------------------------------------------------------------
+
+    def health(self) -> HealthReport:
+        def check() -> tuple[bool, str, dict[str, bool]]:
+            collections = self.client.get_collections().collections
+            return True, f"reachable, {len(collections)} collections", {"reachable": True}
+
+        return timed_check("qdrant", check)
+
+    def is_transient(self, exc: BaseException) -> bool:
+        return is_transient(exc)
+
+    def close(self) -> None:
+        if self._owns_client:
+            self.client.close()
+
+
+def _local_client(path: str) -> QdrantClient:
+    Path(path).mkdir(parents=True, exist_ok=True)
+    try:
+        return QdrantClient(path=path)
+    except RuntimeError as exc:
+        if "already accessed" in str(exc):
+            raise ProviderUnavailableError(
+                f"the Qdrant folder {path} is in use by another process (local mode allows one client at a time); "
+                "stop it, or use another folder, or a server (url=)"
+            ) from None
+        raise
+
+
+def open_qdrant_store(
+    collection: str,
+    *,
+    provider: Any = None,
+    path: str | None = None,
+    url: str | None = None,
+    client: QdrantClient | None = None,
+    vector_name: str | None = None,
+    **options: Any,
+) -> QdrantStore:
+    """The ``qdrant`` entry point: a :class:`QdrantStore` on ``client``, a server ``url``, a local ``path``, or in memory.
+
+    ``options`` other than ``vector_name`` go to ``QdrantClient(url=..., **options)`` (e.g. ``api_key``, ``timeout``).
+    """
+    if client is not None:
+        if options:
+            raise InvalidInputError(f"client options {sorted(options)} cannot apply to a client passed in")
+        return QdrantStore(client, collection, location="client", vector_name=vector_name)
+    if url is not None:
+        return QdrantStore(
+            QdrantClient(url=url, **options), collection, location=url, vector_name=vector_name, owns_client=True
+        )
+    if options:
+        raise InvalidInputError(f"client options {sorted(options)} apply only to a server (url=)")
+    if path is not None:
+        return QdrantStore(_local_client(path), collection, location=path, vector_name=vector_name, owns_client=True)
+    return QdrantStore(QdrantClient(":memory:"), collection, location="memory", vector_name=vector_name,
+                       owns_client=True)

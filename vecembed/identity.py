@@ -1,0 +1,247 @@
+"""The identity of a collection's vector space, its metadata keys, and the one check made before any write.
+
+Every store records the provider's vector space in the collection's own
+metadata under the keys below, and every store, the CLI, the Chroma helpers and
+the health checks compare it through :func:`verify_identity` — the only place
+that decides whether a collection and a provider fit::
+
+    vecembed:fingerprint   ModelInfo.fingerprint (what is compared)
+    vecembed:model         ModelInfo.name        (what the messages show)
+    vecembed:dimension     ModelInfo.dimension
+    vecembed:distance      the distance the collection was created with ("cosine")
+    vecembed:quantization  ModelInfo.quantization, "" for none (shown when two variants of one model meet)
+    vecembed:vector_name   the named vector ("" for the unnamed one; Qdrant)
+
+The keys of each stored record that vecembed owns (``vecembed:id``,
+``vecembed:text``, ``vecembed:hash``) are defined here too, so that no other
+module spells a ``vecembed:`` key.
+
+Policy for a collection that records no identity (made by plain chromadb or
+qdrant-client): an empty one is claimed — its identity is recorded by the
+first ingest; one that holds vectors is refused unless ``adopt=True`` says
+they come from this provider's model (and their dimension matches).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from vecembed.errors import DimensionMismatchError, InvalidInputError, ModelMismatchError
+from vecembed.types import ModelInfo
+
+__all__ = [
+    "DIMENSION_KEY",
+    "DISTANCE_KEY",
+    "FINGERPRINT_KEY",
+    "IDENTITY_KEYS",
+    "MODEL_KEY",
+    "QUANTIZATION_KEY",
+    "RECORD_HASH_KEY",
+    "RECORD_ID_KEY",
+    "RECORD_TEXT_KEY",
+    "RESERVED_PREFIX",
+    "VECTOR_NAME_KEY",
+    "CollectionIdentity",
+    "Verdict",
+    "verify_identity",
+]
+
+#: Every key vecembed writes into a collection's or a record's metadata starts with this.
+RESERVED_PREFIX = "vecembed:"
+
+FINGERPRINT_KEY = "vecembed:fingerprint"
+MODEL_KEY = "vecembed:model"
+DIMENSION_KEY = "vecembed:dimension"
+DISTANCE_KEY = "vecembed:distance"
+QUANTIZATION_KEY = "vecembed:quantization"
+VECTOR_NAME_KEY = "vecembed:vector_name"
+IDENTITY_KEYS = (FINGERPRINT_KEY, MODEL_KEY, DIMENSION_KEY, DISTANCE_KEY, QUANTIZATION_KEY, VECTOR_NAME_KEY)
+
+#: Per record: the caller's id (where the database's own id cannot hold it), the text, the content hash.
+RECORD_ID_KEY = "vecembed:id"
+RECORD_TEXT_KEY = "vecembed:text"
+RECORD_HASH_KEY = "vecembed:hash"
+
+#: Distance names as the databases spell them -> one vocabulary.
+_DISTANCE_ALIASES = {
+    "cosine": "cosine",
+    "cos": "cosine",
+    "dot": "dot",
+    "ip": "dot",
+    "l2": "euclid",
+    "euclid": "euclid",
+    "euclidean": "euclid",
+    "manhattan": "manhattan",
+}
+
+
+def canonical_distance(name: str) -> str:
+    """``"Cosine"``, ``"ip"``, ``"l2"`` ... as ``"cosine"``, ``"dot"``, ``"euclid"``; unknown names as given."""
+    return _DISTANCE_ALIASES.get(name.lower(), name.lower())
+
+
+@dataclass(frozen=True, kw_only=True)
+class CollectionIdentity:
+    """The vector space a collection holds: what is recorded in it and compared before every write."""
+
+    fingerprint: str
+    model: str
+    dimension: int
+    distance: str = "cosine"
+    quantization: str = ""
+    vector_name: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.fingerprint:
+            raise InvalidInputError("CollectionIdentity.fingerprint must not be empty")
+        if isinstance(self.dimension, bool) or not isinstance(self.dimension, int) or self.dimension <= 0:
+            raise InvalidInputError(f"CollectionIdentity.dimension must be a positive int, got {self.dimension!r}")
+        object.__setattr__(self, "distance", canonical_distance(self.distance))
+
+    @classmethod
+    def of(cls, info: ModelInfo, *, distance: str = "cosine", vector_name: str | None = None) -> CollectionIdentity:
+        """The identity of a collection written by a provider with ``info``."""
+        return cls(
+            fingerprint=info.fingerprint,
+            model=info.name,
+            dimension=info.dimension,
+            distance=distance,
+            quantization=info.quantization or "",
+            vector_name=vector_name or "",
+        )
+
+    def to_metadata(self) -> dict[str, str | int]:
+        """The collection metadata that records this identity (flat str/int values: every database takes them)."""
+        return {
+            FINGERPRINT_KEY: self.fingerprint,
+            MODEL_KEY: self.model,
+            DIMENSION_KEY: self.dimension,
+            DISTANCE_KEY: self.distance,
+            QUANTIZATION_KEY: self.quantization,
+            VECTOR_NAME_KEY: self.vector_name,
+        }
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, Any] | None) -> CollectionIdentity | None:
+        """The identity recorded in ``metadata``, or None when it records none (no fingerprint)."""
+        meta = metadata or {}
+        fingerprint = meta.get(FINGERPRINT_KEY)
+        if not fingerprint:
+            return None
+        dim = meta.get(DIMENSION_KEY)
+        try:
+            dimension = int(dim) if dim is not None and not isinstance(dim, bool) else 0
+        except (TypeError, ValueError):
+            dimension = 0
+        return cls(
+            fingerprint=str(fingerprint),
+            model=str(meta.get(MODEL_KEY) or "unknown model"),
+            # A record without a usable dimension still names its model; 1 keeps the object valid and
+            # the fingerprint comparison (which comes first for such a record) still decides.
+            dimension=dimension if dimension > 0 else 1,
+            distance=str(meta.get(DISTANCE_KEY) or "cosine"),
+            quantization=str(meta.get(QUANTIZATION_KEY) or ""),
+            vector_name=str(meta.get(VECTOR_NAME_KEY) or ""),
+        )
+
+    @staticmethod
+    def without_identity(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+        """``metadata`` less every key vecembed owns (what a user's own collection metadata is)."""
+        return {k: v for k, v in (metadata or {}).items() if not str(k).startswith(RESERVED_PREFIX)}
+
+    def describe(self) -> str:
+        """``'all-MiniLM-L6-v2' (int8, 384-d, fingerprint ve1-...)`` — how messages name it."""
+        variant = f"{self.quantization}, " if self.quantization else ""
+        return f"{self.model!r} ({variant}{self.dimension}-d, fingerprint {self.fingerprint})"
+
+
+class Verdict(Enum):
+    """What :func:`verify_identity` decided."""
+
+    #: The collection records this identity: read and write.
+    MATCH = "match"
+    #: The collection records nothing and may be claimed (empty, or ``adopt=True``): record it before writing.
+    RECORD = "record"
+
+
+def _compatible_distance(stored: str, wanted: str, normalized: bool) -> bool:
+    if stored == wanted:
+        return True
+    # On unit vectors cosine, dot and euclidean distance rank alike; the stores turn each into a cosine score.
+    return normalized and {stored, wanted} <= {"cosine", "dot", "euclid"}
+
+
+def verify_identity(
+    collection: str,
+    wanted: CollectionIdentity,
+    *,
+    recorded: CollectionIdentity | None,
+    stored_dimension: int | None = None,
+    stored_distance: str | None = None,
+    count: int | None = None,
+    normalized: bool = True,
+    adopt: bool = False,
+) -> Verdict:
+    """Decide whether a provider with identity ``wanted`` may use ``collection``; raise before anything is written.
+
+    ``recorded``: what the collection records (None: nothing). ``stored_dimension`` /
+    ``stored_distance``: the size and distance of the vectors the database holds or
+    was configured with, when known. ``count``: records in it (needed only when nothing
+    is recorded). Raises :class:`~vecembed.errors.DimensionMismatchError` for another
+    vector size, :class:`~vecembed.errors.ModelMismatchError` for another fingerprint, an
+    incompatible distance, or unrecorded vectors without ``adopt=True``.
+    """
+    ours = wanted.describe()
+    advice = (
+        f"use the model collection {collection!r} was written with, or write to another collection; "
+        "nothing was written"
+    )
+    if recorded is not None and recorded.fingerprint != wanted.fingerprint:
+        if recorded.dimension != wanted.dimension:
+            raise DimensionMismatchError(
+                f"collection {collection!r} holds {recorded.dimension}-dimensional vectors of model "
+                f"{recorded.describe()}, but the provider is {ours}: {advice}",
+                expected=recorded.dimension,
+                got=wanted.dimension,
+            )
+        differs = " (the same model name: another variant — quantisation, revision, pooling or prompts)" if (
+            recorded.model == wanted.model
+        ) else ""
+        raise ModelMismatchError(
+            f"collection {collection!r} was written with model {recorded.describe()}, but the provider is "
+            f"{ours}{differs}; vectors of two vector spaces cannot be compared: {advice}",
+            expected=recorded.fingerprint,
+            got=wanted.fingerprint,
+        )
+    if stored_dimension is not None and stored_dimension != wanted.dimension:
+        whose = f"of model {recorded.describe()}" if recorded is not None else "(written without a vecembed record)"
+        raise DimensionMismatchError(
+            f"collection {collection!r} holds {stored_dimension}-dimensional vectors {whose}, but the provider "
+            f"is {ours}: {advice}",
+            expected=stored_dimension,
+            got=wanted.dimension,
+        )
+    if stored_distance is not None and not _compatible_distance(
+        canonical_distance(stored_distance), wanted.distance, normalized
+    ):
+        raise ModelMismatchError(
+            f"collection {collection!r} uses the {stored_distance} distance, but the provider's vectors are "
+            f"compared by {wanted.distance}; use another collection; nothing was written",
+            expected=stored_distance,
+            got=wanted.distance,
+        )
+    if recorded is not None:
+        return Verdict.MATCH
+    if count and not adopt:
+        raise ModelMismatchError(
+            f"collection {collection!r} holds {count} records but no vecembed record of the model that wrote "
+            f"them, so nothing says they were embedded with {ours}; if they were, adopt it "
+            f"(open_store(..., adopt=True), or --adopt on the command line) to record the model; otherwise use "
+            "another collection; nothing was written",
+            expected=None,
+            got=wanted.fingerprint,
+        )
+    return Verdict.RECORD

@@ -1,0 +1,456 @@
+"""The one ingest engine: every store, the CLI, the demo and the benchmarks write documents through it.
+
+::
+
+    docs (any iterable) ─► validate a chunk ─► ids (deterministic) ─► skip stored & unchanged
+          ─► embed (length-sorted batches) ─► write batch k (worker thread) while batch k+1 embeds
+          ─► IngestReport(documents, written, skipped, duplicates, retries, truncated, seconds)
+
+* **Streams.** Documents are read ``chunk_size`` at a time from any iterable (a
+  generator of millions is never materialised): memory is bounded by one chunk
+  and one batch in flight. A list (any ``Sequence``) is validated whole before
+  anything is written; an iterator chunk by chunk, each before any of it is.
+* **Idempotent, resumable.** A document's id is the caller's (``1`` and ``"1"``
+  are one id) or, without one, derived from its text. Each record stores a hash
+  of its text and metadata; documents already stored with the same hash are not
+  embedded again, so a re-run after a failure embeds only what is missing.
+* **Pipelined, retried.** Embedding batch k+1 overlaps the write of batch k
+  (one write in flight, one store call at a time); a write that fails for a
+  passing reason is retried with backoff (the store says which errors pass).
+* **Honest on failure.** A failure that retries cannot absorb raises
+  :class:`~vecembed.errors.IngestError` whose ``report`` counts what is committed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import json
+import math
+import numbers
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import numpy as np
+
+from vecembed.errors import (
+    DimensionMismatchError,
+    IngestError,
+    InvalidInputError,
+    ProviderUnavailableError,
+    VecembedError,
+)
+from vecembed.identity import RESERVED_PREFIX
+from vecembed.progress import Progress
+from vecembed.protocol import EmbeddingProvider
+from vecembed.retry import call_with_retry
+from vecembed.store import Document, IngestReport, Record, VectorStore
+from vecembed.types import EmbedResult, Embeddings
+
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "ID_NAMESPACE",
+    "StoreCaller",
+    "content_hash",
+    "ingest",
+    "normalize_id",
+    "prepare_records",
+    "text_id",
+    "validate_metadata",
+]
+
+T = TypeVar("T")
+
+#: Documents per embed call and per write. Embedding 128 texts at a time costs no more than one call over all
+#: of them (measured with onnx: 64-text calls ~11 % more, 128 and 256 none), and a write per 128 is cheap.
+DEFAULT_BATCH_SIZE = 128
+
+#: Batches per chunk: documents validated, looked up and length-sorted together.
+CHUNK_BATCHES = 8
+
+#: The namespace of every id vecembed derives from a text. Fixed forever: changing it would orphan stored data.
+ID_NAMESPACE = uuid.UUID("8d4f6e2a-31c5-5b0e-9a57-6c1e0b7d2f94")
+
+_DOC_KEYS = frozenset({"id", "text", "metadata"})
+
+
+# -- ids, hashes, metadata: the rules every store shares ---------------------------------------------
+
+
+def text_id(text: str) -> str:
+    """The id of a document given without one: ``uuid5`` of its text (the same text, the same id)."""
+    return str(uuid.uuid5(ID_NAMESPACE, "text:" + text))
+
+
+def normalize_id(value: Any, where: str) -> str:
+    """A caller's id as the one string every store keeps: ``str`` as is, an integer as its decimal digits.
+
+    ``1``, ``np.int64(1)`` and ``"1"`` are the same document. Anything else (``None``, a float, a bool,
+    an empty string) raises :class:`~vecembed.errors.InvalidInputError` naming ``where``.
+    """
+    if isinstance(value, str):
+        if not value:
+            raise InvalidInputError(f"{where}: the id is an empty string; nothing was written")
+        return value
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_):
+        return str(int(value))
+    kind = "None" if value is None else type(value).__name__
+    raise InvalidInputError(f"{where}: an id must be a str or an int, got {kind} ({value!r}); nothing was written")
+
+
+def _check_text(text: Any, where: str) -> bytes:
+    if not isinstance(text, str):
+        kind = "None" if text is None else type(text).__name__
+        hint = " (decode bytes first)" if isinstance(text, bytes | bytearray) else ""
+        raise InvalidInputError(f"{where}: the text must be a str, got {kind}{hint}; nothing was written")
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        # A lone surrogate (e.g. from a file decoded with errors="surrogateescape") cannot be tokenised or stored.
+        raise InvalidInputError(
+            f"{where}: the text is not valid Unicode at character {exc.start} ({text[exc.start:exc.end]!r} is a "
+            "lone surrogate); fix the text or decode its source with errors='replace'; nothing was written"
+        ) from None
+
+
+def _json_value(value: Any, path: str, nested: bool) -> Any:
+    if isinstance(value, bool | str):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        if not math.isfinite(float(value)):
+            raise InvalidInputError(f"{path} is {value!r}: metadata numbers must be finite")
+        return float(value)
+    if nested and isinstance(value, Mapping):
+        return {str(k): _json_value(v, f"{path}.{k}", nested) for k, v in value.items() if isinstance(k, str)}
+    if nested and isinstance(value, list | tuple):
+        return [_json_value(v, f"{path}[{i}]", nested) for i, v in enumerate(value)]
+    allowed = "str, int, float, bool, and lists and dicts of those" if nested else "str, int, float or bool"
+    raise InvalidInputError(
+        f"{path} is a {type(value).__name__}; this database stores {allowed} metadata values"
+        + ("" if nested else " (encode other values as JSON text)")
+    )
+
+
+def validate_metadata(raw: Any, where: str, *, nested: bool) -> dict[str, Any]:
+    """One rule for metadata, before anything is written.
+
+    A dict (or None) with non-empty ``str`` keys that do not start with ``vecembed:``
+    (vecembed's own); values ``str``/``int``/``float`` (finite)/``bool`` — and, where the
+    store keeps them (``nested``), lists and dicts of those. ``None`` values mean "no
+    value" and are dropped. Anything else raises :class:`~vecembed.errors.InvalidInputError`.
+    """
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise InvalidInputError(f"{where}: metadata must be a dict (or None), got {type(raw).__name__}; "
+                                "nothing was written")
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if not isinstance(key, str) or not key:
+            raise InvalidInputError(f"{where}: metadata key {key!r} must be a non-empty str; nothing was written")
+        if key.startswith(RESERVED_PREFIX):
+            raise InvalidInputError(f"{where}: metadata key {key!r} is reserved (keys starting with "
+                                    f"{RESERVED_PREFIX!r} are vecembed's own); rename it; nothing was written")
+        if value is None:
+            continue
+        try:
+            out[key] = _json_value(value, f"metadata[{key!r}]", nested)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{where}: {exc}; nothing was written") from None
+    return out
+
+
+def content_hash(text_bytes: bytes, metadata: Mapping[str, Any]) -> str:
+    """What says "already stored, unchanged": a hash of the text and the metadata (canonical JSON)."""
+    digest = hashlib.sha256(text_bytes)
+    digest.update(b"\x00")
+    digest.update(json.dumps(metadata, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode())
+    return digest.hexdigest()[:32]
+
+
+def _record(doc: Any, index: int, *, nested: bool) -> Record:
+    where = f"documents[{index}]"
+    metadata: Any = None
+    doc_id: Any = None
+    if isinstance(doc, str):
+        text: Any = doc
+    elif isinstance(doc, Document):
+        doc_id, text, metadata = doc.id, doc.text, doc.metadata
+    elif isinstance(doc, Mapping):
+        unknown = set(doc) - _DOC_KEYS
+        if "text" not in doc or unknown:
+            found = ", ".join(repr(k) for k in doc) or "none"
+            raise InvalidInputError(
+                f'{where}: a document dict has the keys "text" (required), "id" and "metadata"; '
+                f"found {found}; nothing was written",
+                index=index,
+            )
+        doc_id, text, metadata = doc.get("id"), doc["text"], doc.get("metadata")
+    elif isinstance(doc, tuple) and len(doc) == 2:
+        doc_id, text = doc
+    else:
+        raise InvalidInputError(
+            f"{where}: a document is a str, an (id, text) pair, a dict with \"text\" (and \"id\", \"metadata\") or "
+            f"a vecembed.Document; got {type(doc).__name__}; nothing was written",
+            index=index,
+        )
+    try:
+        text_bytes = _check_text(text, where)
+        meta = validate_metadata(metadata, where, nested=nested)
+        rid = text_id(text) if doc_id is None else normalize_id(doc_id, where)
+    except InvalidInputError as exc:
+        raise InvalidInputError(str(exc), index=index) from None
+    return Record(id=rid, text=text, metadata=meta, content_hash=content_hash(text_bytes, meta))
+
+
+def prepare_records(
+    docs: Sequence[Any], *, start: int = 0, nested: bool = True, seen: dict[str, tuple[int, str]] | None = None
+) -> tuple[list[Record], int]:
+    """Validate ``docs`` (numbered from ``start``) into records; return them and how many repeats were collapsed.
+
+    The same id twice with the same content is one record (a repeated text without ids);
+    the same id with other content is refused, naming both positions. ``seen`` carries the
+    ids (and hashes) across calls when the caller wants one check over several chunks.
+    """
+    seen = {} if seen is None else seen
+    out: list[Record] = []
+    duplicates = 0
+    for offset, doc in enumerate(docs):
+        index = start + offset
+        record = _record(doc, index, nested=nested)
+        first = seen.get(record.id)
+        if first is not None:
+            if first[1] != record.content_hash:
+                raise InvalidInputError(
+                    f"documents[{index}] has the id {record.id!r} of documents[{first[0]}] but other text or "
+                    "metadata; ids must be unique (without ids, a document is addressed by its text); "
+                    "nothing was written",
+                    index=index,
+                )
+            duplicates += 1
+            continue
+        seen[record.id] = (index, record.content_hash)
+        out.append(record)
+    return out, duplicates
+
+
+def _documents_iterable(documents: Any) -> Iterable[Any]:
+    if isinstance(documents, str | bytes | Mapping | Set) or not isinstance(documents, Iterable):
+        raise InvalidInputError(
+            f"documents must be a list or an iterable of documents, got {type(documents).__name__} (a set or dict "
+            "has no order, a str is one document: wrap it in a list); nothing was written"
+        )
+    return documents
+
+
+# -- the store, called one call at a time, with retries ----------------------------------------------
+
+
+class StoreCaller:
+    """Calls a :class:`~vecembed.store.VectorStore` one call at a time, retrying its transient errors.
+
+    One lock, because an embedded database (Qdrant's local mode) is plain Python state without locks, and
+    the engine's writer thread writes while the calling thread looks up stored hashes.
+    """
+
+    def __init__(self, store: VectorStore, *, max_retries: int = 3, retry_backoff: float = 0.5) -> None:
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise InvalidInputError(f"max_retries must be an int >= 0, got {max_retries!r}")
+        if not isinstance(retry_backoff, int | float) or retry_backoff < 0:
+            raise InvalidInputError(f"retry_backoff must be a number >= 0, got {retry_backoff!r}")
+        self.store = store
+        self.max_retries = max_retries
+        self.retry_backoff = float(retry_backoff)
+        self.retries = 0
+        self._lock = threading.Lock()
+
+    def _counted(self, exc: BaseException) -> None:
+        self.retries += 1  # under self._lock: the retry loop runs inside it
+
+    def __call__(self, fn: Callable[[], T]) -> T:
+        with self._lock:
+            try:
+                return call_with_retry(
+                    fn,
+                    retries=self.max_retries,
+                    backoff=self.retry_backoff,
+                    is_transient=self.store.is_transient,
+                    on_retry=self._counted,
+                )
+            except Exception as exc:
+                if not self.store.is_transient(exc):
+                    raise
+                store = self.store
+                raise ProviderUnavailableError(
+                    f"{store.db} did not answer for collection {store.collection!r} at {store.location} after "
+                    f"{self.max_retries} retries ({type(exc).__name__}: {exc}); check that the database is up "
+                    "and reachable"
+                ) from exc
+
+
+# -- the engine -------------------------------------------------------------------------------------
+
+
+def _chunks(documents: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    iterator = iter(documents)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
+def _embed(provider: EmbeddingProvider, texts: list[str], dimension: int) -> EmbedResult:
+    counted = getattr(provider, "embed_documents_counted", None)
+    result = counted(texts) if callable(counted) else EmbedResult(provider.embed_documents(texts))
+    if not isinstance(result, EmbedResult):  # a user's own provider with a method of that name
+        result = EmbedResult(np.asarray(result, dtype=np.float32))
+    vectors: Embeddings = np.ascontiguousarray(result.vectors, dtype=np.float32)
+    if vectors.shape != (len(texts), dimension):
+        raise DimensionMismatchError(
+            f"the provider returned vectors of shape {vectors.shape} for {len(texts)} documents, but the collection "
+            f"holds {dimension}-dimensional vectors; nothing of this batch was written",
+            expected=dimension,
+            got=int(vectors.shape[-1]) if vectors.ndim else None,
+        )
+    return EmbedResult(vectors, tokens=result.tokens, truncated=result.truncated)
+
+
+def ingest(
+    store: VectorStore,
+    provider: EmbeddingProvider,
+    documents: Iterable[Any],
+    *,
+    caller: StoreCaller | None = None,
+    before_first_write: Callable[[], None] | None = None,
+    batch_size: int | None = None,
+    chunk_size: int | None = None,
+    show_progress: bool | None = False,
+    skip_unchanged: bool = True,
+) -> IngestReport:
+    """Embed ``documents`` with ``provider`` and write them into ``store``; see the module docstring.
+
+    ``documents``: any iterable of ``str``, ``(id, text)``, ``{"id", "text", "metadata"}`` or
+    :class:`~vecembed.store.Document`. ``before_first_write`` runs once, after the first chunk
+    validated and before anything is written (the store's identity is created or recorded
+    there, so bad input leaves no empty collection behind). ``show_progress``: ``False``
+    (default) never draws a bar, ``None`` draws one on a terminal, ``True`` always.
+    Most callers use :meth:`vecembed.store.Store.ingest`, which passes its store's caller and
+    identity check.
+    """
+    start = time.perf_counter()
+    batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InvalidInputError(f"batch_size must be a positive int, got {batch_size!r}")
+    chunk_size = batch_size * CHUNK_BATCHES if chunk_size is None else chunk_size
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < batch_size:
+        raise InvalidInputError(f"chunk_size must be an int >= batch_size ({batch_size}), got {chunk_size!r}")
+    documents = _documents_iterable(documents)
+    nested = bool(getattr(store, "nested_metadata", True))
+    call = caller or StoreCaller(store)
+    dimension = provider.info.dimension
+    total = len(documents) if isinstance(documents, Sequence) else None
+    if isinstance(documents, Sequence):
+        # A list is in memory anyway: validate all of it first, so that bad input writes nothing at all.
+        seen: dict[str, tuple[int, str]] = {}
+        for first in range(0, len(documents), chunk_size):
+            prepare_records(documents[first : first + chunk_size], start=first, nested=nested, seen=seen)
+        del seen
+
+    retries_before = call.retries
+    counts = {"documents": 0, "written": 0, "skipped": 0, "duplicates": 0, "batches": 0}
+    truncated: int | None = 0
+    pending: Future[int] | None = None
+    prepared = before_first_write is None
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vecembed-write")
+
+    def report() -> IngestReport:
+        seconds = time.perf_counter() - start
+        return IngestReport(
+            db=store.db,
+            collection=store.collection,
+            documents=counts["documents"],
+            written=counts["written"],
+            skipped=counts["skipped"],
+            duplicates=counts["duplicates"],
+            batches=counts["batches"],
+            retries=call.retries - retries_before,
+            truncated=truncated,
+            seconds=seconds,
+        )
+
+    def settle() -> int:
+        nonlocal pending
+        if pending is None:
+            return 0
+        future, pending = pending, None
+        n = future.result()
+        counts["written"] += n
+        return n
+
+    def write(records: list[Record], vectors: Embeddings) -> int:
+        call(lambda: store.write(records, vectors))
+        return len(records)
+
+    try:
+        with Progress(f"{store.db}: {store.collection}", total, enabled=show_progress) as bar:
+            position = 0
+            # A list's repeats are counted across chunks; an iterator's within each chunk (memory stays bounded).
+            across: dict[str, tuple[int, str]] | None = {} if total is not None else None
+            for chunk in _chunks(documents, chunk_size):
+                records, duplicates = prepare_records(chunk, start=position, nested=nested, seen=across)
+                position += len(chunk)
+                if not prepared:
+                    assert before_first_write is not None
+                    before_first_write()
+                    prepared = True
+                if skip_unchanged and records:
+                    ids = [r.id for r in records]
+                    stored = call(lambda ids=ids: store.stored_hashes(ids))
+                    todo = [r for r in records if stored.get(r.id) != r.content_hash]
+                else:
+                    todo = records
+                counts["documents"] += len(chunk)
+                counts["duplicates"] += duplicates
+                counts["skipped"] += len(records) - len(todo)
+                bar.advance(len(chunk) - len(todo))
+                # Texts of similar length in one batch pad little: sorting inside the chunk gives most of the
+                # gain of sorting everything, with memory bounded by the chunk.
+                todo.sort(key=lambda r: len(r.text))
+                for lo in range(0, len(todo), batch_size):
+                    batch = todo[lo : lo + batch_size]
+                    result = _embed(provider, [r.text for r in batch], dimension)
+                    if truncated is not None:
+                        truncated = None if result.truncated is None else truncated + result.truncated
+                    bar.advance(settle())  # the previous batch: its write overlapped this embedding
+                    pending = executor.submit(write, batch, result.vectors)
+                    counts["batches"] += 1
+            bar.advance(settle())
+    except Exception as exc:
+        # Settle the batch in flight, so that what the report calls committed is exact, not a guess.
+        with contextlib.suppress(Exception):  # the first failure is the one to report
+            settle()
+        done = report()
+        committed = done.written + done.skipped
+        if isinstance(exc, ValueError) and isinstance(exc, VecembedError) and committed == 0:
+            raise  # bad input or a mismatch before anything was written: the error says it all
+        raise IngestError(
+            f"ingest into {store.db} collection {store.collection!r} stopped after {done.documents} documents: "
+            f"{committed} are committed ({done.written} written by this call, {done.skipped} already stored) and "
+            "stay written; nothing is duplicated — "
+            + (
+                "fix the input named below, then re-run the same ingest: it skips what is stored. "
+                if isinstance(exc, InvalidInputError)
+                else "re-run the same ingest once the cause is fixed: it skips what is stored. "
+            )
+            + f"Cause: {type(exc).__name__}: {exc}",
+            report=done,
+            total=total,
+        ) from exc
+    finally:
+        executor.shutdown(wait=True)
+    return report()
