@@ -33,7 +33,7 @@ from vecembed.identity import CollectionIdentity
 from vecembed.protocol import EmbeddingProvider
 from vecembed.registry import available_providers, load_provider
 from vecembed.store import Document, Hit, IngestReport, Store, VectorStore, available_stores, open_store
-from vecembed.types import EmbeddingStats, EmbedResult, Embeddings, HealthReport, ModelInfo
+from vecembed.types import Embeddings, EmbeddingStats, EmbedResult, HealthReport, ModelInfo
 
 if TYPE_CHECKING:
     from vecembed.resolve import DEFAULT_MODEL
@@ -63,8 +63,8 @@ __all__ = [
     "ProviderUnavailableError",
     "Store",
     "UnknownProviderError",
-    "VectorStore",
     "VecembedError",
+    "VectorStore",
     "__version__",
     "available_providers",
     "available_stores",

@@ -24,6 +24,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import itertools
 import json
@@ -50,7 +51,7 @@ from vecembed.progress import Progress
 from vecembed.protocol import EmbeddingProvider
 from vecembed.retry import call_with_retry
 from vecembed.store import Document, IngestReport, Record, VectorStore
-from vecembed.types import EmbedResult, Embeddings
+from vecembed.types import Embeddings, EmbedResult
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -393,7 +394,10 @@ def ingest(
         return n
 
     def write(records: list[Record], vectors: Embeddings) -> int:
-        call(lambda: store.write(records, vectors))
+        def send() -> None:
+            store.write(records, vectors)
+
+        call(send)
         return len(records)
 
     try:
@@ -410,7 +414,7 @@ def ingest(
                     prepared = True
                 if skip_unchanged and records:
                     ids = [r.id for r in records]
-                    stored = call(lambda ids=ids: store.stored_hashes(ids))
+                    stored = call(functools.partial(store.stored_hashes, ids))
                     todo = [r for r in records if stored.get(r.id) != r.content_hash]
                 else:
                     todo = records

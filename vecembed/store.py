@@ -443,9 +443,9 @@ class Store:
         def collection() -> tuple[bool, str, dict[str, bool]]:
             checked = self._verify()
             if checked is None:
-                return False, f"collection {self.collection!r} does not exist yet (ingest creates it)", {"exists": False}
-            state, verdict = checked
-            if verdict is Verdict.RECORD:
+                missing = f"collection {self.collection!r} does not exist yet (ingest creates it)"
+                return False, missing, {"exists": False}
+            if checked[1] is Verdict.RECORD:
                 return False, (
                     f"collection {self.collection!r} records no vecembed identity yet (the next ingest records it)"
                 ), {"exists": True, "identity": False}
@@ -475,7 +475,8 @@ class Store:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<Store {self.db}:{self.collection!r} at {self.location} {self.identity.model} dim={self.identity.dimension}>"
+        ident = self.identity
+        return f"<Store {self.db}:{self.collection!r} at {self.location} {ident.model} dim={ident.dimension}>"
 
 
 def open_store(

@@ -9,7 +9,8 @@ recorded with the provider at hand and raise
 :class:`~vecembed.errors.ModelMismatchError` *before* handing the collection
 back — so nothing can be written or queried with the wrong model through them.
 A collection made without vecembed is checked by the dimension of a stored
-vector.
+vector, and refused when it holds vectors unless ``adopt=True`` says they come
+from this model (the one policy of :mod:`vecembed.identity`).
 
 The collection they return is a :class:`GuardedCollection`: a real
 ``chromadb`` ``Collection`` (every method works as usual) whose ``add``,
@@ -27,7 +28,6 @@ embedding-function names only, and both are ``"vecembed"``; call
 from __future__ import annotations
 
 import inspect
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,6 +37,13 @@ from chromadb.api.types import QueryResult, normalize_embeddings
 from chromadb.errors import InternalError, NotFoundError, UniqueConstraintError
 
 from vecembed.errors import DimensionMismatchError, InvalidInputError, ModelMismatchError
+from vecembed.identity import (
+    DIMENSION_KEY,
+    FINGERPRINT_KEY,
+    MODEL_KEY,
+    CollectionIdentity,
+    verify_identity,
+)
 from vecembed.pipeline import validate_texts
 from vecembed.protocol import EmbeddingProvider
 from vecembed_chroma.embedding_function import EF_NAME, ChromaEmbeddingFunction
@@ -56,9 +63,10 @@ __all__ = [
     "stored_dimension",
 ]
 
-META_FINGERPRINT = "vecembed:fingerprint"
-META_MODEL = "vecembed:model"
-META_DIMENSION = "vecembed:dimension"
+# The keys themselves are defined once, in vecembed.identity; these names stay for existing users.
+META_FINGERPRINT = FINGERPRINT_KEY
+META_MODEL = MODEL_KEY
+META_DIMENSION = DIMENSION_KEY
 
 
 def as_embedding_function(provider_or_ef: EmbeddingProvider | ChromaEmbeddingFunction) -> ChromaEmbeddingFunction:
@@ -122,64 +130,44 @@ def stored_dimension(collection: Collection) -> int | None:
     return None
 
 
-def _mismatch_advice(name: str) -> str:
-    return (
-        f"Open collection {name!r} with the provider it was created with, or re-embed the documents into a "
-        f"new collection (vecembed_chroma.create_collection(client, '{name}-v2', provider))"
-    )
+def _identity(ef: ChromaEmbeddingFunction) -> CollectionIdentity:
+    return CollectionIdentity(fingerprint=ef.fingerprint, model=ef.model, dimension=ef.dimension)
 
 
 def check_collection(
-    collection: Collection, provider_or_ef: EmbeddingProvider | ChromaEmbeddingFunction
+    collection: Collection, provider_or_ef: EmbeddingProvider | ChromaEmbeddingFunction, *, adopt: bool = False
 ) -> RecordedIdentity:
     """Raise unless ``provider_or_ef`` embeds into the vector space ``collection`` holds; return what was recorded.
 
-    Order of checks: the recorded dimension, then the recorded fingerprint, then (for a
-    collection that recorded neither, e.g. one made without vecembed) the dimension of
-    the vectors already stored. A collection with vectors of the right size but no
-    recorded model is accepted with a ``UserWarning``: vecembed cannot tell which model
-    wrote them.
+    The one check of :func:`vecembed.identity.verify_identity`: the recorded fingerprint
+    and dimension, the size of the vectors already stored, and — for a collection that
+    records no model but holds vectors (made without vecembed) — a refusal unless
+    ``adopt=True`` says they come from this model.
     """
     ef = as_embedding_function(provider_or_ef)
     recorded = recorded_identity(collection)
-    name = collection.name
-    ours = f"{ef.model!r} (fingerprint {ef.fingerprint}, dimension {ef.dimension})"
-    theirs = f"{recorded.model!r} (fingerprint {recorded.fingerprint}, dimension {recorded.dimension})"
-    if recorded.dimension is not None and recorded.dimension != ef.dimension:
-        raise DimensionMismatchError(
-            f"collection {name!r} holds {recorded.dimension}-dimensional vectors of model {theirs}, but the "
-            f"provider is {ours}; nothing was written. {_mismatch_advice(name)}",
-            expected=recorded.dimension,
-            got=ef.dimension,
-        )
-    if recorded.fingerprint is not None and recorded.fingerprint != ef.fingerprint:
-        raise ModelMismatchError(
-            f"collection {name!r} was written with model {theirs}, but the provider is {ours}: their vectors are "
-            f"not comparable; nothing was written. {_mismatch_advice(name)}",
-            expected=recorded.fingerprint,
-            got=ef.fingerprint,
+    known = None
+    if recorded.fingerprint is not None:
+        known = CollectionIdentity(
+            fingerprint=recorded.fingerprint,
+            model=recorded.model or "unknown model",
+            dimension=recorded.dimension or ef.dimension,
         )
     stored = stored_dimension(collection)
-    if stored is not None and stored != ef.dimension:
-        raise DimensionMismatchError(
-            f"collection {name!r} already holds {stored}-dimensional vectors (written without a vecembed "
-            f"record), but the provider {ours} makes {ef.dimension}-dimensional ones; nothing was written. "
-            f"{_mismatch_advice(name)}",
-            expected=stored,
-            got=ef.dimension,
-        )
-    if recorded.fingerprint is None and stored is not None:
-        warnings.warn(
-            f"collection {name!r} holds vectors but no vecembed record of the model that wrote them; vecembed "
-            f"cannot check that they come from {ours}",
-            UserWarning,
-            stacklevel=3,
-        )
+    verify_identity(
+        collection.name,
+        _identity(ef),
+        recorded=known,
+        # the vectors it holds decide; an empty collection's recorded dimension stands in for them
+        stored_dimension=stored if stored is not None else recorded.dimension,
+        count=collection.count() if known is None else None,
+        adopt=adopt,
+    )
     return recorded
 
 
 def _identity_metadata(ef: ChromaEmbeddingFunction) -> dict[str, Any]:
-    return {META_FINGERPRINT: ef.fingerprint, META_MODEL: ef.model, META_DIMENSION: ef.dimension}
+    return dict(_identity(ef).to_metadata())
 
 
 # -- the guarded collection ----------------------------------------------------------------------
@@ -348,6 +336,8 @@ def get_collection(
     client: ClientAPI,
     name: str,
     provider_or_ef: EmbeddingProvider | ChromaEmbeddingFunction | None = None,
+    *,
+    adopt: bool = False,
 ) -> GuardedCollection:
     """Open collection ``name`` and check it against ``provider_or_ef`` before returning it.
 
@@ -356,7 +346,8 @@ def get_collection(
     for another model, chromadb's ``NotFoundError`` when there is no such collection.
     An empty collection with no vecembed record is claimed: the record is written to
     its metadata (Chroma fixes the dimension at the first write anyway); so is one
-    created with chromadb's own ``create_collection(..., embedding_function=ef)``.
+    created with chromadb's own ``create_collection(..., embedding_function=ef)``, and
+    one holding vectors of the right size when ``adopt=True``.
     """
     # embedding_function=None: chromadb would refuse ours when the stored name differs
     # ("default" for a collection made without one); the check below is the stricter test.
@@ -371,10 +362,12 @@ def get_collection(
         ef = ChromaEmbeddingFunction.build_from_config(ef_config["config"])
     else:
         ef = as_embedding_function(provider_or_ef)
-    recorded = check_collection(native, ef)
-    # Record the identity in the metadata when the stored EF config vouches for it, or when
-    # the collection is empty (its first write would fix the vector space anyway).
-    if recorded.source == "embedding_function" or (recorded.source == "none" and stored_dimension(native) is None):
+    recorded = check_collection(native, ef, adopt=adopt)
+    # Record the identity in the metadata when the stored EF config vouches for it, when the collection
+    # is empty (its first write would fix the vector space anyway), or when the caller adopts it.
+    if recorded.source == "embedding_function" or (
+        recorded.source == "none" and (adopt or stored_dimension(native) is None)
+    ):
         native.modify(metadata=_claim_metadata(native, ef))
         native = client.get_collection(name, embedding_function=None)
     return GuardedCollection.wrap(native, ef)
@@ -384,7 +377,9 @@ def _claim_metadata(collection: Collection, ef: ChromaEmbeddingFunction) -> dict
     # modify() replaces the metadata; keep the user's keys. "hnsw:*" keys must not be sent
     # again (Chroma refuses any "change" of the distance function); the space itself lives
     # in the collection's configuration and is kept.
-    kept = {k: v for k, v in (collection.metadata or {}).items() if not k.startswith("hnsw:")}
+    kept = {
+        k: v for k, v in CollectionIdentity.without_identity(collection.metadata).items() if not k.startswith("hnsw:")
+    }
     return {**kept, **_identity_metadata(ef)}
 
 
@@ -394,6 +389,7 @@ def get_or_create_collection(
     provider_or_ef: EmbeddingProvider | ChromaEmbeddingFunction,
     *,
     metadata: Mapping[str, Any] | None = None,
+    adopt: bool = False,
     **kwargs: Any,
 ) -> GuardedCollection:
     """Open ``name`` checked against ``provider_or_ef`` (see :func:`get_collection`), or create it recorded.
@@ -402,7 +398,7 @@ def get_or_create_collection(
     """
     ef = as_embedding_function(provider_or_ef)
     try:
-        return get_collection(client, name, ef)
+        return get_collection(client, name, ef, adopt=adopt)
     except NotFoundError:
         pass
     try:
@@ -411,4 +407,4 @@ def get_or_create_collection(
         # Another client created it between our get and create: open and check theirs.
         if "already exists" not in str(exc) and not isinstance(exc, UniqueConstraintError):
             raise
-        return get_collection(client, name, ef)
+        return get_collection(client, name, ef, adopt=adopt)

@@ -8,7 +8,9 @@ from typing import NamedTuple
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
 
+from vecembed.errors import DimensionMismatchError, VecembedError
 from vecembed.health import timed_check
+from vecembed.identity import CollectionIdentity, verify_identity
 from vecembed.protocol import EmbeddingProvider
 from vecembed.types import HealthReport
 from vecembed_chroma.collections import GuardedCollection, recorded_identity, stored_dimension
@@ -45,28 +47,31 @@ def _collection_report(client: ClientAPI, collection: str | Collection, ours: _I
         recorded = recorded_identity(native)
         stored = stored_dimension(native)
         count = native.count()
-        checks = {"exists": True}
+        checks = {"exists": True, "dimension": True, "fingerprint": True}
         problems: list[str] = []
-        dims = {d for d in (recorded.dimension, stored) if d is not None}
+        if recorded.dimension is not None and stored is not None and recorded.dimension != stored:
+            checks["dimension"] = False
+            problems.append(f"recorded dimension {recorded.dimension} differs from the stored vectors' {stored}")
         if ours is not None:
-            dims.add(ours.dimension)
-        checks["dimension"] = len(dims) <= 1
-        if not checks["dimension"]:
-            problems.append(
-                f"dimensions disagree (recorded {recorded.dimension}, stored {stored}, "
-                f"provider {ours.dimension if ours else None})"
-            )
-        if recorded.fingerprint is None:
-            checks["fingerprint"] = ours is None or count == 0
-            if ours is not None and count:
-                problems.append("no vecembed fingerprint recorded: the model of the stored vectors is unknown")
-        else:
-            checks["fingerprint"] = ours is None or ours.fingerprint == recorded.fingerprint
-            if ours is not None and not checks["fingerprint"]:
-                problems.append(
-                    f"recorded model {recorded.model!r} ({recorded.fingerprint}) differs from the provider's "
-                    f"{ours.model!r} ({ours.fingerprint})"
+            known = None
+            if recorded.fingerprint is not None:
+                known = CollectionIdentity(fingerprint=recorded.fingerprint, model=recorded.model or "unknown model",
+                                           dimension=recorded.dimension or ours.dimension)
+            try:
+                # The one identity check every store uses; its message is the finding.
+                verify_identity(
+                    name,
+                    CollectionIdentity(fingerprint=ours.fingerprint, model=ours.model, dimension=ours.dimension),
+                    recorded=known,
+                    stored_dimension=stored if stored is not None else recorded.dimension,
+                    count=count,
                 )
+            except DimensionMismatchError as exc:
+                checks["dimension"] = False
+                problems.append(str(exc))
+            except VecembedError as exc:
+                checks["fingerprint"] = False
+                problems.append(str(exc))
         summary = (
             f"{name!r}: {count} records, dimension {stored if stored is not None else recorded.dimension}, "
             f"model {recorded.model!r}"

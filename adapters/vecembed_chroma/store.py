@@ -29,7 +29,7 @@ from chromadb.errors import InternalError, NotFoundError, UniqueConstraintError
 
 from vecembed.errors import InvalidInputError, ProviderUnavailableError
 from vecembed.health import timed_check
-from vecembed.identity import RECORD_HASH_KEY, CollectionIdentity, canonical_distance
+from vecembed.identity import RECORD_HASH_KEY, CollectionIdentity
 from vecembed.protocol import EmbeddingProvider
 from vecembed.retry import is_transient_default
 from vecembed.store import CollectionState, Hit, Record
@@ -166,9 +166,12 @@ class ChromaStore:
 
     def stored_hashes(self, ids: Sequence[str]) -> dict[str, str]:
         got = self._col().get(ids=list(ids), include=["metadatas"])
-        metas = got.get("metadatas") or [None] * len(got["ids"])
+        metas: list[Any] = list(got.get("metadatas") or [])
+        metas += [None] * (len(got["ids"]) - len(metas))
         return {
-            str(i): str(m[RECORD_HASH_KEY]) for i, m in zip(got["ids"], metas, strict=True) if m and RECORD_HASH_KEY in m
+            str(i): str(m[RECORD_HASH_KEY])
+            for i, m in zip(got["ids"], metas, strict=True)
+            if m and RECORD_HASH_KEY in m
         }
 
     def query(self, vectors: Embeddings, k: int, where: Mapping[str, Any] | None) -> list[list[Hit]]:

@@ -303,7 +303,7 @@ def open_qdrant_store(
     vector_name: str | None = None,
     **options: Any,
 ) -> QdrantStore:
-    """The ``qdrant`` entry point: a :class:`QdrantStore` on ``client``, a server ``url``, a local ``path``, or in memory.
+    """The ``qdrant`` entry point: a :class:`QdrantStore` on ``client``, a server ``url``, a local ``path`` or memory.
 
     ``options`` other than ``vector_name`` go to ``QdrantClient(url=..., **options)`` (e.g. ``api_key``, ``timeout``).
     """

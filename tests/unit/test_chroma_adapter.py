@@ -306,12 +306,8 @@ def test_create_records_identity_and_cosine(client: Any, name: str, provider: An
     col = vc.create_collection(client, name, provider, metadata={"owner": "tests"})
     assert isinstance(col, vc.GuardedCollection) and isinstance(col, chromadb.Collection)
     meta = client.get_collection(name).metadata
-    assert meta == {
-        "owner": "tests",
-        "vecembed:fingerprint": provider.info.fingerprint,
-        "vecembed:model": provider.info.name,
-        "vecembed:dimension": 32,
-    }
+    assert meta == {"owner": "tests", **vecembed.CollectionIdentity.of(provider.info).to_metadata()}
+    assert meta["vecembed:fingerprint"] == provider.info.fingerprint and meta["vecembed:dimension"] == 32
     assert col.configuration_json["hnsw"]["space"] == "cosine"
 
 
@@ -361,7 +357,7 @@ def test_other_fingerprint_refused_before_any_write(client: Any, name: str, prov
     msg = str(err.value)
     assert provider.info.fingerprint in msg and other.info.fingerprint in msg
     assert "acme/other" in msg and provider.info.name in msg
-    assert "create_collection" in msg  # says what to do
+    assert "another collection" in msg and "nothing was written" in msg  # says what to do
     assert (err.value.expected, err.value.got) == (provider.info.fingerprint, other.info.fingerprint)
     assert client.get_collection(name).count() == 1
 
@@ -383,11 +379,14 @@ def test_foreign_collection_with_other_dimension(client: Any, name: str, provide
     assert foreign.count() == 1
 
 
-def test_foreign_collection_same_dimension_warns(client: Any, name: str, provider: Any) -> None:
+def test_foreign_collection_same_dimension_is_refused_unless_adopted(client: Any, name: str, provider: Any) -> None:
     client.create_collection(name, embedding_function=None).add(ids=["f"], embeddings=[[0.1] * 32])
-    with pytest.warns(UserWarning, match="no vecembed record"):
-        col = vc.get_collection(client, name, provider)
-    assert "vecembed:fingerprint" not in (col.metadata or {})  # not claimed: the model is unknown
+    with pytest.raises(ModelMismatchError, match="adopt"):
+        vc.get_collection(client, name, provider)
+    assert "vecembed:fingerprint" not in (client.get_collection(name).metadata or {})  # not claimed: model unknown
+    col = vc.get_collection(client, name, provider, adopt=True)
+    assert col.metadata["vecembed:fingerprint"] == provider.info.fingerprint
+    assert col.count() == 1
 
 
 def test_foreign_empty_collection_is_claimed(client: Any, name: str, provider: Any) -> None:
@@ -508,6 +507,45 @@ def test_closed_provider_is_reloaded(client: Any, name: str) -> None:
     assert ef.provider is not first and col.count() == 1
 
 
+def test_a_closed_provider_is_seen_through_its_public_closed_property(client: Any, name: str) -> None:
+    class Plain:
+        """A provider of the user's own that closes without a ``_closed`` attribute: only ``closed`` tells."""
+
+        def __init__(self) -> None:
+            self.inner = vecembed.load_provider("mock", dimension=32, seed=11)
+            self.closed = False
+
+        info = property(lambda self: self.inner.info)
+
+        def embed_documents(self, texts: Any) -> Any:
+            return self.inner.embed_documents(texts)
+
+        def embed_queries(self, texts: Any) -> Any:
+            return self.inner.embed_queries(texts)
+
+        def embed_query(self, text: str) -> Any:
+            return self.inner.embed_query(text)
+
+        def health_check(self) -> Any:
+            return self.inner.health_check()
+
+        def close(self) -> None:
+            self.closed = True
+
+        def __enter__(self) -> Any:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.close()
+
+    own = Plain()
+    ef = vc.ChromaEmbeddingFunction(own, backend="mock", options={"dimension": 32, "seed": 11})
+    assert ef.provider is own
+    own.close()
+    assert ef.provider is not own  # reloaded from the recorded options, same vector space
+    assert ef.provider.info.fingerprint == own.info.fingerprint
+
+
 # -- health --------------------------------------------------------------------------------------------
 
 
@@ -536,7 +574,7 @@ def test_health_other_model(client: Any, name: str, provider: Any) -> None:
     assert not report.ok
     assert report.children[1].checks["dimension"] is False
     assert report.checks["provider"] is True  # the provider itself is fine: the pairing is not
-    assert "dimensions disagree" in report.detail
+    assert "32-dimensional vectors" in report.detail and "16-d" in report.detail
     # a closed provider fails its own probe (and is not silently replaced by a fresh one)
     closed = vc.health_check(client, provider=other)
     assert closed.checks == {"chroma": True, "provider": False}

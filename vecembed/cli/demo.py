@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from vecembed.cli._common import add_provider_options, echo, error_line, open_provider
-from vecembed.cli.db import DATABASES, IngestSummary, SearchHit, Store, format_hits, open_store
-from vecembed.cli.inputs import Document, read_documents
+from vecembed.cli.db import DATABASES, cli_store, format_hits
+from vecembed.cli.inputs import read_documents
 from vecembed.errors import MissingDependencyError
 from vecembed.registry import default_backend
+from vecembed.store import Document, Hit, IngestReport, Store
 
 __all__ = ["DEMO_COLLECTION", "DEMO_QUERIES", "DemoResult", "load_corpus", "register", "run_demo"]
 
@@ -49,8 +50,8 @@ class DbResult:
     """What one database did in the demo."""
 
     db: str
-    ingest: IngestSummary | None = None
-    hits: dict[str, list[SearchHit]] = field(default_factory=dict)
+    ingest: IngestReport | None = None
+    hits: dict[str, list[Hit]] = field(default_factory=dict)
     query_ms: float = 0.0
     health_ok: bool = False
     health_detail: str = ""
@@ -117,7 +118,7 @@ def _run_db(db: str, provider: Any, root: Path, docs: list[Document], queries: l
     result = DbResult(db)
     store: Store | None = None
     try:
-        store = open_store(db, provider, DEMO_COLLECTION, path=root / db)
+        store = cli_store(db, DEMO_COLLECTION, provider, path=root / db)
         result.ingest = store.ingest(docs, show_progress=None if not quiet else False)
         if not quiet:
             echo(f"\n== {db} ({store.location})")

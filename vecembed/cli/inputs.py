@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 from vecembed.errors import InvalidInputError
+from vecembed.store import Document
 
 __all__ = ["FOLDER_SUFFIXES", "Document", "read_documents", "read_texts"]
 
@@ -22,15 +22,6 @@ FOLDER_SUFFIXES = (".txt", ".md")
 
 #: Metadata values the databases store as is; anything else is written as JSON text.
 _SCALARS = (str, int, float, bool)
-
-
-@dataclass(frozen=True)
-class Document:
-    """One text to ingest, with the caller's id and flat metadata."""
-
-    id: str
-    text: str
-    metadata: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _flat_metadata(raw: Any, where: str) -> dict[str, Any]:
@@ -95,7 +86,7 @@ def _read_folder(folder: Path) -> list[Document]:
 
 
 def _check_unique(docs: list[Document], name: str) -> list[Document]:
-    seen: dict[str, int] = {}
+    seen: dict[str | int | None, int] = {}
     for index, doc in enumerate(docs):
         if doc.id in seen:
             raise InvalidInputError(

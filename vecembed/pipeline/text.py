@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 from vecembed.pipeline.batching import plan_batches
 from vecembed.pipeline.pooling import l2_normalize, pool
 from vecembed.pipeline.validate import validate_texts
-from vecembed.types import EmbeddingStats, EmbedResult, Embeddings
+from vecembed.types import Embeddings, EmbeddingStats, EmbedResult
 
 __all__ = ["Batch", "ForwardFn", "TextPipeline", "Tokenized"]
 
