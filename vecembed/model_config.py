@@ -6,6 +6,10 @@
 ``config_sentence_transformers.json`` (query/document prompts) and the
 Hugging Face ``config.json``. A plain Hugging Face directory gets sensible
 defaults: mean pooling, L2 normalisation, the tokenizer's length limit.
+
+A file that is there but cannot be read or asks for something vecembed does
+not run raises :class:`~vecembed.errors.ModelLoadError` naming the file; a
+missing tokenizer is a :class:`~vecembed.errors.ModelNotFoundError`.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vecembed.errors import InvalidInputError, ModelNotFoundError
+from vecembed.errors import InvalidInputError, ModelLoadError, ModelNotFoundError
 from vecembed.types import POOLING_MODES
 
 __all__ = ["ModelConfig", "load_model_config", "load_tokenizer"]
@@ -58,11 +62,19 @@ class ModelConfig:
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ModelNotFoundError(str(path), [f"{path}: not valid JSON ({exc})"]) from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError: the file is there but damaged
+        raise ModelLoadError(f"{path}: not valid JSON ({exc})", path=str(path)) from None
 
 
-def _pooling_from_st(cfg: dict[str, Any]) -> str:
+def _read_json_object(path: Path) -> dict[str, Any]:
+    data = _read_json(path)
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{path}: expected a JSON object, got {type(data).__name__}", path=str(path))
+    return data
+
+
+def _pooling_from_st(path: Path) -> str:
+    cfg = _read_json_object(path)
     mode = cfg.get("pooling_mode")
     if isinstance(mode, str):
         mode = _POOLING_ALIASES.get(mode, mode)
@@ -70,11 +82,14 @@ def _pooling_from_st(cfg: dict[str, Any]) -> str:
             return mode
     chosen = [name for key, name in _ST_POOLING_KEYS.items() if cfg.get(key)]
     if cfg.get("pooling_mode_weightedmean_tokens"):
-        raise InvalidInputError("weighted-mean pooling is not supported; pass pooling='mean' to override")
+        raise ModelLoadError(
+            f"{path}: weighted-mean pooling is not supported; pass pooling='mean' to override", path=str(path)
+        )
     if len(chosen) > 1:
-        raise InvalidInputError(
-            f"the model concatenates several poolings ({', '.join(chosen)}); vecembed supports one; "
-            "pass pooling=... to choose"
+        raise ModelLoadError(
+            f"{path}: the model concatenates several poolings ({', '.join(chosen)}); vecembed supports one; "
+            "pass pooling=... to choose",
+            path=str(path),
         )
     return chosen[0] if chosen else "mean"
 
@@ -89,7 +104,10 @@ def load_model_config(path: Path, **overrides: Any) -> ModelConfig:
     pooling_dir: Path | None = None
     if is_st:
         normalize = False
-        for module in _read_json(modules_file):
+        modules = _read_json(modules_file)
+        if not isinstance(modules, list) or not all(isinstance(m, dict) for m in modules):
+            raise ModelLoadError(f"{modules_file}: expected a JSON list of modules", path=str(modules_file))
+        for module in modules:
             kind = str(module.get("type", "")).rsplit(".", 1)[-1]
             sub = path / str(module.get("path", ""))
             if kind == "Transformer":
@@ -99,36 +117,44 @@ def load_model_config(path: Path, **overrides: Any) -> ModelConfig:
             elif kind == "Normalize":
                 normalize = True
             elif kind not in _SUPPORTED_MODULES:
-                raise InvalidInputError(
+                raise ModelLoadError(
                     f"{modules_file}: module type {module.get('type')!r} is not supported "
-                    f"(vecembed runs {', '.join(_SUPPORTED_MODULES)})"
+                    f"(vecembed runs {', '.join(_SUPPORTED_MODULES)})",
+                    path=str(modules_file),
                 )
-    if pooling_dir is not None and (pooling_dir / "config.json").is_file():
-        pooling = _pooling_from_st(_read_json(pooling_dir / "config.json"))
+    # An explicit pooling= wins without reading the model's: that is what lets a caller run a model whose
+    # pooling vecembed does not support (weighted mean, several at once) with one it does.
+    pooling_file = None if pooling_dir is None else pooling_dir / "config.json"
+    if overrides.get("pooling") is None and pooling_file is not None and pooling_file.is_file():
+        pooling = _pooling_from_st(pooling_file)
 
     hf_config: dict[str, Any] = {}
     for candidate in (transformer_path / "config.json", path / "config.json"):
         if candidate.is_file():
-            hf_config = _read_json(candidate)
+            hf_config = _read_json_object(candidate)
             break
 
     max_len = None
     for sbert in (transformer_path / "sentence_bert_config.json", path / "sentence_bert_config.json"):
         if sbert.is_file():
-            max_len = _read_json(sbert).get("max_seq_length")
+            max_len = _read_json_object(sbert).get("max_seq_length")
+            if max_len is not None and (isinstance(max_len, bool) or not isinstance(max_len, int | float)
+                                        or max_len < 1):
+                raise ModelLoadError(f"{sbert}: max_seq_length must be a positive int, got {max_len!r}",
+                                     path=str(sbert))
             break
     if max_len is None:
         limits = [hf_config.get("max_position_embeddings")]
         tok_cfg = transformer_path / "tokenizer_config.json"
         if tok_cfg.is_file():
-            limits.append(_read_json(tok_cfg).get("model_max_length"))
+            limits.append(_read_json_object(tok_cfg).get("model_max_length"))
         sane = [int(v) for v in limits if isinstance(v, int | float) and 0 < v < 1_000_000]
         max_len = min(sane) if sane else 512
 
     query_prompt = document_prompt = ""
     st_cfg = path / "config_sentence_transformers.json"
     if st_cfg.is_file():
-        prompts = _read_json(st_cfg).get("prompts") or {}
+        prompts = _read_json_object(st_cfg).get("prompts") or {}
         query_prompt = str(prompts.get("query", ""))
         document_prompt = str(
             next((prompts[k] for k in ("document", "passage", "corpus") if k in prompts), "")
@@ -165,7 +191,11 @@ def load_tokenizer(config: ModelConfig) -> Any:
 
     for d in (config.transformer_path, config.path):
         if (d / "tokenizer.json").is_file():
-            return Tokenizer.from_file(str(d / "tokenizer.json"))
+            try:
+                return Tokenizer.from_file(str(d / "tokenizer.json"))
+            except Exception as exc:  # tokenizers raises a bare Exception for a file it cannot parse
+                raise ModelLoadError(f"{d / 'tokenizer.json'}: not a tokenizer file ({exc})",
+                                     path=str(d / "tokenizer.json")) from exc
     for d in (config.transformer_path, config.path):
         if (d / "vocab.txt").is_file():
             from tokenizers.implementations.bert_wordpiece import BertWordPieceTokenizer
@@ -173,8 +203,12 @@ def load_tokenizer(config: ModelConfig) -> Any:
             lower = True
             tok_cfg = d / "tokenizer_config.json"
             if tok_cfg.is_file():
-                lower = bool(_read_json(tok_cfg).get("do_lower_case", True))
-            return BertWordPieceTokenizer(str(d / "vocab.txt"), lowercase=lower)._tokenizer
+                lower = bool(_read_json_object(tok_cfg).get("do_lower_case", True))
+            try:
+                return BertWordPieceTokenizer(str(d / "vocab.txt"), lowercase=lower)._tokenizer
+            except Exception as exc:
+                raise ModelLoadError(f"{d / 'vocab.txt'}: not a WordPiece vocabulary ({exc})",
+                                     path=str(d / "vocab.txt")) from exc
     raise ModelNotFoundError(
         str(config.path),
         [f"{config.path}/tokenizer.json: absent", f"{config.path}/vocab.txt: absent"],

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import vecembed
-from vecembed import ModelNotFoundError
+from vecembed import ModelLoadError, ModelNotFoundError
 
 pytestmark = pytest.mark.integration
 torch = pytest.importorskip("torch", reason="pip install 'vecembed[torch]'")
@@ -155,3 +155,48 @@ def test_other_architectures_run_through_transformers(tmp_path: Path) -> None:
         assert p._uses_transformers is True and p.info.dimension == 32
         out = p.embed_documents(["tok1 tok2", "tok3"])
     assert out.shape == (2, 32) and np.isfinite(out).all()
+
+
+def _edit_config(path: Path, **changes: Any) -> None:
+    cfg = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**cfg, **changes}))
+
+
+def test_model_files_that_do_not_load_are_model_load_errors(tmp_path: Path) -> None:
+    path, _ = _tiny_bert_dir(tmp_path / "act")
+    _edit_config(path, hidden_act="mish")
+    with pytest.raises(ModelLoadError, match="hidden_act 'mish'"):
+        vecembed.load_provider("torch", model=str(path), device="cpu")
+
+    path, _ = _tiny_bert_dir(tmp_path / "shape")
+    _edit_config(path, intermediate_size=64)  # the weights hold 48: they do not fit this config
+    with pytest.raises(ModelLoadError, match="does not match") as err:
+        vecembed.load_provider("torch", model=str(path), device="cpu")
+    assert err.value.path == str(path / "model.safetensors")
+
+    path, _ = _tiny_bert_dir(tmp_path / "truncated")
+    weights = path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:200])
+    with pytest.raises(ModelLoadError, match="safetensors"):
+        vecembed.load_provider("torch", model=str(path), device="cpu")
+
+    path, _ = _tiny_bert_dir(tmp_path / "keys")
+    cfg = json.loads((path / "config.json").read_text())
+    del cfg["num_hidden_layers"]
+    (path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelLoadError, match="num_hidden_layers"):
+        vecembed.load_provider("torch", model=str(path), device="cpu")
+
+
+def test_an_architecture_without_transformers_is_a_model_load_error(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.DistilBertConfig(vocab_size=99, dim=32, n_layers=1, n_heads=4, hidden_dim=48,
+                                        max_position_embeddings=64)
+    transformers.DistilBertModel(cfg).save_pretrained(tmp_path, safe_serialization=True)
+    (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "tok"]))
+    from vecembed.providers import torch as torch_backend
+
+    monkeypatch.setattr(torch_backend, "importable", lambda name: name != "transformers")
+    with pytest.raises(ModelLoadError, match=r"DistilBertModel.*pip install transformers"):
+        vecembed.load_provider("torch", model=str(tmp_path), device="cpu")

@@ -42,6 +42,12 @@ def test_seed_and_dimension_change_the_fingerprint() -> None:
     assert fp == vecembed.load_provider("mock").info.fingerprint
 
 
+@pytest.mark.parametrize("options", [{"dimension": 1}, {"dimension": True}, {"max_tokens": 0}, {"max_tokens": 2.5}])
+def test_bad_options_are_invalid_input(options: dict[str, object]) -> None:
+    with pytest.raises(InvalidInputError):
+        vecembed.load_provider("mock", **options)
+
+
 def test_mock_follows_the_protocol_on_edge_cases() -> None:
     with vecembed.load_provider("mock", dimension=8, max_tokens=3, query_prompt="query: ") as p:
         assert p.embed_documents([]).shape == (0, 8)

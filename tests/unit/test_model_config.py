@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from vecembed import InvalidInputError
-from vecembed.model_config import load_model_config
+from vecembed import InvalidInputError, ModelLoadError
+from vecembed.model_config import ModelConfig, load_model_config, load_tokenizer
 
 
 def write(path: Path, data: object) -> None:
@@ -68,11 +68,59 @@ def test_overrides_win_and_unknown_modules_are_refused(tmp_path: Path) -> None:
     modules = json.loads((d / "modules.json").read_text())
     modules.append({"idx": 3, "name": "3", "path": "3_Dense", "type": "sentence_transformers.models.Dense"})
     write(d / "modules.json", modules)
-    with pytest.raises(InvalidInputError, match="Dense"):
+    with pytest.raises(ModelLoadError, match="Dense") as err:
         load_model_config(d)
+    assert err.value.path == str(d / "modules.json")
 
 
 def test_several_concatenated_poolings_are_refused_with_advice(tmp_path: Path) -> None:
     d = st_dir(tmp_path, {"pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": True})
-    with pytest.raises(InvalidInputError, match="pooling="):
+    with pytest.raises(ModelLoadError, match="pooling="):
         load_model_config(d)
+    # the advice works: an explicit pooling= is taken without reading the model's
+    assert load_model_config(d, pooling="max").pooling == "max"
+
+
+def test_weighted_mean_pooling_is_refused_unless_overridden(tmp_path: Path) -> None:
+    d = st_dir(tmp_path, {"pooling_mode_weightedmean_tokens": True})
+    with pytest.raises(ModelLoadError, match="weighted-mean"):
+        load_model_config(d)
+    assert load_model_config(d, pooling="mean").pooling == "mean"
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("config.json", "{not json", "not valid JSON"),
+        ("config.json", "[1, 2]", "expected a JSON object"),
+        ("modules.json", '{"a": 1}', "list of modules"),
+        ("1_Pooling/config.json", b"\xff\xfe", "not valid JSON"),
+        ("sentence_bert_config.json", '{"max_seq_length": "long"}', "positive int"),
+    ],
+)
+def test_damaged_config_files_are_model_load_errors(tmp_path: Path, name: str, content: str | bytes,
+                                                    message: str) -> None:
+    d = st_dir(tmp_path, {"pooling_mode_mean_tokens": True})
+    target = d / name
+    if isinstance(content, bytes):
+        target.write_bytes(content)
+    else:
+        target.write_text(content)
+    with pytest.raises(ModelLoadError, match=message) as err:
+        load_model_config(d)
+    assert err.value.path == str(target)
+    assert isinstance(err.value, OSError)  # callers may catch the built-in
+
+
+def test_a_damaged_tokenizer_is_a_model_load_error(tmp_path: Path) -> None:
+    (tmp_path / "tokenizer.json").write_text('{"version": "1.0", "model": 42}')
+    with pytest.raises(ModelLoadError, match=r"tokenizer\.json"):
+        load_tokenizer(ModelConfig(path=tmp_path, transformer_path=tmp_path))
+
+
+def test_bad_options_stay_invalid_input(tmp_path: Path) -> None:
+    d = st_dir(tmp_path, {"pooling_mode_mean_tokens": True})
+    with pytest.raises(InvalidInputError, match="unknown model option"):
+        load_model_config(d, colour="blue")
+    with pytest.raises(InvalidInputError, match="pooling must be one of"):
+        load_model_config(d, pooling="median")

@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("safetensors", reason="pip install 'vecembed[static]'")
 
 import vecembed  # noqa: E402
-from vecembed.errors import InvalidInputError  # noqa: E402
+from vecembed.errors import InvalidInputError, ModelLoadError  # noqa: E402
 from vecembed.providers.static import StaticProvider, distill, is_static_model_dir  # noqa: E402
 
 WORDS = ("the cat sat on mat dog ran in park a quick brown fox jumps over lazy "
@@ -152,7 +152,20 @@ def test_vocabulary_size_mismatch_is_an_error(tmp_path: Path) -> None:
 
     path = _write(tmp_path / "m")
     save_file({"embeddings": np.zeros((3, 12), np.float32)}, str(path / "model.safetensors"))
-    with pytest.raises(InvalidInputError, match="vocabulary"):
+    with pytest.raises(ModelLoadError, match="vocabulary") as err:
+        StaticProvider(path)
+    assert err.value.path == str(path / "model.safetensors")
+
+
+def test_damaged_files_are_model_load_errors(tmp_path: Path) -> None:
+    path = _write(tmp_path / "tok")
+    (path / "tokenizer.json").write_text('{"version": "1.0", "model": 42}')
+    with pytest.raises(ModelLoadError, match=r"tokenizer\.json"):
+        StaticProvider(path)
+    path = _write(tmp_path / "weights")
+    weights = path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8])  # the header still names the tensor; its data is cut
+    with pytest.raises(ModelLoadError, match="safetensors"):
         StaticProvider(path)
 
 

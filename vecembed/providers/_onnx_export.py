@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 from torch import nn
 
 from vecembed._deps import require
-from vecembed.errors import InvalidInputError
+from vecembed.errors import ModelLoadError
 from vecembed.model_config import ModelConfig
 from vecembed.pipeline import Batch
 from vecembed.providers.bert import SUPPORTED_MODEL_TYPES, BertEncoder, load_bert
@@ -93,7 +93,8 @@ def build(config: ModelConfig, torch_module: Any = torch) -> tuple[nn.Module, An
                 str(config.transformer_path), local_files_only=True
             ).eval()
         except Exception as exc:
-            raise InvalidInputError(f"cannot load {config.transformer_path} ({arch}) for export: {exc}") from exc
+            raise ModelLoadError(f"cannot load {config.transformer_path} ({arch}) for export: {exc}",
+                                 path=str(config.transformer_path)) from exc
         module = _HiddenState(model).eval()
         reference = module
 

@@ -18,9 +18,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vecembed.errors import ModelLoadError, ModelNotFoundError
+
 __all__ = ["SUPPORTED_MODEL_TYPES", "BertEncoder", "load_bert"]
 
 SUPPORTED_MODEL_TYPES = ("bert",)
+#: config.json keys the encoder is built from (the rest have BERT's defaults).
+REQUIRED_CONFIG_KEYS = (
+    "hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers", "vocab_size",
+    "max_position_embeddings",
+)
 
 _ACTIVATIONS: dict[str, Any] = {
     "gelu": F.gelu,
@@ -94,7 +101,10 @@ class _Layer(nn.Module):
         self.output = _Output(i, h, eps)
         act = cfg.get("hidden_act", "gelu")
         if act not in _ACTIVATIONS:
-            raise ValueError(f"activation {act!r} is not supported; supported: {', '.join(_ACTIVATIONS)}")
+            raise ModelLoadError(
+                f"config.json: hidden_act {act!r} is not supported by vecembed's BERT encoder; "
+                f"supported: {', '.join(_ACTIVATIONS)}"
+            )
         self.act = _ACTIVATIONS[act]
         self.qkv_weight: torch.Tensor | None = None
         self.qkv_bias: torch.Tensor | None = None
@@ -156,7 +166,10 @@ _PREFIXES = ("bert.", "model.", "encoder_model.")
 def _state_dict(weights: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
-    raw = load_file(str(weights), device="cpu")  # memory-mapped by safetensors
+    try:
+        raw = load_file(str(weights), device="cpu")  # memory-mapped by safetensors
+    except Exception as exc:  # safetensors' own error type for a truncated or foreign file
+        raise ModelLoadError(f"{weights}: not readable as safetensors ({exc})", path=str(weights)) from exc
     out: dict[str, torch.Tensor] = {}
     for key, tensor in raw.items():
         for prefix in _PREFIXES:
@@ -173,15 +186,23 @@ def load_bert(model_dir: Path, cfg: dict[str, Any], *, device: torch.device, dty
     """Build a :class:`BertEncoder` from ``model_dir/model.safetensors``, on ``device`` in ``dtype``, eval mode."""
     weights = model_dir / "model.safetensors"
     if not weights.is_file():
-        raise FileNotFoundError(f"{weights} not found (the torch backend reads safetensors weights)")
+        raise ModelNotFoundError(str(model_dir), [f"{weights}: absent (the torch backend reads safetensors weights)"])
+    absent = [key for key in REQUIRED_CONFIG_KEYS if not isinstance(cfg.get(key), int)]
+    if absent:
+        raise ModelLoadError(f"{model_dir / 'config.json'}: a BERT config needs {', '.join(absent)}",
+                             path=str(model_dir / "config.json"))
     with torch.device("meta"):
         model = BertEncoder(cfg)
     state = _state_dict(weights)
-    missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
+    except RuntimeError as exc:  # a tensor whose shape differs from the config's
+        raise ModelLoadError(f"{weights} does not match its config.json: {exc}", path=str(weights)) from exc
     if missing or unexpected:
-        raise ValueError(
+        raise ModelLoadError(
             f"{weights} does not match a BERT encoder of this config: "
-            f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
+            f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}",
+            path=str(weights),
         )
     model = model.to(device=device, dtype=dtype).eval()
     model.fuse()

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from vecembed.errors import InvalidInputError
 from vecembed.pipeline import l2_normalize, validate_texts
 from vecembed.providers.base import ProviderBase
 from vecembed.types import EmbedResult, Embeddings, ModelInfo, make_fingerprint
@@ -45,10 +46,10 @@ class MockProvider(ProviderBase):
         query_prompt: str = "",
         model: str | None = None,
     ) -> None:
-        if not isinstance(dimension, int) or dimension < 2:
-            raise ValueError(f"dimension must be an int >= 2, got {dimension!r}")
-        if max_tokens <= 0:
-            raise ValueError(f"max_tokens must be positive, got {max_tokens}")
+        if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension < 2:
+            raise InvalidInputError(f"dimension must be an int >= 2, got {dimension!r}")
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens <= 0:
+            raise InvalidInputError(f"max_tokens must be a positive int, got {max_tokens!r}")
         self._dimension = dimension
         self._seed = seed
         self._max_tokens = max_tokens

@@ -33,7 +33,7 @@ from numpy.typing import NDArray
 
 from vecembed import cache
 from vecembed._deps import require
-from vecembed.errors import InvalidInputError, ProviderUnavailableError
+from vecembed.errors import InvalidInputError, ModelLoadError, ProviderUnavailableError
 from vecembed.pipeline import Batch, TextPipeline
 from vecembed.providers.transformer import TransformerProvider
 from vecembed.resolve import weights_digest
@@ -112,8 +112,9 @@ def _graph_io(session: Any, path: Path, hidden_size: int | None) -> tuple[tuple[
     inputs = [i.name for i in session.get_inputs()]
     unknown = [n for n in inputs if n not in _INPUTS]
     if unknown or "input_ids" not in inputs:
-        raise InvalidInputError(
-            f"{path}: graph inputs {inputs} are not a text encoder's (expected a subset of {list(_INPUTS)})"
+        raise ModelLoadError(
+            f"{path}: graph inputs {inputs} are not a text encoder's (expected a subset of {list(_INPUTS)})",
+            path=str(path),
         )
     outputs = session.get_outputs()
     by_name = {o.name: o for o in outputs}
@@ -121,8 +122,9 @@ def _graph_io(session: Any, path: Path, hidden_size: int | None) -> tuple[tuple[
     if chosen is None:
         chosen = next((o for o in outputs if len(o.shape) == 3), None)
     if chosen is None:
-        raise InvalidInputError(
-            f"{path}: no token-embedding output (batch, seq, hidden) among {[o.name for o in outputs]}"
+        raise ModelLoadError(
+            f"{path}: no token-embedding output (batch, seq, hidden) among {[o.name for o in outputs]}",
+            path=str(path),
         )
     dim = chosen.shape[-1]
     return tuple(inputs), chosen.name, int(dim) if isinstance(dim, int) else int(hidden_size or 0)
@@ -229,16 +231,20 @@ class OnnxProvider(TransformerProvider):
             session = self._new_session(path)
         except Exception as exc:
             if entry is None or path.parent != entry:
-                raise ProviderUnavailableError(f"onnxruntime could not load {path}: {exc}") from exc
+                raise ModelLoadError(f"onnxruntime could not load {path}: {exc}", path=str(path)) from exc
             # A cached file that passed its checksum yet does not load (e.g. a sidecar rewritten by hand):
             # rebuild it once rather than fail forever.
             log.warning("cached ONNX graph %s does not load (%s); rebuilding it", path, exc)
             path.unlink(missing_ok=True)
             path, entry = locate()
-            session = self._new_session(path)
+            try:
+                session = self._new_session(path)
+            except Exception as again:
+                raise ModelLoadError(f"onnxruntime could not load {path}, even rebuilt: {again}",
+                                     path=str(path)) from again
         dim = self._use_session(session, path)
         if dim <= 0:
-            raise InvalidInputError(f"{path}: cannot tell the output dimension")
+            raise ModelLoadError(f"{path}: cannot tell the output dimension", path=str(path))
         return dim
 
     def _forward(self, batch: Batch) -> NDArray[Any]:

@@ -31,7 +31,7 @@ from numpy.typing import NDArray
 
 from vecembed import cache
 from vecembed._deps import require
-from vecembed.errors import InvalidInputError, ModelNotFoundError
+from vecembed.errors import InvalidInputError, ModelLoadError, ModelNotFoundError
 from vecembed.pipeline import Batch, TextPipeline, l2_normalize, validate_texts
 from vecembed.providers.base import ProviderBase
 from vecembed.resolve import resolve_model, weights_digest
@@ -182,7 +182,11 @@ class StaticProvider(ProviderBase):
             raise ModelNotFoundError(str(path), [f"{path}: no static model files"])
         weights_file, tokenizer_file, config_file, tensor = layout
         safetensors_numpy = require("safetensors.numpy", "static", "reading a static model's vectors")
-        tensors = safetensors_numpy.load_file(str(weights_file))
+        try:
+            tensors = safetensors_numpy.load_file(str(weights_file))
+        except Exception as exc:  # safetensors' own error type for a truncated file
+            raise ModelLoadError(f"{weights_file}: not readable as safetensors ({exc})",
+                                 path=str(weights_file)) from exc
         self.embeddings: NDArray[np.float32] = np.ascontiguousarray(tensors[tensor], dtype=np.float32)
         weights = tensors.get("weights")
         mapping = tensors.get("mapping")
@@ -194,11 +198,15 @@ class StaticProvider(ProviderBase):
 
         from tokenizers import Tokenizer
 
-        tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        try:
+            tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        except Exception as exc:  # tokenizers raises a bare Exception for a file it cannot parse
+            raise ModelLoadError(f"{tokenizer_file}: not a tokenizer file ({exc})", path=str(tokenizer_file)) from exc
         vocab_size = tokenizer.get_vocab_size()
         if self._mapping is None and len(self.embeddings) != vocab_size:
-            raise InvalidInputError(
-                f"{weights_file}: {len(self.embeddings)} vectors for a vocabulary of {vocab_size} tokens"
+            raise ModelLoadError(
+                f"{weights_file}: {len(self.embeddings)} vectors for a vocabulary of {vocab_size} tokens",
+                path=str(weights_file),
             )
         max_length = config.get("max_length", DEFAULT_MAX_LENGTH) if max_tokens is None else max_tokens
         self._max_length = int(max_length) if max_length else _NO_LIMIT

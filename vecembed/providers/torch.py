@@ -13,7 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from vecembed._deps import importable, require
-from vecembed.errors import InvalidInputError, ProviderUnavailableError
+from vecembed.errors import InvalidInputError, ModelLoadError, ProviderUnavailableError
 from vecembed.pipeline import Batch
 from vecembed.providers.transformer import TransformerProvider
 
@@ -90,14 +90,20 @@ class TorchProvider(TransformerProvider):
             return int(cfg["hidden_size"])
         arch = ", ".join(self.config.architectures) or cfg.get("model_type") or "unknown"
         if not importable("transformers"):
-            raise InvalidInputError(
+            raise ModelLoadError(
                 f"architecture {arch!r} is not built into vecembed's torch backend (it runs BERT-family "
-                "encoders); install transformers to run it through transformers.AutoModel: pip install transformers"
+                "encoders); install transformers to run it through transformers.AutoModel: pip install transformers",
+                path=str(self.config.transformer_path),
             )
         transformers = require("transformers", "torch", f"running architecture {arch}")
-        self._model = transformers.AutoModel.from_pretrained(
-            str(self.config.transformer_path), torch_dtype=dtype, local_files_only=True
-        ).to(device).eval()
+        try:
+            model = transformers.AutoModel.from_pretrained(
+                str(self.config.transformer_path), torch_dtype=dtype, local_files_only=True
+            )
+        except Exception as exc:  # transformers raises OSError, ValueError, KeyError... for files it cannot use
+            raise ModelLoadError(f"transformers could not load {self.config.transformer_path} ({arch}): {exc}",
+                                 path=str(self.config.transformer_path)) from exc
+        self._model = model.to(device).eval()
         self._uses_transformers = True
         return int(self._model.config.hidden_size)
 
