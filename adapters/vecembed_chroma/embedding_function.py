@@ -73,7 +73,8 @@ _live_lock = threading.RLock()
 
 
 def _is_closed(provider: EmbeddingProvider) -> bool:
-    return bool(getattr(provider, "_closed", False))
+    # `closed` is ProviderBase's public property; a user's own provider may not have one (then it never closes)
+    return bool(getattr(provider, "closed", False))
 
 
 def _remember(provider: EmbeddingProvider) -> None:
@@ -127,7 +128,7 @@ def _infer_options(provider: EmbeddingProvider) -> tuple[dict[str, Any], bool]:
         return {}, False
     if info.backend == "mock":
         opts: dict[str, Any] = {"dimension": info.dimension}
-        seed = getattr(provider, "_seed", 0)
+        seed = info.extra.get("seed", 0)
         if seed:
             opts["seed"] = seed
         if info.max_tokens != 256:

@@ -42,6 +42,14 @@ def test_seed_and_dimension_change_the_fingerprint() -> None:
     assert fp == vecembed.load_provider("mock").info.fingerprint
 
 
+def test_seed_and_closed_are_public() -> None:
+    p = vecembed.load_provider("mock", dimension=8, seed=3)
+    assert p.seed == 3 and p.info.extra == {"seed": 3}  # type: ignore[attr-defined]
+    assert p.closed is False  # type: ignore[attr-defined]
+    p.close()
+    assert p.closed is True  # type: ignore[attr-defined]
+
+
 @pytest.mark.parametrize("options", [{"dimension": 1}, {"dimension": True}, {"max_tokens": 0}, {"max_tokens": 2.5}])
 def test_bad_options_are_invalid_input(options: dict[str, object]) -> None:
     with pytest.raises(InvalidInputError):

@@ -27,6 +27,11 @@ class ProviderBase:
         raise NotImplementedError
 
     @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called: a closed provider refuses to embed and reports itself unhealthy."""
+        return self._closed
+
+    @property
     def stats(self) -> EmbeddingStats:
         """Cumulative counters: texts, tokens, truncated texts, batches."""
         stats: EmbeddingStats | None = getattr(self, "_stats", None)

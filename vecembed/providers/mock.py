@@ -72,11 +72,18 @@ class MockProvider(ProviderBase):
                 extra={"mock": True, "max_tokens": max_tokens, "query_prompt": query_prompt},
             ).replace("ve1-", "ve1-mock-"),
             query_prompt=query_prompt,
+            # the one option that is not in the other fields: what rebuilds this vector space elsewhere
+            extra={"seed": seed},
         )
 
     @property
     def info(self) -> ModelInfo:
         return self._info
+
+    @property
+    def seed(self) -> int:
+        """The hashing seed: another seed is another vector space (also ``info.extra["seed"]``)."""
+        return self._seed
 
     def _bucket(self, feature: str) -> tuple[int, float]:
         digest = hashlib.blake2b(feature.encode("utf-8"), digest_size=8, key=str(self._seed).encode()).digest()
