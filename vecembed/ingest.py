@@ -199,7 +199,9 @@ def _record(doc: Any, index: int, *, nested: bool) -> Record:
     else:
         raise InvalidInputError(
             f"{where}: a document is a str, an (id, text) pair, a dict with \"text\" (and \"id\", \"metadata\") or "
-            f"a vecembed.Document; got {type(doc).__name__}; nothing was written",
+            f"a vecembed.Document; got {type(doc).__name__}"
+            + (" (decode bytes first)" if isinstance(doc, bytes | bytearray) else "")
+            + "; nothing was written",
             index=index,
         )
     try:

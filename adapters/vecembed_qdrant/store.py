@@ -83,7 +83,8 @@ def _canonical_uuid(value: str) -> str | None:
 
 def point_id(doc_id: str) -> str:
     """The Qdrant point id of a (normalised) caller id: the id itself when it is a UUID, else ``uuid5`` of it."""
-    return _canonical_uuid(doc_id) or str(uuid.uuid5(ID_NAMESPACE, "id:" + doc_id))
+    # "id:str:" as the 0.1 adapter spelled it, so string ids written then keep their points.
+    return _canonical_uuid(doc_id) or str(uuid.uuid5(ID_NAMESPACE, "id:str:" + doc_id))
 
 
 def _is_match_any(value: Any) -> bool:

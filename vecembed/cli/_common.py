@@ -6,12 +6,10 @@ import argparse
 import ast
 import os
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-from vecembed._deps import importable
 from vecembed.errors import (
     DimensionMismatchError,
     InvalidInputError,
@@ -25,14 +23,12 @@ from vecembed.registry import available_providers, default_backend, load_provide
 
 __all__ = [
     "CliError",
-    "Progress",
     "add_provider_options",
     "data_dir",
     "error_line",
     "open_provider",
     "parse_key_values",
     "parse_options",
-    "progress",
 ]
 
 #: Environment variable naming the folder for embedded databases (default ``./vecembed-data``).
@@ -120,75 +116,6 @@ def open_provider(args: argparse.Namespace) -> EmbeddingProvider:
 
 
 # -- output -----------------------------------------------------------------------------------
-
-
-def _is_tty(stream: TextIO) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
-def progress_enabled(stream: TextIO | None = None) -> bool:
-    """Progress bars are drawn only on a terminal, with rich installed, and unless ``VECEMBED_NO_PROGRESS``."""
-    if os.environ.get("VECEMBED_NO_PROGRESS"):
-        return False
-    return _is_tty(stream or sys.stderr) and importable("rich")
-
-
-class Progress:
-    """A progress bar on stderr (rich) that is a silent no-op when not on a terminal.
-
-    ``advance(n)`` moves it; use it as a context manager. It is also a plain
-    callable ``progress(done, total)`` so adapters that take a callback can drive it.
-    """
-
-    def __init__(self, description: str, total: int | None, *, enabled: bool | None = None) -> None:
-        self.description = description
-        self.total = total
-        self.enabled = progress_enabled() if enabled is None else enabled
-        self._bar: Any = None
-        self._task: Any = None
-        self.done = 0
-
-    def __enter__(self) -> Progress:
-        if self.enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self._bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=Console(stderr=True),
-                transient=True,
-            )
-            self._bar.start()
-            self._task = self._bar.add_task(self.description, total=self.total)
-        return self
-
-    def advance(self, n: int = 1) -> None:
-        self.done += n
-        if self._bar is not None:
-            self._bar.update(self._task, completed=self.done)
-
-    def __call__(self, done: int, total: int | None = None) -> None:
-        self.done = done
-        if self._bar is not None:
-            self._bar.update(self._task, completed=done, total=total if total is not None else self.total)
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-            self._bar = None
-
-
-@contextmanager
-def progress(description: str, total: int | None, *, enabled: bool | None = None) -> Iterator[Progress]:
-    """``with progress("embedding", n) as bar: ... bar.advance(k)``."""
-    with Progress(description, total, enabled=enabled) as bar:
-        yield bar
 
 
 def echo(text: str = "", *, err: bool = False) -> None:

@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from vecembed.cli._common import CliError, add_provider_options, echo, open_provider, progress
+from vecembed.cli._common import CliError, add_provider_options, echo, open_provider
 from vecembed.cli.inputs import read_texts
+from vecembed.progress import Progress
 
 __all__ = ["find_benchmarks", "register"]
 
@@ -108,7 +109,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     with open_provider(args) as provider:
         embed = provider.embed_queries if args.queries else provider.embed_documents
         parts = []
-        with progress("embedding", len(texts)) as bar:
+        with Progress("embedding", len(texts), enabled=None) as bar:
             for first in range(0, len(texts), EMBED_CHUNK):
                 chunk = texts[first : first + EMBED_CHUNK]
                 parts.append(embed(chunk))

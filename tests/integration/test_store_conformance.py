@@ -1,0 +1,442 @@
+"""The store conformance suite: every store vecembed ships passes the same tests, on every kind of deployment.
+
+Parametrised over Chroma in memory, Chroma on disk, a real Chroma server (``chroma run``, started by the
+fixture), Qdrant in memory, Qdrant on disk, and a real Qdrant server (``VECEMBED_QDRANT_URL`` or
+testcontainers; skips with the reason when neither answers). A new store passes by adding its kinds here.
+
+Each test checks the contract through the public API (:func:`vecembed.open_store`) and the database through
+its own client (what is really stored), with the mock provider (fast, deterministic) unless a real model is
+the point.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import vecembed
+from vecembed.errors import (
+    DimensionMismatchError,
+    IngestError,
+    InvalidInputError,
+    ModelMismatchError,
+)
+from vecembed.types import EmbedResult
+
+pytest.importorskip("chromadb", reason="pip install 'vecembed[chroma]'")
+pytest.importorskip("qdrant_client", reason="pip install 'vecembed[qdrant]'")
+
+from backend_fixtures import onnx_provider, vecembed_cache  # noqa: E402, F401
+from qdrant_client import QdrantClient  # noqa: E402
+from qdrant_fixtures import qdrant_server_url  # noqa: E402, F401
+
+pytestmark = pytest.mark.integration
+
+KINDS = ("chroma-memory", "chroma-path", "chroma-server", "qdrant-memory", "qdrant-path", "qdrant-server")
+
+
+@dataclass
+class Target:
+    """One deployment of one database: how to open a store there, and a raw client to look behind it."""
+
+    kind: str
+    db: str
+    open_kwargs: dict[str, Any]
+    raw: Any  # chromadb client / QdrantClient, bypassing vecembed
+    cleanup: list[Callable[[], None]] = field(default_factory=list)
+
+    def open(self, provider: Any, collection: str, **kwargs: Any) -> vecembed.Store:
+        return vecembed.open_store(self.db, collection, provider, **self.open_kwargs, **kwargs)
+
+    def raw_count(self, collection: str) -> int | None:
+        """Records stored, read by the database's own client; None when the collection does not exist."""
+        if self.db == "chroma":
+            try:
+                return int(self.raw.get_collection(collection).count())
+            except Exception:
+                return None
+        if not self.raw.collection_exists(collection):
+            return None
+        return int(self.raw.count(collection, exact=True).count)
+
+    def create_foreign(self, collection: str, vectors: np.ndarray) -> None:
+        """A collection made with the database's own client (no vecembed record), holding ``vectors``."""
+        if self.db == "chroma":
+            col = self.raw.create_collection(collection, configuration={"hnsw": {"space": "cosine"}})
+            if len(vectors):
+                col.add(ids=[f"f{i}" for i in range(len(vectors))], embeddings=vectors,
+                        documents=[f"foreign {i}" for i in range(len(vectors))])
+            return
+        from qdrant_client import models
+
+        self.raw.create_collection(
+            collection, vectors_config=models.VectorParams(size=vectors.shape[1], distance=models.Distance.COSINE)
+        )
+        if len(vectors):
+            self.raw.upsert(collection, points=[
+                models.PointStruct(id=i, vector=v.tolist(), payload={"text": f"foreign {i}"})
+                for i, v in enumerate(vectors)
+            ])
+
+
+@pytest.fixture(params=KINDS)
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
+    kind = request.param
+    if kind == "chroma-memory":
+        import chromadb
+
+        client = chromadb.EphemeralClient()
+        yield Target(kind, "chroma", {"client": client}, client)
+    elif kind == "chroma-path":
+        import chromadb
+
+        path = tmp_path / "chroma"
+        yield Target(kind, "chroma", {"path": str(path)}, chromadb.PersistentClient(path=str(path)))
+    elif kind == "chroma-server":
+        endpoint = request.getfixturevalue("chroma_server")
+        yield Target(kind, "chroma", {"url": endpoint.url}, endpoint.client())
+    elif kind == "qdrant-memory":
+        client = QdrantClient(":memory:")
+        yield Target(kind, "qdrant", {"client": client}, client)
+        client.close()
+    elif kind == "qdrant-path":
+        # Local mode locks its folder to one client: the store and the raw view share it.
+        client = QdrantClient(path=str(tmp_path / "qdrant"))
+        yield Target(kind, "qdrant", {"client": client}, client)
+        client.close()
+    else:
+        url = request.getfixturevalue("qdrant_server_url")
+        client = QdrantClient(url=url, timeout=30)
+        yield Target(kind, "qdrant", {"url": url}, client)
+        client.close()
+
+
+@pytest.fixture
+def name() -> str:
+    return f"conf-{uuid.uuid4().hex[:12]}"
+
+
+class CountingProvider:
+    """A provider that counts the documents it embeds (and can be told to fail after some)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.embedded = 0
+
+    @property
+    def info(self) -> Any:
+        return self.inner.info
+
+    def embed_documents(self, texts: Sequence[str]) -> Any:
+        return self.embed_documents_counted(texts).vectors
+
+    def embed_documents_counted(self, texts: Sequence[str]) -> EmbedResult:
+        self.embedded += len(texts)
+        result: EmbedResult = self.inner.embed_documents_counted(texts)
+        return result
+
+    def embed_queries(self, texts: Sequence[str]) -> Any:
+        return self.inner.embed_queries(texts)
+
+    def embed_query(self, text: str) -> Any:
+        return self.inner.embed_query(text)
+
+    def health_check(self) -> Any:
+        return self.inner.health_check()
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> CountingProvider:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+@pytest.fixture
+def provider() -> Iterator[CountingProvider]:
+    with vecembed.load_provider("mock", dimension=32) as inner:
+        yield CountingProvider(inner)
+
+
+def docs(n: int, start: int = 0) -> list[dict[str, Any]]:
+    return [
+        {"id": f"d{i}", "text": f"document {i} is about {'cats' if i % 2 else 'dogs'} and the number {i}",
+         "metadata": {"parity": "odd" if i % 2 else "even", "n": i}}
+        for i in range(start, start + n)
+    ]
+
+
+# -- the contract ------------------------------------------------------------------------------------
+
+
+def test_ingest_search_count_delete(target: Target, name: str, provider: CountingProvider) -> None:
+    with target.open(provider, name) as store:
+        report = store.ingest(docs(300), batch_size=64)
+        assert (report.documents, report.written, report.skipped, report.batches) == (300, 300, 0, 5)
+        assert report.truncated == 0 and report.retries == 0
+        assert store.count() == 300 == target.raw_count(name)
+        hits = store.search("document 17 is about cats and the number 17", k=3)
+        assert hits[0].id == "d17" and hits[0].text.startswith("document 17 ")
+        assert hits[0].metadata == {"parity": "odd", "n": 17}  # vecembed's own keys are not shown
+        assert hits[0].score == pytest.approx(1.0, abs=1e-4) and hits[0].score >= hits[1].score >= hits[2].score
+        assert store.delete(["d17", "d18", "never-stored"]) == 3
+        assert store.count() == 298 == target.raw_count(name)
+        assert all(h.id not in {"d17", "d18"} for h in store.search("document 17", k=10))
+
+
+def test_reingest_is_idempotent_and_a_changed_document_is_rewritten(
+    target: Target, name: str, provider: CountingProvider
+) -> None:
+    with target.open(provider, name) as store:
+        store.ingest(docs(200))
+        provider.embedded = 0
+        again = store.ingest(docs(200))
+        assert (again.written, again.skipped, provider.embedded) == (0, 200, 0)
+        changed = docs(200)
+        changed[5]["text"] = "a new text for document five"
+        changed[9]["metadata"] = {"parity": "changed"}
+        third = store.ingest(changed)
+        assert (third.written, third.skipped, provider.embedded) == (2, 198, 2)
+        assert store.count() == 200 == target.raw_count(name)
+        assert store.search("a new text for document five", k=1)[0].id == "d5"
+        assert store.search("anything", k=1, where={"parity": "changed"})[0].id == "d9"
+
+
+def test_int_and_str_ids_are_one_document(target: Target, name: str, provider: CountingProvider) -> None:
+    with target.open(provider, name) as store:
+        store.ingest([(1, "one"), (2, "two")])
+        again = store.ingest([("1", "one"), (np.int64(2), "two")])
+        assert (again.written, again.skipped) == (0, 2) and store.count() == 2
+        assert {h.id for h in store.search("one", k=2)} == {"1", "2"}
+        assert store.delete([1]) == 1 and store.count() == 1
+
+
+def test_texts_without_ids_are_addressed_by_content(target: Target, name: str, provider: CountingProvider) -> None:
+    with target.open(provider, name) as store:
+        report = store.ingest(["same text", "other text", "same text"])
+        assert (report.documents, report.written, report.duplicates) == (3, 2, 1)
+        assert store.ingest(["same text"]).skipped == 1 and store.count() == 2
+
+
+def test_resume_after_a_failure_mid_ingest(
+    target: Target, name: str, provider: CountingProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    corpus = docs(1000)
+    store = target.open(provider, name)
+    real_write = store.backend.write
+    calls = {"n": 0}
+
+    def failing_write(records: Any, vectors: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 4:  # not transient: no retry absorbs it
+            raise RuntimeError("injected failure in the 4th write")
+        real_write(records, vectors)
+
+    monkeypatch.setattr(store.backend, "write", failing_write)
+    with pytest.raises(IngestError, match="injected failure") as err:
+        store.ingest(corpus, batch_size=100)
+    committed = err.value.report.written
+    assert committed == 300 == err.value.committed  # three writes of 100 settled before the fourth failed
+    assert "re-run" in str(err.value)
+    assert target.raw_count(name) == committed
+    monkeypatch.setattr(store.backend, "write", real_write)
+
+    provider.embedded = 0
+    resumed = store.ingest(corpus, batch_size=100)
+    assert (resumed.written, resumed.skipped) == (700, 300)
+    assert provider.embedded == 700  # only what was missing was embedded again
+    assert store.count() == 1000 == target.raw_count(name)
+    store.close()
+    # Exact ids: every document once, none lost, none extra.
+    with target.open(provider, name, create=False) as reopened:
+        got = {h.id for q in ("cats", "dogs") for h in reopened.search(q, k=1000)}
+        assert got == {d["id"] for d in corpus}
+
+
+def test_transient_write_errors_are_retried(
+    target: Target, name: str, provider: CountingProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = vecembed.open_store(target.db, name, provider, retry_backoff=0.0, **target.open_kwargs)
+    real_write = store.backend.write
+    calls = {"n": 0}
+
+    def flaky_write(records: Any, vectors: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] % 2:
+            raise ConnectionError("connection reset by peer (injected)")
+        real_write(records, vectors)
+
+    monkeypatch.setattr(store.backend, "write", flaky_write)
+    report = store.ingest(docs(250), batch_size=50)
+    assert (report.written, report.retries) == (250, 5)
+    assert store.count() == 250
+    store.close()
+
+
+def test_other_model_refused_before_any_write(target: Target, name: str, provider: CountingProvider) -> None:
+    with target.open(provider, name) as store:
+        store.ingest(docs(10))
+    with vecembed.load_provider("mock", dimension=32, seed=7) as other, pytest.raises(ModelMismatchError) as err:
+        target.open(other, name).ingest(docs(5, start=100))
+    assert provider.info.fingerprint in str(err.value) and other.info.fingerprint in str(err.value)
+    with vecembed.load_provider("mock", dimension=16) as smaller, pytest.raises(DimensionMismatchError) as dim:
+        target.open(smaller, name)
+    assert (dim.value.expected, dim.value.got) == (32, 16)
+    assert target.raw_count(name) == 10
+
+
+def test_bad_input_writes_nothing_and_creates_nothing(target: Target, name: str, provider: CountingProvider) -> None:
+    store = target.open(provider, name)
+    bad: list[Any] = [*docs(150), {"id": "x", "text": None}]
+    with pytest.raises(InvalidInputError, match=r"documents\[150\]") as err:
+        store.ingest(bad)
+    assert err.value.index == 150
+    for wrong, match in [
+        ([*docs(3), {"id": "y", "txt": "typo"}], r"documents\[3\].*found 'id', 'txt'"),
+        ([{"id": "z", "text": "\udc80 lone surrogate"}], "lone surrogate"),
+        ([{"id": "m", "text": "t", "metadata": {"vecembed:hash": "forged"}}], "reserved"),
+        ([{"id": "m", "text": "t", "metadata": {"score": float("nan")}}], "finite"),
+        ([("a", "one"), ("a", "two")], "ids must be unique"),
+        ({"a", "b"}, "no order"),
+    ]:
+        with pytest.raises(InvalidInputError, match=match):
+            store.ingest(wrong)
+    assert provider.embedded == 0
+    assert target.raw_count(name) is None  # validated before the collection was even created
+    store.close()
+
+
+def test_a_stream_is_read_chunk_by_chunk_and_a_bad_chunk_keeps_what_came_before(
+    target: Target, name: str, provider: CountingProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pulled = {"n": 0, "at_first_write": -1}
+
+    def stream(n: int, bad_at: int) -> Iterator[dict[str, Any]]:
+        for i, doc in enumerate(docs(n)):
+            pulled["n"] += 1
+            yield {"id": "bad", "text": 42} if i == bad_at else doc
+
+    with target.open(provider, name) as store:
+        # A bad document in the first chunk (8 batches of 100 = 800 documents): nothing at all is written.
+        with pytest.raises(InvalidInputError, match=r"documents\[600\]"):
+            store.ingest(stream(2000, 600), batch_size=100)
+        assert target.raw_count(name) is None and pulled["n"] == 800  # one chunk read, not the stream
+
+        real_write = store.backend.write
+
+        def spy(records: Any, vectors: Any) -> None:
+            if pulled["at_first_write"] < 0:
+                pulled["at_first_write"] = pulled["n"]
+            real_write(records, vectors)
+
+        monkeypatch.setattr(store.backend, "write", spy)
+        pulled["n"] = 0
+        # In the second chunk: the first chunk stays written, nothing of the second is.
+        with pytest.raises(IngestError, match=r"documents\[1000\]") as err:
+            store.ingest(stream(2000, 1000), batch_size=100)
+        assert pulled["at_first_write"] == 800  # written while the rest of the stream was still unread
+        assert err.value.report.written == 800 == target.raw_count(name)
+        provider.embedded = 0
+        report = store.ingest(iter(docs(2000)), batch_size=100)
+        assert (report.written, report.skipped, provider.embedded) == (1200, 800, 1200)
+        assert store.count() == 2000
+
+
+def test_filters(target: Target, name: str, provider: CountingProvider) -> None:
+    with target.open(provider, name) as store:
+        store.ingest(docs(100))
+        odd = store.search("cats", k=100, where={"parity": "odd"})
+        assert len(odd) == 50 and all(h.metadata["parity"] == "odd" for h in odd)
+        both = store.search("cats", k=10, where={"parity": "even", "n": 42})
+        assert [h.id for h in both] == ["d42"]
+        assert store.search("cats", k=5, where={"parity": "none"}) == []
+        many = store.search_many(["cats", "dogs"], k=2, where={"parity": "even"})
+        assert len(many) == 2 and all(len(hs) == 2 for hs in many)
+        with pytest.raises(InvalidInputError):
+            store.search("cats", k=0)
+        with pytest.raises(InvalidInputError):
+            store.search("cats", where={"n": [1, 2]})
+
+
+def test_unrecorded_collection_is_refused_unless_adopted(
+    target: Target, name: str, provider: CountingProvider
+) -> None:
+    vectors = provider.inner.embed_documents(["foreign one", "foreign two"])
+    target.create_foreign(name, vectors)
+    with pytest.raises(ModelMismatchError, match="adopt"):
+        target.open(provider, name)
+    assert target.raw_count(name) == 2
+    with target.open(provider, name, adopt=True) as store:
+        report = store.ingest(docs(4))
+        assert report.written == 4 and store.count() == 6
+    with target.open(provider, name) as store:  # recorded now: opens without adopt
+        assert store.count() == 6
+
+
+def test_empty_unrecorded_collection_is_claimed(target: Target, name: str, provider: CountingProvider) -> None:
+    target.create_foreign(name, np.zeros((0, 32), dtype=np.float32))
+    with target.open(provider, name) as store:
+        assert store.ingest(docs(3)).written == 3
+    with vecembed.load_provider("mock", dimension=32, seed=9) as other, pytest.raises(ModelMismatchError):
+        target.open(other, name)
+
+
+def test_search_notices_a_collection_replaced_by_another_model(
+    target: Target, name: str, provider: CountingProvider
+) -> None:
+    store = target.open(provider, name)
+    store.ingest(docs(5))
+    with vecembed.load_provider("mock", dimension=32, seed=5) as other:
+        # Someone drops the collection and rebuilds it with another model behind the open store's back.
+        target.raw.delete_collection(name)
+        other_store = target.open(other, name)
+        other_store.ingest(docs(5))
+        with pytest.raises(ModelMismatchError):
+            store.search("cats", k=1)
+    store.close()
+
+
+def test_open_existing_only(target: Target, name: str, provider: CountingProvider) -> None:
+    with pytest.raises(vecembed.CollectionNotFoundError, match=name):
+        target.open(provider, name, create=False)
+    assert target.raw_count(name) is None
+    store = target.open(provider, name)
+    assert store.count() == 0 and store.search("anything") == []
+    store.close()
+
+
+def test_health(target: Target, name: str, provider: CountingProvider) -> None:
+    with target.open(provider, name) as store:
+        before = store.health_check()
+        assert not before.ok and before.checks["collection"] is False and before.checks["provider"] is True
+        store.ingest(docs(3))
+        after = store.health_check()
+        assert after.ok, after.detail
+        assert "3 records" in after.detail
+
+
+def test_real_model_search_equals_exact_numpy_top10(
+    target: Target, name: str, onnx_provider: Any, sts_sentences: list[str]
+) -> None:
+    corpus = sts_sentences[:400]
+    queries = sts_sentences[400:450]
+    with target.open(onnx_provider, name) as store:
+        store.ingest([(f"s{i}", t) for i, t in enumerate(corpus)])
+        vectors = onnx_provider.embed_documents(corpus)
+        exact = onnx_provider.embed_queries(queries) @ vectors.T
+        results = store.search_many(queries, k=10)
+    recall = np.mean([
+        len({int(h.id[1:]) for h in hits} & set(np.argsort(-row)[:10].tolist())) / 10
+        for hits, row in zip(results, exact, strict=True)
+    ])
+    assert recall >= 0.99
+    for hits, row in zip(results, exact, strict=True):
+        assert hits[0].score == pytest.approx(float(row.max()), abs=1e-4)

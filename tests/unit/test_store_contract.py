@@ -1,0 +1,326 @@
+"""The store contract without a database server: identity policy, ids, metadata rule, engine, registry, progress.
+
+The stores themselves are exercised by tests/integration/test_store_conformance.py; here the shared pieces
+are pinned down one by one, with Qdrant's in-memory mode where a real store is needed.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import vecembed
+from vecembed.errors import (
+    DimensionMismatchError,
+    IngestError,
+    InvalidInputError,
+    ModelMismatchError,
+    ProviderUnavailableError,
+)
+from vecembed.identity import (
+    FINGERPRINT_KEY,
+    CollectionIdentity,
+    Verdict,
+    verify_identity,
+)
+from vecembed.ingest import content_hash, normalize_id, prepare_records, text_id, validate_metadata
+from vecembed.progress import Progress, progress_enabled
+from vecembed.retry import call_with_retry, is_transient_default
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def ident(fp: str = "ve1-a", dim: int = 8, model: str = "m", **kw: Any) -> CollectionIdentity:
+    return CollectionIdentity(fingerprint=fp, model=model, dimension=dim, **kw)
+
+
+# -- identity ----------------------------------------------------------------------------------------
+
+
+def test_identity_round_trips_through_metadata() -> None:
+    one = ident(quantization="int8", vector_name="text")
+    meta = {**one.to_metadata(), "owner": "me"}
+    assert CollectionIdentity.from_metadata(meta) == one
+    assert CollectionIdentity.from_metadata({"owner": "me"}) is None
+    assert CollectionIdentity.without_identity(meta) == {"owner": "me"}
+    assert all(isinstance(v, str | int) for v in one.to_metadata().values())  # every database takes them
+
+
+def test_verify_identity_policy() -> None:
+    ours = ident()
+    assert verify_identity("c", ours, recorded=ours) is Verdict.MATCH
+    assert verify_identity("c", ours, recorded=None, count=0) is Verdict.RECORD
+    assert verify_identity("c", ours, recorded=None, count=5, adopt=True) is Verdict.RECORD
+    with pytest.raises(ModelMismatchError, match="adopt=True") as unrecorded:
+        verify_identity("c", ours, recorded=None, count=5)
+    assert "--adopt" in str(unrecorded.value)
+    with pytest.raises(ModelMismatchError) as other:
+        verify_identity("c", ours, recorded=ident(fp="ve1-b"))
+    assert "ve1-a" in str(other.value) and "ve1-b" in str(other.value)
+    assert "another variant" in str(other.value)  # same model name: says what kind of difference it is
+    with pytest.raises(DimensionMismatchError) as dim:
+        verify_identity("c", ours, recorded=ident(fp="ve1-b", dim=16))
+    assert (dim.value.expected, dim.value.got) == (16, 8)
+    with pytest.raises(DimensionMismatchError, match="without a vecembed record"):
+        verify_identity("c", ours, recorded=None, stored_dimension=4, count=3, adopt=True)
+    # On unit vectors cosine, dot and euclid rank alike; manhattan does not.
+    assert verify_identity("c", ours, recorded=ours, stored_distance="Dot") is Verdict.MATCH
+    assert verify_identity("c", ours, recorded=ours, stored_distance="l2") is Verdict.MATCH
+    with pytest.raises(ModelMismatchError, match="manhattan"):
+        verify_identity("c", ours, recorded=ours, stored_distance="manhattan")
+    with pytest.raises(ModelMismatchError, match="dot"):
+        verify_identity("c", ours, recorded=ours, stored_distance="dot", normalized=False)
+
+
+def test_mismatch_message_shows_the_quantisation_that_differs() -> None:
+    with pytest.raises(ModelMismatchError) as err:
+        verify_identity("docs", ident(fp="ve1-a"), recorded=ident(fp="ve1-b", quantization="int8"))
+    assert "int8" in str(err.value)
+
+
+def test_identity_keys_are_spelled_in_one_source_file() -> None:
+    literals = ('"vecembed:fingerprint"', '"vecembed:model"', '"vecembed:dimension"', '"vecembed:hash"')
+    hits = {
+        path.relative_to(ROOT).as_posix()
+        for folder in ("vecembed", "adapters")
+        for path in (ROOT / folder).rglob("*.py")
+        if any(lit in path.read_text(encoding="utf-8") for lit in literals)
+    }
+    assert hits == {"vecembed/identity.py"}
+
+
+def test_no_module_under_vecembed_imports_an_adapter() -> None:
+    pattern = re.compile(r"^\s*(from|import)\s+vecembed_(chroma|qdrant)\b|require\(\"vecembed_", re.MULTILINE)
+    offenders = [p.relative_to(ROOT).as_posix() for p in (ROOT / "vecembed").rglob("*.py")
+                 if pattern.search(p.read_text(encoding="utf-8"))]
+    assert offenders == []
+
+
+# -- ids, metadata, documents -------------------------------------------------------------------------
+
+
+def test_ids_normalise_to_one_string() -> None:
+    assert normalize_id(1, "x") == normalize_id("1", "x") == normalize_id(np.int64(1), "x") == "1"
+    for bad in (None, 1.5, True, "", b"1"):
+        with pytest.raises(InvalidInputError, match="at 3"):
+            normalize_id(bad, "at 3")
+    assert text_id("abc") == text_id("abc") != text_id("abd")
+    # Pinned: changing the derivation would orphan every document ingested without an id.
+    assert text_id("hello") == "778cc555-6711-50ba-af60-5f6a020b5b26"
+
+
+def test_metadata_rule() -> None:
+    assert validate_metadata({"a": 1, "b": None, "c": np.float32(0.5)}, "d", nested=False) == {"a": 1, "c": 0.5}
+    assert validate_metadata({"tags": ["x", "y"], "n": {"k": 1}}, "d", nested=True) == {
+        "tags": ["x", "y"], "n": {"k": 1}}
+    for bad, match in [
+        ({"": 1}, "non-empty str"),
+        ({1: 1}, "non-empty str"),
+        ({"vecembed:id": 1}, "reserved"),
+        ({"x": float("inf")}, "finite"),
+        ({"x": {1, 2}}, "set"),
+        ([("x", 1)], "must be a dict"),
+    ]:
+        with pytest.raises(InvalidInputError, match=match):
+            validate_metadata(bad, "documents[4]", nested=True)
+    with pytest.raises(InvalidInputError, match="encode other values as JSON"):
+        validate_metadata({"tags": ["x"]}, "documents[0]", nested=False)
+
+
+def test_document_forms_and_content_hash() -> None:
+    records, dups = prepare_records([
+        "plain text",
+        ("id-1", "a pair"),
+        {"id": 7, "text": "a dict", "metadata": {"k": "v"}},
+        vecembed.Document("d", "a Document", {"k": 1}),
+        "plain text",
+    ])
+    assert [r.id for r in records] == [text_id("plain text"), "id-1", "7", "d"] and dups == 1
+    assert records[2].metadata == {"k": "v"}
+    assert records[0].content_hash == content_hash(b"plain text", {})
+    assert content_hash(b"t", {"a": 1, "b": 2}) == content_hash(b"t", {"b": 2, "a": 1})
+    assert content_hash(b"t", {"a": 1}) != content_hash(b"t", {"a": "1"})
+    with pytest.raises(InvalidInputError, match=r"documents\[1\].*found 'id', 'body'"):
+        prepare_records(["ok", {"id": 1, "body": "x"}])
+    with pytest.raises(InvalidInputError, match=r"documents\[0\].*decode bytes"):
+        prepare_records([b"bytes"])
+
+
+# -- the engine on Qdrant's in-memory store -----------------------------------------------------------
+
+
+@pytest.fixture
+def store() -> Any:
+    pytest.importorskip("qdrant_client", reason="pip install 'vecembed[qdrant]'")
+    with vecembed.load_provider("mock", dimension=16) as provider, vecembed.open_store(
+        "qdrant", "docs", provider, retry_backoff=0.0
+    ) as opened:
+        yield opened
+
+
+def test_embedding_of_the_next_batch_overlaps_the_write(store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    writing = threading.Event()
+    overlapped: list[bool] = []
+    real_write = store.backend.write
+    real_embed = store.provider.embed_documents_counted
+
+    def slow_write(records: Any, vectors: Any) -> None:
+        writing.set()
+        time.sleep(0.05)
+        real_write(records, vectors)
+        writing.clear()
+
+    def embed(texts: Any) -> Any:
+        # A write in flight shows within the wait; an engine that waited for it first would see none.
+        overlapped.append(writing.wait(timeout=0.5) if overlapped else writing.is_set())
+        return real_embed(texts)
+
+    monkeypatch.setattr(store.backend, "write", slow_write)
+    monkeypatch.setattr(store.provider, "embed_documents_counted", embed)
+    report = store.ingest([f"text {i}" for i in range(50)], batch_size=10)
+    assert report.batches == 5 and store.count() == 50
+    assert overlapped == [False, True, True, True, True]
+
+
+def test_truncation_is_counted_per_call(store: Any) -> None:
+    long_text = " ".join(["word"] * 400)  # the mock provider keeps 256 words
+    first = store.ingest([long_text, "short"])
+    assert first.truncated == 1
+    second = store.ingest([long_text + " more", long_text + " again", "short"])
+    assert second.truncated == 2 and second.skipped == 1
+
+
+def test_retries_give_up_and_report_what_is_committed(store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_write = store.backend.write
+    calls = {"n": 0}
+
+    def dying(records: Any, vectors: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] >= 3:
+            raise ConnectionRefusedError("server gone (injected)")
+        real_write(records, vectors)
+
+    monkeypatch.setattr(store.backend, "write", dying)
+    with pytest.raises(IngestError, match="20 are committed") as err:
+        store.ingest([f"t{i}" for i in range(50)], batch_size=10)
+    assert isinstance(err.value.__cause__, ProviderUnavailableError)
+    assert "after 3 retries" in str(err.value) and err.value.report.retries == 3
+    assert calls["n"] == 6 and store.count() == 20
+
+
+def test_a_provider_of_the_wrong_size_writes_nothing(store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store.provider, "embed_documents_counted",
+                        lambda texts: vecembed.EmbedResult(np.zeros((len(texts), 3), dtype=np.float32)))
+    with pytest.raises(DimensionMismatchError, match="shape"):
+        store.ingest(["a", "b"])
+    assert store.count() == 0
+
+
+def test_a_users_own_provider_without_counts(store: Any) -> None:
+    inner = store.provider
+
+    class Plain:
+        info = inner.info
+        embed_documents = staticmethod(inner.embed_documents)
+        embed_queries = staticmethod(inner.embed_queries)
+        embed_query = staticmethod(inner.embed_query)
+        health_check = staticmethod(inner.health_check)
+
+        def close(self) -> None: ...
+        def __enter__(self) -> Any: return self
+        def __exit__(self, *exc: object) -> None: ...
+
+    with vecembed.open_store("qdrant", "plain", Plain()) as plain:
+        report = plain.ingest(["a", "b"])
+        assert report.written == 2 and report.truncated is None and "n/a truncated" in str(report)
+
+
+def test_engine_arguments_are_checked(store: Any) -> None:
+    for kwargs in ({"batch_size": 0}, {"batch_size": True}):
+        with pytest.raises(InvalidInputError, match="batch_size"):
+            store.ingest(["a"], **kwargs)
+    for docs in ("one string", {"a": "b"}, 42):
+        with pytest.raises(InvalidInputError, match="documents must be"):
+            store.ingest(docs)
+    with pytest.raises(InvalidInputError, match="query must be a str"):
+        store.search(["a list"])
+    with pytest.raises(InvalidInputError):
+        store.delete("abc")
+
+
+# -- registry, errors, retry, progress ----------------------------------------------------------------
+
+
+def test_registry_lists_the_stores_and_names_the_valid_ones() -> None:
+    assert {"chroma", "qdrant"} <= set(vecembed.available_stores())
+    with pytest.raises(InvalidInputError, match="unknown database 'pgvectorr'; available: chroma"):
+        vecembed.open_store("pgvectorr", "docs", vecembed.load_provider("mock"))
+    with pytest.raises(InvalidInputError, match="one of path=, url= or client="):
+        vecembed.open_store("qdrant", "docs", vecembed.load_provider("mock"), path="x", url="http://y")
+
+
+def test_stores_fit_the_protocol() -> None:
+    pytest.importorskip("qdrant_client")
+    pytest.importorskip("chromadb")
+    from vecembed.store import VectorStore
+
+    with vecembed.load_provider("mock") as p:
+        for db in ("qdrant", "chroma"):
+            with vecembed.open_store(db, "proto", p) as s:
+                assert isinstance(s.backend, VectorStore)
+
+
+def test_call_with_retry() -> None:
+    waits: list[float] = []
+    attempts = {"n": 0}
+
+    def flaky() -> str:
+        attempts["n"] += 1
+        if attempts["n"] < 3:
+            raise TimeoutError("slow")
+        return "ok"
+
+    assert call_with_retry(flaky, retries=3, backoff=0.1, sleep=waits.append) == "ok"
+    assert len(waits) == 2 and 0.05 <= waits[0] <= 0.1 and 0.1 <= waits[1] <= 0.2
+    with pytest.raises(ValueError):
+        call_with_retry(lambda: int("x"), retries=3, backoff=0.1, sleep=waits.append)
+    assert is_transient_default(ConnectionResetError()) and not is_transient_default(ValueError())
+
+
+def test_progress_only_where_a_person_watches(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    monkeypatch.delenv("VECEMBED_NO_PROGRESS", raising=False)
+    assert progress_enabled(None, io.StringIO()) is False  # not a terminal
+    assert progress_enabled(True) is True and progress_enabled(False) is False
+    monkeypatch.setenv("VECEMBED_NO_PROGRESS", "1")
+    assert progress_enabled(True) is False  # the environment wins, asked or not
+    monkeypatch.delenv("VECEMBED_NO_PROGRESS")
+    monkeypatch.setitem(sys.modules, "rich", None)  # rich missing: plain lines
+    with Progress("ingest", 10, enabled=True) as bar:
+        bar.advance(4)
+        bar.advance(6)
+    err = capsys.readouterr().err
+    assert "ingest: 4/10" in err and "ingest: 10/10" in err
+    with Progress("quiet", 10) as bar:
+        bar.advance(10)
+    assert capsys.readouterr().err == ""
+
+
+def test_library_ingest_draws_no_bar(store: Any, capsys: Any) -> None:
+    store.ingest([f"t{i}" for i in range(30)])
+    assert capsys.readouterr().err == ""
+
+
+def test_import_vecembed_stays_light() -> None:
+    code = ("import sys, vecembed; heavy = ['torch', 'onnxruntime', 'transformers', 'chromadb', 'qdrant_client']; "
+            "print([m for m in heavy if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"
