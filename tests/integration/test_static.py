@@ -66,6 +66,22 @@ def tiny_transformer(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
+def distill_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every call of model2vec's ``distill`` (the expensive step the cache exists to avoid), by model path."""
+    import model2vec.distill
+
+    calls: list[str] = []
+    real = model2vec.distill.distill
+
+    def counting(model_name: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(model_name)
+        return real(model_name, *args, **kwargs)
+
+    monkeypatch.setattr(model2vec.distill, "distill", counting)
+    return calls
+
+
+@pytest.fixture
 def no_hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Any attempt of model2vec's distillation to ask the hub fails the test."""
     import model2vec.distill.distillation as distillation
@@ -78,16 +94,17 @@ def no_hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def test_distill_offline_and_cached(tiny_transformer: Path, vecembed_cache: Path, no_hub: None,
-                                    sts_sentences: list[str]) -> None:
+                                    distill_calls: list[str], sts_sentences: list[str]) -> None:
     m2v = pytest.importorskip("model2vec")
-    before = static_module.distill_count()
     path = vecembed.distill(tiny_transformer, dim=8)
-    assert static_module.distill_count() == before + 1
+    assert distill_calls == [str(tiny_transformer)]
     assert path.is_relative_to(vecembed_cache) and static_module.is_static_model_dir(path)
+    built = (path / "model.safetensors").stat()
     assert vecembed.distill(tiny_transformer, dim=8) == path  # cached
-    assert static_module.distill_count() == before + 1
     with vecembed.load_provider("static", model=tiny_transformer, dim=8) as provider:
-        assert static_module.distill_count() == before + 1  # the provider found the cached model too
+        assert len(distill_calls) == 1  # neither the second call nor the provider distilled again
+        again = (path / "model.safetensors").stat()
+        assert (again.st_ino, again.st_mtime_ns) == (built.st_ino, built.st_mtime_ns)  # the same file, untouched
         assert provider.info.dimension == 8 and provider.info.extra["distilled"] is True
         assert provider.health_check().ok
         got = provider.embed_documents(sts_sentences[:200])
@@ -95,12 +112,13 @@ def test_distill_offline_and_cached(tiny_transformer: Path, vecembed_cache: Path
     np.testing.assert_allclose(got, want, atol=2e-3)  # model2vec keeps float16 vectors
 
 
-def test_damaged_distillation_is_rebuilt(tiny_transformer: Path, vecembed_cache: Path, no_hub: None) -> None:
+def test_damaged_distillation_is_rebuilt(tiny_transformer: Path, vecembed_cache: Path, no_hub: None,
+                                        distill_calls: list[str]) -> None:
     path = vecembed.distill(tiny_transformer, dim=4)
     weights = path / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])  # truncated
-    before = static_module.distill_count()
+    calls = len(distill_calls)
     assert vecembed.distill(tiny_transformer, dim=4) == path
-    assert static_module.distill_count() == before + 1
+    assert len(distill_calls) == calls + 1
     with vecembed.load_provider("static", model=path) as provider:
         assert provider.embed_query("the cat").shape == (4,)

@@ -125,20 +125,7 @@ def distill(
         cache.atomic_write_text(tmp / "vecembed-distill.json", json.dumps(meta, indent=1))
         # the checksum is written last: a folder without it is an unfinished build
         cache.write_checksum(tmp / "model.safetensors", **meta)
-    _count_distill()
     return entry
-
-
-_distills = [0]
-
-
-def _count_distill() -> None:
-    _distills[0] += 1
-
-
-def distill_count() -> int:
-    """How many distillations this process has run (the cache makes repeats free)."""
-    return _distills[0]
 
 
 def _verified_static_dir(entry: Path) -> bool:
