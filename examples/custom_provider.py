@@ -12,8 +12,8 @@ product names or ids — in 30 lines of numpy. What it shows:
    fingerprint that identifies the vector space), ``embed_documents``,
    ``embed_queries``, ``embed_query``, ``health_check``, ``close`` and the
    context manager;
-2. the same provider in Chroma (``vecembed_chroma.get_or_create_collection``) and
-   in Qdrant (``vecembed_qdrant.QdrantIngestor``), with misspelt queries;
+2. the same provider in Chroma's own API (``vecembed_chroma.get_or_create_collection``)
+   and in a vecembed store (``vecembed.open_store("qdrant", ...)``), with misspelt queries;
 3. the guard: the collections record this provider's fingerprint, and opening
    them with another provider raises ``ModelMismatchError`` before anything is written.
 
@@ -33,8 +33,6 @@ from typing import Any
 import chromadb
 import numpy as np
 import vecembed_chroma
-from qdrant_client import QdrantClient
-from vecembed_qdrant import QdrantIngestor
 
 import vecembed
 from vecembed.health import probe_provider
@@ -130,21 +128,20 @@ def main(argv: list[str] | None = None) -> int:
         for query, ids, distances in zip(MISSPELT, result["ids"], result["distances"] or [], strict=True):
             print(f"  {query!r:<30} -> {ids[0]}  {PRODUCTS[ids[0]]!r}  (cosine {1 - distances[0]:.3f})")
 
-        # 2b: Qdrant — the same provider behind the ingestor (local mode here; a server works the same)
-        qdrant = QdrantClient(path=str(root / "qdrant"))
-        try:
-            ingestor = QdrantIngestor(qdrant, "products", provider)
-            report = ingestor.ingest(list(PRODUCTS.values()), ids=list(PRODUCTS), show_progress=False)
-            print(f"\nQdrant: {report}")
+        # 2b: Qdrant — the same provider behind a vecembed store (local mode here; url= for a server)
+        with vecembed.open_store("qdrant", "products", provider, path=str(root / "qdrant")) as store:
+            report = store.ingest(list(PRODUCTS.items()))
+            print(f"\n{report}")
             for query in MISSPELT:
-                hit = ingestor.search(query, limit=1)[0]
+                hit = store.search(query, k=1)[0]
                 print(f"  {query!r:<30} -> {hit.id}  {hit.text!r}  (score {hit.score:.3f})")
+            store.close()  # local mode locks its folder: free it for the guard below
 
             # 3: the guard — another vector space is refused before anything is written
             with vecembed.load_provider("mock", dimension=512) as other:
                 for name, open_with_other in [
                     ("Chroma", lambda: vecembed_chroma.get_collection(client, "products", other)),
-                    ("Qdrant", lambda: QdrantIngestor(qdrant, "products", other).ingest(["x"], ids=["x"])),
+                    ("Qdrant", lambda: vecembed.open_store("qdrant", "products", other, path=str(root / "qdrant"))),
                 ]:
                     try:
                         open_with_other()
@@ -153,9 +150,8 @@ def main(argv: list[str] | None = None) -> int:
                     else:
                         print(f"\n{name} accepted another model: this should not happen", file=sys.stderr)
                         return 1
-            print(f"\nQdrant still holds {ingestor.count()} points; Chroma {products.count()} records")
-        finally:
-            qdrant.close()
+        with vecembed.open_store("qdrant", "products", provider, path=str(root / "qdrant"), create=False) as store:
+            print(f"\nQdrant still holds {store.count()} points; Chroma {products.count()} records")
     return 0
 
 

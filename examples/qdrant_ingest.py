@@ -12,11 +12,12 @@ with ``genre`` (captions/forum/news) and ``source`` metadata.
 Runs offline: ``pip install 'vecembed[qdrant,onnx,minilm]'`` (or ``torch`` for onnx).
 What it shows:
 
-1. ``QdrantIngestor(client, collection, provider)`` — the collection is created
-   with the model's size and cosine distance, and records the model's fingerprint.
+1. ``vecembed.open_store("qdrant", collection, provider, path=...)`` — the first
+   ingest creates the collection with the model's size and cosine distance, and
+   records the model's fingerprint; another model is refused before any write.
 2. ``ingest`` — validated up front, embedded and upserted in pipelined batches,
-   an ``IngestReport`` back; re-running it writes nothing new (deterministic ids).
-3. ``search`` with a dict payload filter — hits carry your id, score, text, metadata.
+   an ``IngestReport`` back; re-running it writes nothing (deterministic ids, content hashes).
+3. ``search`` with a metadata filter — hits carry your id, score, text, metadata.
 4. ``health_check`` — Qdrant, the collection against the provider, the provider.
 """
 
@@ -29,52 +30,36 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from qdrant_client import QdrantClient
-from vecembed_qdrant import DEFAULT_BATCH_SIZE, QdrantIngestor
-
 import vecembed
-from vecembed._deps import importable
+from vecembed.ingest import DEFAULT_BATCH_SIZE
+from vecembed.registry import default_backend
 
 SAMPLE = Path(vecembed.__file__).parent / "data" / "sample_corpus.jsonl"
 
 
-def pick_backend(requested: str | None) -> str:
-    """onnx when it is installed, else torch; ``mock`` needs no model."""
-    if requested:
-        return requested
-    return "onnx" if importable("vecembed.providers.onnx") and importable("onnxruntime") else "torch"
-
-
-def read_jsonl(path: Path) -> tuple[list[str], list[str] | None, list[dict[str, Any]]]:
-    """Texts, ids (None when no line has one) and metadata from a JSONL file; a bad line names its number."""
-    texts: list[str] = []
-    ids: list[str] = []
-    metadata: list[dict[str, Any]] = []
+def read_jsonl(path: Path) -> list[vecembed.Document]:
+    """One document per line (``id`` optional: without it the text addresses it); a bad line names its number."""
+    docs: list[vecembed.Document] = []
     with open(path, encoding="utf-8") as fh:
         for number, line in enumerate(fh, 1):
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
-                texts.append(record["text"])
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                docs.append(vecembed.Document(record.get("id"), record["text"], dict(record.get("metadata") or {})))
+            except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
                 raise SystemExit(f"{path}:{number}: expected a JSON object with a 'text' field ({exc})") from None
-            ids.append(str(record.get("id", "")))
-            metadata.append(dict(record.get("metadata") or {}))
-    if any(ids) and not all(ids):
-        raise SystemExit(f"{path}: some lines have an 'id' and some do not; give every line one, or none")
-    return texts, (ids if all(ids) else None), metadata
+    return docs
 
 
 def parse_where(items: list[str]) -> dict[str, Any]:
-    """``key=value`` pairs as a payload filter; ``key=a,b`` matches either; digits become ints."""
+    """``key=value`` pairs as an exact-match metadata filter (all must hold); digits become ints."""
     where: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise SystemExit(f"--where expects key=value, got {item!r}")
-        values: list[Any] = [int(v) if v.lstrip("-").isdigit() else v for v in value.split(",")]
-        where[key] = values[0] if len(values) == 1 else values
+        where[key] = int(value) if value.lstrip("-").isdigit() else value
     return where
 
 
@@ -90,35 +75,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     args = parser.parse_args(argv)
 
-    texts, ids, metadata = read_jsonl(args.jsonl)
+    docs = read_jsonl(args.jsonl)
     where = parse_where(args.where if args.where is not None else ["genre=news"])
-    backend = pick_backend(args.backend)
+    backend = args.backend or default_backend()
     with tempfile.TemporaryDirectory(prefix="vecembed-qdrant-example-") as tmp:
         location = args.path or str(Path(tmp) / "qdrant")
-        client = QdrantClient(":memory:") if location == ":memory:" else QdrantClient(path=location)
-        try:
-            with vecembed.load_provider(backend) as provider:
-                info = provider.info
-                print(f"provider: {info.name} ({info.backend}, {info.device}), dim {info.dimension}")
-                print(f"qdrant:   {location}, collection {args.collection!r}")
-                ingestor = QdrantIngestor(client, args.collection, provider)
+        where_kwargs: dict[str, Any] = {} if location == ":memory:" else {"path": location}
+        with vecembed.load_provider(backend) as provider, vecembed.open_store(
+            "qdrant", args.collection, provider, **where_kwargs
+        ) as store:
+            info = provider.info
+            print(f"provider: {info.name} ({info.backend}, {info.device}), dim {info.dimension}")
+            print(f"qdrant:   {location}, collection {args.collection!r}")
 
-                report = ingestor.ingest(texts, ids=ids, metadata=metadata, batch_size=args.batch_size)
-                print(f"\n{report}")
-                again = ingestor.ingest(texts, ids=ids, metadata=metadata, batch_size=args.batch_size)
-                print(f"re-run:   {again.points} written, {again.skipped} unchanged; "
-                      f"{ingestor.count()} points in the collection")
+            report = store.ingest(docs, batch_size=args.batch_size, show_progress=None)
+            print(f"\n{report}")
+            again = store.ingest(docs, batch_size=args.batch_size)
+            print(f"re-run:   {again.written} written, {again.skipped} unchanged; "
+                  f"{store.count()} points in the collection")
 
-                print(f"\nsearch {args.query!r} where {where}:")
-                for hit in ingestor.search(args.query, limit=args.limit, query_filter=where):
-                    print(f"  {hit.score:.3f}  {hit.id:<14} {hit.text[:60]!r:<64} {hit.metadata}")
+            print(f"\nsearch {args.query!r} where {where}:")
+            for hit in store.search(args.query, k=args.limit, where=where):
+                print(f"  {hit.score:.3f}  {hit.id:<14} {hit.text[:60]!r:<64} {hit.metadata}")
 
-                health = ingestor.health_check()
-                print(f"\nhealth: {'ok' if health.ok else 'FAILED'} ({health.latency_ms:.1f} ms)")
-                for part in health.children:
-                    print(f"  {part.component:<10} {'ok' if part.ok else 'FAILED':<6} {part.detail}")
-        finally:
-            client.close()
+            health = store.health_check()
+            print(f"\nhealth: {'ok' if health.ok else 'FAILED'} ({health.latency_ms:.1f} ms)")
+            for part in health.children:
+                print(f"  {part.component:<10} {'ok' if part.ok else 'FAILED':<6} {part.detail}")
     return 0 if health.ok else 1
 
 

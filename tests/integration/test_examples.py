@@ -86,6 +86,7 @@ def _check_custom_provider(out: str) -> None:
 def _check_qdrant_ingest(out: str) -> None:
     genres = re.findall(r"\{'genre': '(\w+)'", out)
     assert genres and set(genres) == {"news"}, out  # the payload filter held
+    assert "400 written" in out and "re-run:   0 written, 400 unchanged; 400 points" in out  # idempotent
     assert "health: ok" in out
 
 
