@@ -85,7 +85,9 @@ def test_ingest_then_search_a_folder(db: str, notes_folder: Path, tmp_path: Path
     monkeypatch.delenv("VECEMBED_CHROMA_URL", raising=False)
     monkeypatch.delenv("VECEMBED_QDRANT_URL", raising=False)
     assert main(["ingest", "notes", "--db", db, "--collection", "notes", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["count"] == len(NOTES)  # re-running is safe: same ids
+    rerun = json.loads(capsys.readouterr().out)
+    assert rerun["count"] == len(NOTES)  # re-running is safe: same ids
+    assert (rerun["written"], rerun["skipped"]) == (0, len(NOTES))  # and nothing is embedded again
 
     for query, best in QUERIES.items():
         assert main(["search", query, "--db", db, "--collection", "notes", "-k", "3", "--json"]) == 0

@@ -66,7 +66,7 @@ def test_ingest_jsonl_and_search(tmp_path: Path, minilm_path: Path) -> None:
     ]
     (tmp_path / "docs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     out = run_cli(*readme_args("ingest_jsonl"), cwd=tmp_path).stdout
-    assert "ingested 3 documents into 'docs': 3 points written" in out
+    assert "ingested 3 documents into 'docs': 3 written, 0 unchanged" in out
     hit = run_cli(*readme_args("search_jsonl"), cwd=tmp_path).stdout.rstrip().splitlines()
     assert len(hit) == 1
     assert hit[0].startswith(" 1. ") and "[doc-1]" in hit[0] and '"year": 2024' in hit[0]
