@@ -21,11 +21,32 @@ pytest.importorskip("onnxruntime", reason="pip install 'vecembed[onnx]'")
 
 import vecembed  # noqa: E402
 from vecembed.errors import InvalidInputError, MissingDependencyError  # noqa: E402
-from vecembed.providers.onnx import build_counts  # noqa: E402
-
+from vecembed.providers import onnx_graph  # noqa: E402
 
 #: Sentences compared with sentence-transformers (its encode dominates this module's time; 1,000 suffice).
 PARITY_SENTENCES = 1000
+
+
+@pytest.fixture
+def builds(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """How many ONNX exports and int8 quantisations run during the test (the cache exists to avoid them)."""
+    counts = {"export": 0, "quantize": 0}
+
+    def counting(kind: str, real: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            counts[kind] += 1
+            return real(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(onnx_graph, "export_onnx", counting("export", onnx_graph.export_onnx))
+    monkeypatch.setattr(onnx_graph, "quantize_int8", counting("quantize", onnx_graph.quantize_int8))
+    return counts
+
+
+def _files(folder: Path) -> dict[Path, tuple[int, int]]:
+    """Each file of ``folder`` with its inode and mtime: a rewrite (atomic replace) changes both."""
+    return {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in folder.iterdir()}
 
 
 @pytest.fixture(scope="module")
@@ -81,20 +102,19 @@ def test_info_records_quantisation_and_agreement(onnx_provider: Any, onnx_int8_p
     assert onnx_int8_provider.model_file.name == "model-int8.onnx"
 
 
-def test_second_load_reuses_the_cache(onnx_int8_provider: Any, vecembed_cache: Path) -> None:
+def test_second_load_reuses_the_cache(onnx_int8_provider: Any, vecembed_cache: Path, builds: dict[str, int]) -> None:
     fp32 = onnx_int8_provider.model_file.with_name("model.onnx")
     assert fp32.is_relative_to(vecembed_cache)
-    before = build_counts()
-    mtimes = {p: p.stat().st_mtime_ns for p in fp32.parent.iterdir()}
+    files = _files(fp32.parent)
     for quantize in (None, "int8"):
         with vecembed.load_provider("onnx", model=MODEL_ID, quantize=quantize, device="cpu") as p:
             assert p.model_file.parent == fp32.parent
-    assert build_counts() == before
-    assert {p: p.stat().st_mtime_ns for p in fp32.parent.iterdir()} == mtimes
+    assert builds == {"export": 0, "quantize": 0}
+    assert _files(fp32.parent) == files
 
 
-def test_corrupt_cached_graph_is_rebuilt(onnx_int8_provider: Any, tmp_path: Path,
-                                         monkeypatch: pytest.MonkeyPatch, sts_sentences: list[str]) -> None:
+def test_corrupt_cached_graph_is_rebuilt(onnx_int8_provider: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         sts_sentences: list[str], builds: dict[str, int]) -> None:
     # a copy of the session cache, so the rebuild here does not disturb other tests
     entry = onnx_int8_provider.model_file.parent
     copy = tmp_path / "cache" / "onnx" / entry.name
@@ -103,17 +123,18 @@ def test_corrupt_cached_graph_is_rebuilt(onnx_int8_provider: Any, tmp_path: Path
     with open(damaged, "r+b") as fh:  # truncated, as by a crash mid-write without atomic writes
         fh.truncate(damaged.stat().st_size // 2)
     monkeypatch.setenv("VECEMBED_CACHE", str(tmp_path / "cache"))
-    before = build_counts()
+    fp32 = _files(copy)[copy / "model.onnx"]
     with vecembed.load_provider("onnx", model=MODEL_ID, quantize="int8", device="cpu") as p:
         assert p.model_file == damaged
         rebuilt = p.embed_documents(sts_sentences[:50])
-    assert build_counts()["quantize"] == before["quantize"] + 1
-    assert build_counts()["export"] == before["export"]  # the intact fp32 graph was re-used
+    assert builds == {"export": 0, "quantize": 1}
+    assert _files(copy)[copy / "model.onnx"] == fp32  # the intact fp32 graph was re-used, untouched
     assert damaged.stat().st_size == (entry / "model-int8.onnx").stat().st_size
     np.testing.assert_allclose(rebuilt, onnx_int8_provider.embed_documents(sts_sentences[:50]), atol=1e-6)
 
 
-def test_missing_sidecar_means_rebuild(onnx_provider: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_sidecar_means_rebuild(onnx_provider: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       builds: dict[str, int]) -> None:
     entry = onnx_provider.model_file.parent
     copy = tmp_path / "cache" / "onnx" / entry.name
     copy.mkdir(parents=True)
@@ -121,10 +142,9 @@ def test_missing_sidecar_means_rebuild(onnx_provider: Any, tmp_path: Path, monke
     shutil.copy(entry / "model.onnx.sha256", copy / "model.onnx.sha256")
     (copy / "model-int8.onnx").write_bytes(b"not an onnx graph")
     monkeypatch.setenv("VECEMBED_CACHE", str(tmp_path / "cache"))
-    before = build_counts()
     with vecembed.load_provider("onnx", model=MODEL_ID, quantize="int8", device="cpu") as p:
         assert p.health_check().ok
-    assert build_counts()["quantize"] == before["quantize"] + 1
+    assert builds == {"export": 0, "quantize": 1}
     assert (copy / "model-int8.onnx.sha256").is_file()
 
 
@@ -177,7 +197,7 @@ def test_export_without_torch_names_the_extra(vecembed_cache: Path, tmp_path: Pa
 
 
 def test_shipped_graph_is_used_as_is(onnx_provider: Any, tmp_path: Path, minilm_path: Path,
-                                     sts_sentences: list[str]) -> None:
+                                     sts_sentences: list[str], builds: dict[str, int]) -> None:
     model_dir = tmp_path / "shipped"
     model_dir.mkdir()
     for item in minilm_path.iterdir():
@@ -185,11 +205,10 @@ def test_shipped_graph_is_used_as_is(onnx_provider: Any, tmp_path: Path, minilm_
             (model_dir / item.name).symlink_to(item)
     (model_dir / "onnx").mkdir()
     shutil.copy(onnx_provider.model_file, model_dir / "onnx" / "model.onnx")
-    before = build_counts()
     with vecembed.load_provider("onnx", model=model_dir, device="cpu") as p:
         assert p.model_file == model_dir / "onnx" / "model.onnx"
         got = p.embed_documents(sts_sentences[:40])
-    assert build_counts() == before
+    assert builds == {"export": 0, "quantize": 0}
     np.testing.assert_allclose(got, onnx_provider.embed_documents(sts_sentences[:40]), atol=1e-6)
 
 
@@ -198,3 +217,15 @@ def test_bad_options_are_refused() -> None:
         vecembed.load_provider("onnx", model=MODEL_ID, quantize="int4")
     with pytest.raises(InvalidInputError, match="device"):
         vecembed.load_provider("onnx", model=MODEL_ID, device="tpu")
+
+
+def test_another_runtime_gets_the_cached_graph(onnx_provider: Any, onnx_int8_provider: Any, minilm_path: Path,
+                                               builds: dict[str, int]) -> None:
+    graph = onnx_graph.ensure_onnx_graph(minilm_path)  # a model directory is enough: no provider, no session
+    assert graph == onnx_graph.OnnxGraph(onnx_provider.model_file, None, cached=True, agreement=None)
+    int8 = onnx_graph.ensure_onnx_graph(minilm_path, quantize="int8")
+    assert int8.path == onnx_int8_provider.model_file and int8.quantization == "int8"
+    assert int8.agreement == onnx_int8_provider.info.agreement
+    assert builds == {"export": 0, "quantize": 0}
+    with pytest.raises(InvalidInputError, match="quantize"):
+        onnx_graph.ensure_onnx_graph(minilm_path, quantize="int4")

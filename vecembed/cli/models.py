@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from vecembed._deps import require
 from vecembed.cli._common import CliError, add_provider_options, echo, open_provider
 from vecembed.cli.inputs import read_texts
 from vecembed.progress import Progress
@@ -144,22 +145,23 @@ def _write_jsonl(stream: Any, texts: list[str], vectors: np.ndarray[Any, Any]) -
 def cmd_export(args: argparse.Namespace) -> int:
     """Export the model to ONNX (and int8) into vecembed's cache, as the onnx backend does on first use.
 
-    Loading the onnx provider *is* the export: it builds the graph once, checks it
-    against the torch forward and caches it; later loads (any process) reuse it.
+    Both call :func:`~vecembed.providers.onnx_graph.ensure_onnx_graph`: it builds the
+    graph once, checks it against the torch forward and caches it; later loads (any
+    process) reuse it. A model that ships its own ``model.onnx`` is used as is.
     """
-    from vecembed.registry import load_provider
+    from vecembed.model_config import load_model_config
+    from vecembed.providers.onnx_graph import ensure_onnx_graph
+    from vecembed.resolve import resolve_model
 
+    require("onnxruntime", "onnx", "the onnx backend")  # fail before a long export, as loading the backend did
+    resolved = resolve_model(args.model)
+    config = load_model_config(resolved.path)
     variants: list[str | None] = [None, "int8"] if args.int8 else [None]
     for quantize in variants:
         start = time.perf_counter()
-        options: dict[str, Any] = {"quantize": quantize} if quantize else {}
-        if args.model is not None:
-            options["model"] = args.model
-        with load_provider("onnx", **options) as provider:
-            info = provider.info
-            graph = getattr(provider, "model_file", None) or info.extra.get("path")
-            agreement = f", agreement {info.agreement:.4f}" if info.agreement is not None else ""
-            echo(f"{info.name} ({info.quantization or 'fp32'}{agreement}): {graph}")
+        graph = ensure_onnx_graph(config, quantize=quantize, name=resolved.name)
+        agreement = f", agreement {graph.agreement:.4f}" if graph.agreement is not None else ""
+        echo(f"{resolved.name} ({graph.quantization or 'fp32'}{agreement}): {graph.path}")
         echo(f"ready in {time.perf_counter() - start:.1f} s (cached: later loads reuse it)", err=True)
     return 0
 
