@@ -21,7 +21,6 @@ import argparse
 import csv
 import json
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -226,12 +225,22 @@ def check_store(provider: Any, other: Any, db: str, corpus: Sequence[str], queri
     }
 
 
-def _rss_mb() -> float:
+def _rss_mb(field: str = "VmRSS") -> float:
+    """This process's resident set (``VmRSS``) or its high-water mark since the last reset (``VmHWM``), in MB.
+
+    Not ``getrusage``'s ``ru_maxrss``: Linux keeps that across ``execve``, so a child started by a big parent
+    reports the parent's peak.
+    """
     with open("/proc/self/status", encoding="ascii") as fh:
         for line in fh:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+def _reset_peak() -> None:
+    with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+        fh.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
 
 
 def _memory_child(db: str, n: int, dimension: int, path: str | None) -> dict[str, Any]:
@@ -246,13 +255,13 @@ def _memory_child(db: str, n: int, dimension: int, path: str | None) -> dict[str
         kwargs: dict[str, Any] = {"path": path} if path else {}
         with vecembed.open_store(db, "memory-bench", provider, **kwargs) as store:
             store.ingest([("warm", "warm-up text")])  # clients, collection and caches exist before the baseline
+            _reset_peak()
             before = _rss_mb()
             start = time.perf_counter()
             report = store.ingest(texts())
             seconds = time.perf_counter() - start
-            after = _rss_mb()
+            after, peak = _rss_mb(), _rss_mb("VmHWM")
             count = store.count()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"db": db, "mode": "path" if path else "memory", "documents": n, "dimension": dimension,
             "written": report.written, "count": count, "seconds": round(seconds, 1),
             "rss_before_mb": round(before, 1), "rss_peak_mb": round(peak, 1), "rss_after_mb": round(after, 1),
@@ -410,6 +419,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     _emit({"machine": cpu_description()})
     dbs = args.db or vecembed.available_stores()
+    if args.memory:  # first, and from a parent that holds no model: each measurement is a fresh child
+        for db in dbs:
+            _emit(bench_ingest_memory(db, mode="memory" if db == "qdrant" else "path"))
+    if args.no_ingest and not args.check:
+        return 0
     backend = args.backend or default_backend()
     options: dict[str, Any] = {"device": "cpu"} if backend in ("torch", "onnx") else {}
     with vecembed.load_provider(backend, **options) as provider:
@@ -429,9 +443,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                     _emit(check_store(provider, other, db, corpus, queries))
                     with tempfile.TemporaryDirectory() as tmp:
                         _emit(check_store(provider, other, db, corpus, queries, path=str(Path(tmp) / db)))
-    if args.memory:
-        for db in dbs:
-            _emit(bench_ingest_memory(db, mode="memory" if db == "qdrant" else "path"))
     return 0
 
 

@@ -32,11 +32,11 @@ from vecembed.types import EmbedResult
 pytest.importorskip("chromadb", reason="pip install 'vecembed[chroma]'")
 pytest.importorskip("qdrant_client", reason="pip install 'vecembed[qdrant]'")
 
-from backend_fixtures import onnx_provider, vecembed_cache  # noqa: E402, F401
-from qdrant_client import QdrantClient  # noqa: E402
-from qdrant_fixtures import qdrant_server_url  # noqa: E402, F401
+from qdrant_client import QdrantClient
+from qdrant_fixtures import qdrant_server_url  # noqa: F401
 
 pytestmark = pytest.mark.integration
+pytest_plugins = ["backend_fixtures"]  # onnx_provider, on a private ONNX cache for the session
 
 KINDS = ("chroma-memory", "chroma-path", "chroma-server", "qdrant-memory", "qdrant-path", "qdrant-server")
 

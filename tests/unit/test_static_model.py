@@ -12,9 +12,9 @@ import pytest
 
 pytest.importorskip("safetensors", reason="pip install 'vecembed[static]'")
 
-import vecembed  # noqa: E402
-from vecembed.errors import InvalidInputError, ModelLoadError  # noqa: E402
-from vecembed.providers.static import StaticProvider, distill, is_static_model_dir  # noqa: E402
+import vecembed
+from vecembed.errors import InvalidInputError, ModelLoadError
+from vecembed.providers.static import StaticProvider, distill, is_static_model_dir
 
 WORDS = ("the cat sat on mat dog ran in park a quick brown fox jumps over lazy "
          "vector database finds passages by meaning rather than exact words").split()

@@ -27,7 +27,6 @@ from vecembed.errors import (
     ProviderUnavailableError,
 )
 from vecembed.identity import (
-    FINGERPRINT_KEY,
     CollectionIdentity,
     Verdict,
     verify_identity,

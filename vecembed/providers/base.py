@@ -12,7 +12,7 @@ from typing import Any
 
 from vecembed.errors import InvalidInputError, ProviderUnavailableError
 from vecembed.health import probe_provider
-from vecembed.types import EmbeddingStats, EmbedResult, Embeddings, HealthReport, ModelInfo
+from vecembed.types import Embeddings, EmbeddingStats, EmbedResult, HealthReport, ModelInfo
 
 __all__ = ["ProviderBase"]
 

@@ -18,7 +18,7 @@ import numpy as np
 from vecembed.errors import InvalidInputError
 from vecembed.pipeline import l2_normalize, validate_texts
 from vecembed.providers.base import ProviderBase
-from vecembed.types import EmbedResult, Embeddings, ModelInfo, make_fingerprint
+from vecembed.types import Embeddings, EmbedResult, ModelInfo, make_fingerprint
 
 __all__ = ["MockProvider"]
 

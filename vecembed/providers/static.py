@@ -35,7 +35,7 @@ from vecembed.errors import InvalidInputError, ModelLoadError, ModelNotFoundErro
 from vecembed.pipeline import Batch, TextPipeline, l2_normalize, validate_texts
 from vecembed.providers.base import ProviderBase
 from vecembed.resolve import resolve_model, weights_digest
-from vecembed.types import EmbedResult, Embeddings, ModelInfo, make_fingerprint
+from vecembed.types import Embeddings, EmbedResult, ModelInfo, make_fingerprint
 
 __all__ = ["StaticProvider", "distill", "is_static_model_dir"]
 

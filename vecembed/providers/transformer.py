@@ -18,7 +18,7 @@ from vecembed.model_config import ModelConfig, load_model_config, load_tokenizer
 from vecembed.pipeline import Batch, TextPipeline
 from vecembed.providers.base import ProviderBase
 from vecembed.resolve import ResolvedModel, resolve_model, weights_digest
-from vecembed.types import EmbedResult, Embeddings, ModelInfo, make_fingerprint
+from vecembed.types import Embeddings, EmbedResult, ModelInfo, make_fingerprint
 
 __all__ = ["TransformerProvider"]
 
