@@ -9,7 +9,8 @@
 * **Streams.** Documents are read ``chunk_size`` at a time from any iterable (a
   generator of millions is never materialised): memory is bounded by one chunk
   and one batch in flight. A list (any ``Sequence``) is validated whole before
-  anything is written; an iterator chunk by chunk, each before any of it is.
+  anything is written and embedded sorted by length as a whole (least padding);
+  an iterator chunk by chunk, each validated before any of it is written.
 * **Idempotent, resumable.** A document's id is the caller's (``1`` and ``"1"``
   are one id) or, without one, derived from its text. Each record stores a hash
   of its text and metadata; documents already stored with the same hash are not
@@ -301,10 +302,14 @@ class StoreCaller:
 # -- the engine -------------------------------------------------------------------------------------
 
 
-def _chunks(documents: Iterable[Any], size: int) -> Iterator[list[Any]]:
+def _prepared_chunks(documents: Iterable[Any], size: int, nested: bool) -> Iterator[tuple[list[Record], int, int]]:
+    """A stream as validated chunks: (records, repeats collapsed, documents read); repeats counted per chunk."""
     iterator = iter(documents)
+    start = 0
     while chunk := list(itertools.islice(iterator, size)):
-        yield chunk
+        records, duplicates = prepare_records(chunk, start=start, nested=nested)
+        start += len(chunk)
+        yield records, duplicates, len(chunk)
 
 
 def _embed(provider: EmbeddingProvider, texts: list[str], dimension: int) -> EmbedResult:
@@ -357,18 +362,25 @@ def ingest(
     call = caller or StoreCaller(store)
     dimension = provider.info.dimension
     total = len(documents) if isinstance(documents, Sequence) else None
+    chunks: Iterable[tuple[list[Record], int, int]]
     if isinstance(documents, Sequence):
-        # A list is in memory anyway: validate all of it first, so that bad input writes nothing at all.
+        # A list is in memory anyway: validate all of it before anything is written (bad input writes nothing
+        # at all), with repeats counted across the whole list.
         seen: dict[str, tuple[int, str]] = {}
-        for first in range(0, len(documents), chunk_size):
-            prepare_records(documents[first : first + chunk_size], start=first, nested=nested, seen=seen)
+        chunks = [
+            (*prepare_records(documents[lo : lo + chunk_size], start=lo, nested=nested, seen=seen),
+             min(chunk_size, len(documents) - lo))
+            for lo in range(0, len(documents), chunk_size)
+        ]
         del seen
+    else:
+        chunks = _prepared_chunks(documents, chunk_size, nested)
 
     retries_before = call.retries
     counts = {"documents": 0, "written": 0, "skipped": 0, "duplicates": 0, "batches": 0}
     truncated: int | None = 0
     pending: Future[int] | None = None
-    prepared = before_first_write is None
+    claim = before_first_write
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vecembed-write")
 
     def report() -> IngestReport:
@@ -402,30 +414,32 @@ def ingest(
         call(send)
         return len(records)
 
+    def select(records: list[Record], duplicates: int, read: int) -> list[Record]:
+        """The records of a chunk that need embedding: not stored with the same content hash."""
+        nonlocal claim
+        if claim is not None:
+            claim()  # after the first chunk validated, before anything is looked up or written
+            claim = None
+        todo = records
+        if skip_unchanged and records:
+            stored = call(functools.partial(store.stored_hashes, [r.id for r in records]))
+            todo = [r for r in records if stored.get(r.id) != r.content_hash]
+        counts["documents"] += read
+        counts["duplicates"] += duplicates
+        counts["skipped"] += len(records) - len(todo)
+        bar.advance(read - len(todo))
+        return todo
+
     try:
         with Progress(f"{store.db}: {store.collection}", total, enabled=show_progress) as bar:
-            position = 0
-            # A list's repeats are counted across chunks; an iterator's within each chunk (memory stays bounded).
-            across: dict[str, tuple[int, str]] | None = {} if total is not None else None
-            for chunk in _chunks(documents, chunk_size):
-                records, duplicates = prepare_records(chunk, start=position, nested=nested, seen=across)
-                position += len(chunk)
-                if not prepared:
-                    assert before_first_write is not None
-                    before_first_write()
-                    prepared = True
-                if skip_unchanged and records:
-                    ids = [r.id for r in records]
-                    stored = call(functools.partial(store.stored_hashes, ids))
-                    todo = [r for r in records if stored.get(r.id) != r.content_hash]
-                else:
-                    todo = records
-                counts["documents"] += len(chunk)
-                counts["duplicates"] += duplicates
-                counts["skipped"] += len(records) - len(todo)
-                bar.advance(len(chunk) - len(todo))
-                # Texts of similar length in one batch pad little: sorting inside the chunk gives most of the
-                # gain of sorting everything, with memory bounded by the chunk.
+            # What is embedded together is sorted by length (batches of similar lengths pad little): a list
+            # (in memory anyway) as a whole, a stream chunk by chunk so that memory stays bounded.
+            groups: Iterable[list[Record]] = (
+                [[r for chunk in chunks for r in select(*chunk)]]
+                if total is not None
+                else (select(*chunk) for chunk in chunks)
+            )
+            for todo in groups:
                 todo.sort(key=lambda r: len(r.text))
                 for lo in range(0, len(todo), batch_size):
                     batch = todo[lo : lo + batch_size]
