@@ -166,28 +166,44 @@ def store() -> Any:
         yield opened
 
 
-def test_embedding_of_the_next_batch_overlaps_the_write(store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def _watch_overlap(store: Any, monkeypatch: pytest.MonkeyPatch, work: Any) -> list[bool]:
+    """Ingest 5 batches with ``work`` as the database's write; say, for each embed call, whether a write was busy."""
     writing = threading.Event()
     overlapped: list[bool] = []
     real_write = store.backend.write
     real_embed = store.provider.embed_documents_counted
 
-    def slow_write(records: Any, vectors: Any) -> None:
+    def write(records: Any, vectors: Any) -> None:
         writing.set()
-        time.sleep(0.05)
+        work()
         real_write(records, vectors)
         writing.clear()
 
     def embed(texts: Any) -> Any:
         # A write in flight shows within the wait; an engine that waited for it first would see none.
-        overlapped.append(writing.wait(timeout=0.5) if overlapped else writing.is_set())
+        overlapped.append(writing.wait(timeout=0.3) if overlapped else writing.is_set())
         return real_embed(texts)
 
-    monkeypatch.setattr(store.backend, "write", slow_write)
+    monkeypatch.setattr(store.backend, "write", write)
     monkeypatch.setattr(store.provider, "embed_documents_counted", embed)
     report = store.ingest([f"text {i}" for i in range(50)], batch_size=10)
-    assert report.batches == 5 and store.count() == 50
-    assert overlapped == [False, True, True, True, True]
+    assert report.batches == 5 and report.written == 50 and store.count() == 50
+    return overlapped
+
+
+def test_writes_that_wait_overlap_the_next_embedding(store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The first write runs inline and is timed: it mostly waits (a server, a disk), so the rest overlap.
+    assert _watch_overlap(store, monkeypatch, lambda: time.sleep(0.05)) == [False, False, True, True, True]
+
+
+def test_writes_that_are_cpu_work_run_in_turn(store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    def burn() -> None:
+        end = time.thread_time() + 0.05
+        while time.thread_time() < end:
+            pass
+
+    # CPU work in this process would only compete with the embedding's threads: no overlap.
+    assert _watch_overlap(store, monkeypatch, burn) == [False] * 5
 
 
 def test_truncation_is_counted_per_call(store: Any) -> None:
