@@ -3,7 +3,7 @@
 ::
 
     docs (any iterable) ─► validate a chunk ─► ids (deterministic) ─► skip stored & unchanged
-          ─► embed (length-sorted batches) ─► write batch k (worker thread) while batch k+1 embeds
+          ─► embed the chunk (one call) ─► write it in batches (while the next chunk embeds, if writes wait)
           ─► IngestReport(documents, written, skipped, duplicates, retries, truncated, seconds)
 
 * **Streams.** Documents are read ``chunk_size`` at a time from any iterable (a
@@ -16,9 +16,9 @@
   of its text and metadata; documents already stored with the same hash are not
   embedded again, so a re-run after a failure embeds only what is missing.
 * **Pipelined where it pays, retried.** When writes wait (a server, a disk),
-  embedding batch k+1 overlaps the write of batch k (one write in flight, one
-  store call at a time); writes that are CPU work in this process (an in-memory
-  index) run in turn, decided by timing the first write. A write that fails for
+  embedding chunk k+1 overlaps the writes of chunk k (one store call at a time);
+  writes that are CPU work in this process (an in-memory index) run in turn,
+  decided by timing the first write. A write that fails for
   a passing reason is retried with backoff (the store says which errors pass).
 * **Honest on failure.** A failure that retries cannot absorb raises
   :class:`~vecembed.errors.IngestError` whose ``report`` counts what is committed.
@@ -70,11 +70,11 @@ __all__ = [
 
 T = TypeVar("T")
 
-#: Documents per embed call and per write. Embedding 128 texts at a time costs no more than one call over all
-#: of them (measured with onnx: 64-text calls ~11 % more, 128 and 256 none), and a write per 128 is cheap.
+#: Documents per write: small enough that a progress bar moves and a failure loses little work, large enough
+#: that a server round trip per write costs little.
 DEFAULT_BATCH_SIZE = 128
 
-#: Batches per chunk: documents validated, looked up and length-sorted together.
+#: Batches per chunk: documents validated, looked up and embedded in one provider call together.
 CHUNK_BATCHES = 8
 
 #: Writes overlap the next embedding when less than this share of their wall time is CPU time of this process
@@ -386,7 +386,7 @@ def ingest(
     retries_before = call.retries
     counts = {"documents": 0, "written": 0, "skipped": 0, "duplicates": 0, "batches": 0}
     truncated: int | None = 0
-    pending: Future[int] | None = None
+    pending: list[Future[int]] = []
     claim = before_first_write
     overlap: bool | None = None  # decided by the first write
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vecembed-write")
@@ -407,19 +407,37 @@ def ingest(
         )
 
     def settle() -> int:
+        """Wait for the writes in flight (in order); count what they wrote. After a failure, start no more."""
         nonlocal pending
-        if pending is None:
-            return 0
-        future, pending = pending, None
-        n = future.result()
-        counts["written"] += n
-        return n
+        futures, pending = pending, []
+        written, error = 0, None
+        for future in futures:
+            if error is not None and future.cancel():
+                continue
+            try:
+                n = future.result()
+            except Exception as exc:
+                error = error or exc
+                continue
+            counts["written"] += n
+            written += n
+        if error is not None:
+            raise error
+        return written
+
+    failed = threading.Event()  # after a failed write, queued writes do not start: "committed" stays exact
 
     def write(records: list[Record], vectors: Embeddings) -> int:
         def send() -> None:
             store.write(records, vectors)
 
-        call(send)
+        if failed.is_set():
+            return 0
+        try:
+            call(send)
+        except BaseException:
+            failed.set()
+            raise
         return len(records)
 
     def first_write(records: list[Record], vectors: Embeddings) -> bool:
@@ -459,20 +477,24 @@ def ingest(
             )
             for todo in groups:
                 todo.sort(key=lambda r: len(r.text))
-                for lo in range(0, len(todo), batch_size):
-                    batch = todo[lo : lo + batch_size]
-                    result = _embed(provider, [r.text for r in batch], dimension)
+                # One embed call per chunk: the provider orders its texts by token count, which batches far better
+                # than any order by characters (per-batch calls sorted by characters measured 6 % slower).
+                for lo in range(0, len(todo), chunk_size):
+                    part = todo[lo : lo + chunk_size]
+                    result = _embed(provider, [r.text for r in part], dimension)
                     if truncated is not None:
                         truncated = None if result.truncated is None else truncated + result.truncated
-                    bar.advance(settle())  # the previous batch: its write overlapped this embedding
-                    if overlap is None:
-                        overlap = first_write(batch, result.vectors)
-                    elif overlap:
-                        pending = executor.submit(write, batch, result.vectors)
-                    else:
-                        counts["written"] += write(batch, result.vectors)
-                        bar.advance(len(batch))
-                    counts["batches"] += 1
+                    bar.advance(settle())  # the writes of the previous part overlapped this embedding
+                    for b in range(0, len(part), batch_size):
+                        batch, vectors = part[b : b + batch_size], result.vectors[b : b + batch_size]
+                        if overlap is None:
+                            overlap = first_write(batch, vectors)
+                        elif overlap:
+                            pending.append(executor.submit(write, batch, vectors))
+                        else:
+                            counts["written"] += write(batch, vectors)
+                            bar.advance(len(batch))
+                        counts["batches"] += 1
             bar.advance(settle())
     except Exception as exc:
         # Settle the batch in flight, so that what the report calls committed is exact, not a guess.

@@ -31,7 +31,7 @@ from vecembed.identity import (
     Verdict,
     verify_identity,
 )
-from vecembed.ingest import content_hash, normalize_id, prepare_records, text_id, validate_metadata
+from vecembed.ingest import content_hash, ingest, normalize_id, prepare_records, text_id, validate_metadata
 from vecembed.progress import Progress, progress_enabled
 from vecembed.retry import call_with_retry, is_transient_default
 
@@ -186,7 +186,9 @@ def _watch_overlap(store: Any, monkeypatch: pytest.MonkeyPatch, work: Any) -> li
 
     monkeypatch.setattr(store.backend, "write", write)
     monkeypatch.setattr(store.provider, "embed_documents_counted", embed)
-    report = store.ingest([f"text {i}" for i in range(50)], batch_size=10)
+    # The engine itself, with one batch per chunk: one embed call per write.
+    report = ingest(store.backend, store.provider, [f"text {i}" for i in range(50)], caller=store._caller,
+                    before_first_write=store._claim, batch_size=10, chunk_size=10)
     assert report.batches == 5 and report.written == 50 and store.count() == 50
     return overlapped
 
@@ -339,3 +341,22 @@ def test_import_vecembed_stays_light() -> None:
             "print([m for m in heavy if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_failed_overlapped_write_stops_the_queued_ones(store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_write = store.backend.write
+    calls = {"n": 0}
+
+    def waiting_then_failing(records: Any, vectors: Any) -> None:
+        calls["n"] += 1
+        time.sleep(0.02)  # a write that waits: the engine overlaps (and queues) the later ones
+        if calls["n"] == 3:
+            raise RuntimeError("the 3rd write fails (injected)")
+        real_write(records, vectors)
+
+    monkeypatch.setattr(store.backend, "write", waiting_then_failing)
+    with pytest.raises(IngestError, match="20 are committed") as err:
+        ingest(store.backend, store.provider, [f"t{i}" for i in range(80)], caller=store._caller,
+               before_first_write=store._claim, batch_size=10, chunk_size=40)
+    assert err.value.report.written == 20 == store.count()
+    assert calls["n"] == 3  # the writes queued behind the failure never started
