@@ -60,6 +60,7 @@ __all__ = [
     "DEFAULT_BATCH_SIZE",
     "ID_NAMESPACE",
     "StoreCaller",
+    "check_text",
     "content_hash",
     "ingest",
     "normalize_id",
@@ -112,7 +113,8 @@ def normalize_id(value: Any, where: str) -> str:
     raise InvalidInputError(f"{where}: an id must be a str or an int, got {kind} ({value!r}); nothing was written")
 
 
-def _check_text(text: Any, where: str) -> bytes:
+def check_text(text: Any, where: str) -> bytes:
+    """``text`` as UTF-8; :class:`~vecembed.errors.InvalidInputError` naming ``where`` if not a str or not Unicode."""
     if not isinstance(text, str):
         kind = "None" if text is None else type(text).__name__
         hint = " (decode bytes first)" if isinstance(text, bytes | bytearray) else ""
@@ -213,7 +215,7 @@ def _record(doc: Any, index: int, *, nested: bool) -> Record:
             index=index,
         )
     try:
-        text_bytes = _check_text(text, where)
+        text_bytes = check_text(text, where)
         meta = validate_metadata(metadata, where, nested=nested)
         rid = text_id(text) if doc_id is None else normalize_id(doc_id, where)
     except InvalidInputError as exc:

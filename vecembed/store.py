@@ -404,12 +404,12 @@ class Store:
         self, queries: Sequence[str], k: int = 10, where: Mapping[str, Any] | None = None
     ) -> list[list[Hit]]:
         """:meth:`search` for several queries, embedded in one call and sent in one request where possible."""
-        from vecembed.ingest import _check_text
+        from vecembed.ingest import check_text
 
         if isinstance(queries, str) or not isinstance(queries, Sequence):
             raise InvalidInputError(f"queries must be a list of str, got {type(queries).__name__}")
         for i, query in enumerate(queries):
-            _check_text(query, f"queries[{i}]")
+            check_text(query, f"queries[{i}]")
         k = _check_k(k)
         flt = _check_where(where)
         if not queries:
