@@ -38,7 +38,7 @@ DATABASES = tuple(available_stores()) or ("chroma", "qdrant")
 
 def url_env(db: str) -> str:
     """The environment variable naming a server for ``db``: ``VECEMBED_<DB>_URL``."""
-    return f"VECEMBED_{db.upper()}_URL"
+    return f"VECEMBED_{db.upper().replace('-', '_')}_URL"
 
 
 def _location(args: argparse.Namespace, db: str) -> tuple[Path | None, str | None]:

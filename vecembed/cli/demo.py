@@ -29,6 +29,9 @@ __all__ = ["DEMO_COLLECTION", "DEMO_QUERIES", "DemoResult", "load_corpus", "regi
 
 DEMO_COLLECTION = "vecembed-demo"
 
+#: The databases the demo runs by default: the embedded ones that need no server (``--db`` picks others).
+DEMO_DATABASES = ("chroma", "qdrant")
+
 #: Queries that share few words with their best answers: what a bag of words misses and a model finds.
 DEMO_QUERIES = (
     "someone is making music",
@@ -161,7 +164,7 @@ def run_demo(args: argparse.Namespace, root: Path, *, quiet: bool = False) -> De
                  f"loaded in {load_seconds:.2f} s")
         result = DemoResult(backend=info.backend, model=info.name, dimension=info.dimension, documents=len(docs),
                             load_seconds=load_seconds, location=str(root))
-        for db in args.db or DATABASES:
+        for db in args.db or [db for db in DEMO_DATABASES if db in DATABASES]:
             result.databases.append(_run_db(db, provider, root, docs, queries, args.limit, quiet))
     result.total_seconds = time.perf_counter() - started
     return result
