@@ -50,6 +50,7 @@ from vecembed.errors import (
     VecembedError,
 )
 from vecembed.identity import RESERVED_PREFIX
+from vecembed.pipeline.validate import lone_surrogate
 from vecembed.progress import Progress
 from vecembed.protocol import EmbeddingProvider
 from vecembed.retry import call_with_retry
@@ -120,12 +121,12 @@ def check_text(text: Any, where: str) -> bytes:
         hint = " (decode bytes first)" if isinstance(text, bytes | bytearray) else ""
         raise InvalidInputError(f"{where}: the text must be a str, got {kind}{hint}; nothing was written")
     try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        # A lone surrogate (e.g. from a file decoded with errors="surrogateescape") cannot be tokenised or stored.
+        return text.encode("utf-8")  # the bytes are hashed next: encode once, and let a failure say where
+    except UnicodeEncodeError:
+        bad = lone_surrogate(text)
         raise InvalidInputError(
-            f"{where}: the text is not valid Unicode at character {exc.start} ({text[exc.start:exc.end]!r} is a "
-            "lone surrogate); fix the text or decode its source with errors='replace'; nothing was written"
+            f"{where}: the text is not valid Unicode at character {bad} ({text[bad or 0]!r} is a lone surrogate); "
+            "fix the text or decode its source with errors='replace'; nothing was written"
         ) from None
 
 

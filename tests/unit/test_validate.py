@@ -38,3 +38,24 @@ def test_a_single_string_is_refused_rather_than_split_into_characters() -> None:
 def test_non_iterable_is_refused() -> None:
     with pytest.raises(InvalidInputError, match="sequence of str"):
         validate_texts(42)
+
+
+def test_mappings_and_sets_are_refused() -> None:
+    # Issue 10 #5: a dict embedded its keys and a set came back in arbitrary order.
+    for texts in ({"a": 1, "b": 2}, {"a", "b"}, frozenset({"a"})):
+        with pytest.raises(InvalidInputError, match="no order"):
+            validate_texts(texts)
+
+
+def test_a_lone_surrogate_is_refused_with_its_index() -> None:
+    # Issue 10 #13: the tokenizer raised a bare TypeError with no index; now the pipeline names the text.
+    with pytest.raises(InvalidInputError, match=r"texts\[2\] is not valid Unicode at character 4") as err:
+        validate_texts(["fine", "also fine", "bad \udc80 text"])
+    assert err.value.index == 2
+
+
+def test_providers_refuse_a_lone_surrogate_before_embedding() -> None:
+    import vecembed
+
+    with vecembed.load_provider("mock", dimension=8) as provider, pytest.raises(InvalidInputError, match="surrogate"):
+        provider.embed_documents(["ok", "\udcff"])
