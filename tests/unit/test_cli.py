@@ -36,7 +36,39 @@ def _no_servers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 # -- inputs -----------------------------------------------------------------------------------
 
 
-def test_txt_one_document_per_non_blank_line(tmp_path: Path) -> None:
+def test_ids_are_unique_per_source_and_stable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Issue 10 #2: a/list.txt and b/list.txt both gave "list.txt:1"; two stdin runs both gave "stdin:1".
+    monkeypatch.chdir(tmp_path)
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "list.txt").write_text("same first line\n", encoding="utf-8")
+    a, b = read_documents("a/list.txt"), read_documents(tmp_path / "b" / "list.txt")
+    assert (a[0].id, b[0].id) == ("a/list.txt:1", "b/list.txt:1")
+    assert read_documents("a/list.txt")[0].id == a[0].id  # stable across runs
+    first = read_documents("-", stdin=io.StringIO("one\ntwo\n"))
+    second = read_documents("-", stdin=io.StringIO("three\n"))
+    assert [d.id for d in first + second] == [None, None, None]  # addressed by their text: never collide
+    assert first[0].metadata == {"source": "stdin"}
+
+
+def test_binary_input_is_refused_with_file_and_offset(tmp_path: Path) -> None:
+    # Issue 10 #3: /bin/ls was ingested as 706 mojibake documents.
+    (tmp_path / "blob.txt").write_bytes(b"ELF header\x00\x01\x02")
+    with pytest.raises(InvalidInputError, match=r"blob.txt: not a text file \(a NUL byte at byte offset 10\)"):
+        read_documents(tmp_path / "blob.txt")
+    (tmp_path / "latin1.txt").write_bytes("caf\u00e9 au lait\n".encode("latin-1"))
+    with pytest.raises(InvalidInputError, match=r"latin1.txt: not UTF-8 text .* byte offset 3"):
+        read_documents(tmp_path / "latin1.txt")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "bad.md").write_bytes(b"\xff\xfe")
+    with pytest.raises(InvalidInputError, match=r"bad\.md: not UTF-8"):
+        read_documents(tmp_path / "notes")
+    with pytest.raises(InvalidInputError, match="NUL byte on line 2"):
+        read_documents("-", stdin=io.StringIO("text\nbin\x00ary\n"))
+
+
+def test_txt_one_document_per_non_blank_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
     path = tmp_path / "notes.txt"
     path.write_text("first line\n\n  \nsecond line\r\nthird\n", encoding="utf-8")
     docs = read_documents(path)
@@ -46,7 +78,8 @@ def test_txt_one_document_per_non_blank_line(tmp_path: Path) -> None:
     assert docs[1].metadata == {"source": "notes.txt", "line": 4}
 
 
-def test_jsonl_ids_text_metadata(tmp_path: Path) -> None:
+def test_jsonl_ids_text_metadata(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
     path = tmp_path / "docs.jsonl"
     rows = [
         {"id": "a", "text": "alpha", "metadata": {"lang": "en", "tags": ["x", "y"], "skip": None}},

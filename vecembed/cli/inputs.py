@@ -1,11 +1,21 @@
 """Reading what the CLI embeds or ingests: a .txt (one text a line), a .jsonl, a folder of files, or stdin.
 
-Every document gets a deterministic id (from the file, the line or the relative
-path), so that ingesting the same input twice updates instead of duplicating.
+Every document gets a deterministic id, so that ingesting the same input twice
+updates instead of duplicating, and two inputs never share ids by accident:
+
+- a ``.txt`` / ``.jsonl`` line without an id: ``PATH:LINE``, PATH as seen from the
+  working directory (``a/list.txt:3`` and ``b/list.txt:3`` are two documents);
+- a folder: each file's path inside the folder (``cooking/pasta.md``);
+- stdin lines without an id: addressed by their text (the same line is the same
+  document in every run).
+
+Files must be UTF-8 text: a NUL byte or invalid UTF-8 is refused with the file
+and byte offset, before anything is read further.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from collections.abc import Iterable, Mapping
@@ -62,15 +72,44 @@ def _read_jsonl(lines: Iterable[tuple[int, str]], name: str) -> list[Document]:
             raise InvalidInputError(f"{where}: \"text\" must be a string, got {type(text).__name__}",
                                     index=number - 1)
         doc_id = record.get("id")
-        doc_id = f"{name}:{number}" if doc_id is None else str(doc_id)
+        if doc_id is None and name != "stdin":
+            doc_id = f"{name}:{number}"  # stdin: None, the engine addresses the document by its text
+        elif doc_id is not None:
+            doc_id = str(doc_id)
         docs.append(Document(doc_id, text, _flat_metadata(record.get("metadata"), where)))
     return docs
 
 
 def _read_txt(lines: Iterable[tuple[int, str]], name: str) -> list[Document]:
     # Blank lines are separators, not documents; the id keeps the line number so it stays stable.
+    if name == "stdin":  # no file to name: the text is the address (and a line's number is no identity)
+        return [Document(None, line, {"source": name}) for _, line in lines if line.strip()]
     return [Document(f"{name}:{number}", line, {"source": name, "line": number})
             for number, line in lines if line.strip()]
+
+
+def source_name(path: Path) -> str:
+    """How ids and metadata name a file: its path from the working directory (absolute when outside it)."""
+    full = path.resolve()
+    try:
+        return full.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return full.as_posix()
+
+
+def read_text_file(path: Path) -> str:
+    """``path`` as UTF-8 text; a binary file (a NUL byte, invalid UTF-8) is refused naming the byte offset."""
+    data = path.read_bytes()
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise InvalidInputError(f"{path}: not a text file (a NUL byte at byte offset {nul}); nothing was read")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(
+            f"{path}: not UTF-8 text (invalid byte {data[exc.start:exc.start + 1]!r} at byte offset {exc.start}); "
+            "convert it to UTF-8 first; nothing was read"
+        ) from None
 
 
 def _read_folder(folder: Path) -> list[Document]:
@@ -79,7 +118,7 @@ def _read_folder(folder: Path) -> list[Document]:
     docs: list[Document] = []
     for path in files:
         rel = path.relative_to(folder).as_posix()
-        text = path.read_text(encoding="utf-8", errors="replace").strip()
+        text = read_text_file(path).strip()
         if text:
             docs.append(Document(rel, text, {"source": rel}))
     return docs
@@ -101,7 +140,13 @@ def read_documents(source: str | Path, *, stdin: TextIO | None = None) -> list[D
     """Documents from ``source``: ``-`` (stdin, text lines or JSONL), a .jsonl, a text file or a folder."""
     if str(source) == "-":
         stream = stdin or sys.stdin
-        lines = list(_lines(stream))
+        try:
+            lines = list(_lines(stream))
+        except UnicodeDecodeError as exc:
+            raise InvalidInputError(f"stdin: not UTF-8 text (byte offset {exc.start}); nothing was read") from None
+        nul = next((number for number, line in lines if "\x00" in line), None)
+        if nul is not None:
+            raise InvalidInputError(f"stdin: not text (a NUL byte on line {nul}); nothing was read")
         first = next((line for _, line in lines if line.strip()), "")
         if first.lstrip().startswith("{"):
             return _check_unique(_read_jsonl(lines, "stdin"), "stdin")
@@ -114,10 +159,11 @@ def read_documents(source: str | Path, *, stdin: TextIO | None = None) -> list[D
         return docs
     if not path.exists():
         raise InvalidInputError(f"{path}: no such file or folder")
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        if path.suffix.lower() in {".jsonl", ".ndjson"}:
-            return _check_unique(_read_jsonl(_lines(fh), path.name), path.name)
-        return _read_txt(_lines(fh), path.name)
+    name = source_name(path)
+    file_lines = _lines(io.StringIO(read_text_file(path), newline=""))
+    if path.suffix.lower() in {".jsonl", ".ndjson"}:
+        return _check_unique(_read_jsonl(file_lines, name), name)
+    return _read_txt(file_lines, name)
 
 
 def read_texts(source: str | Path, *, stdin: TextIO | None = None) -> list[str]:
