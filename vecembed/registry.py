@@ -7,10 +7,11 @@ Backends are registered as import strings and imported only when asked for, so
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Any
 
 from vecembed._deps import importable
-from vecembed.errors import MissingDependencyError, UnknownProviderError
+from vecembed.errors import InvalidInputError, MissingDependencyError, UnknownProviderError
 from vecembed.protocol import EmbeddingProvider
 
 __all__ = [
@@ -73,5 +74,29 @@ def load_provider(name: str | None = None, /, **options: Any) -> EmbeddingProvid
     :func:`default_backend`'s. Unknown names list the valid ones; a missing
     extra raises :class:`~vecembed.errors.MissingDependencyError`.
     """
-    provider: EmbeddingProvider = provider_class(default_backend() if name is None else name)(**options)
+    backend = default_backend() if name is None else name
+    cls = provider_class(backend)
+    accepted = _options_of(cls)
+    unknown = sorted(set(options) - accepted) if accepted is not None else []
+    if unknown:
+        # A misspelt option would otherwise surface as a bare TypeError from the constructor.
+        raise InvalidInputError(
+            f"backend {backend!r} has no option {', '.join(map(repr, unknown))}; its options: "
+            f"{', '.join(sorted(accepted or ())) or 'none'}; nothing was loaded"
+        )
+    provider: EmbeddingProvider = cls(**options)
     return provider
+
+
+def _options_of(cls: type[Any]) -> set[str] | None:
+    """The keyword options ``cls`` accepts (following ``**kwargs`` up to the base classes), None when any goes."""
+    names: set[str] = set()
+    keyword = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass) or klass is object:
+            continue
+        params = list(inspect.signature(vars(klass)["__init__"]).parameters.values())[1:]  # less self
+        names |= {p.name for p in params if p.kind in keyword}
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+            return names
+    return None

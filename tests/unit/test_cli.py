@@ -98,6 +98,8 @@ def test_jsonl_ids_text_metadata(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     [
         ("{not json", "docs.jsonl line 2: not valid JSON"),
         ('{"id": "b", "text": 5}', '"text" must be a string'),
+        # Issue 10 #9: a wrong field name says the field is missing and lists what was found.
+        ('{"id": "b", "body": "t"}', r"docs.jsonl line 2: no \"text\" field \(fields found: 'id', 'body'\)"),
         ('{"id": "b", "text": "t", "metadata": [1]}', "'metadata' must be an object"),
         ('{"id": "a", "text": "again"}', "id 'a' appears twice"),
     ],
@@ -319,7 +321,8 @@ def test_errors_are_one_line_and_exit_non_zero(tmp_path: Path, capsys: pytest.Ca
     assert "--out must end in .npy or .jsonl" in capsys.readouterr().err
 
     assert main(["info", "-b", "mock", "--opt", "nonsense=1"]) == 1
-    assert "rejected its options" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "backend 'mock' has no option 'nonsense'; its options: dimension" in err and "->" not in err
 
 
 def test_debug_shows_the_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -383,6 +386,39 @@ def test_ingest_search_round_trip_mock(db: str, docs_folder: Path, tmp_path: Pat
     assert main(["search", "cats sleeping", *where]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0].startswith(" 1. ") and "[pets/cats.txt]" in out.splitlines()[0]
+
+    # Issue 10 #21: a filter that matches nothing says so, not "the collection is empty".
+    assert main(["search", "cats sleeping", *where, "--where", "source=nowhere.txt"]) == 0
+    assert capsys.readouterr().out.strip() == "(no document matches --where)"
+
+
+def test_usage_errors_exit_2_and_search_leaves_no_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    # Issue 10 #9: -k 0 is a usage error (exit 2, as the README says), and a search of a missing collection
+    # must not create the data folder as a side effect.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("VECEMBED_DATA", raising=False)
+    monkeypatch.delenv("VECEMBED_QDRANT_URL", raising=False)
+    with pytest.raises(SystemExit) as usage:
+        main(["search", "x", "--db", "qdrant", "-c", "notes", "-k", "0", "-b", "mock"])
+    assert usage.value.code == 2 and "expected a positive integer, got 0" in capsys.readouterr().err
+    assert main(["search", "x", "--db", "qdrant", "-c", "notes", "-b", "mock"]) == 1
+    assert "has no collection 'notes'" in capsys.readouterr().err
+    assert not (tmp_path / "vecembed-data").exists()
+
+
+def test_interrupted_ingest_says_a_rerun_resumes(docs_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    # Issue 10 #9: after Ctrl-C, "vecembed: interrupted" gave no hint that re-running resumes.
+    pytest.importorskip("qdrant_client")
+
+    def interrupt(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("vecembed.store.Store.ingest", interrupt)
+    code = main(["ingest", str(docs_folder), "--db", "qdrant", "-c", "notes", "--path", str(tmp_path), "-b", "mock"])
+    assert code == 130
+    assert "run the same command again to finish" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("db", ["chroma", "qdrant"])

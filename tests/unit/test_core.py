@@ -111,3 +111,15 @@ def test_health_report_combine_is_ok_only_when_every_part_is() -> None:
     assert not both.ok and both.checks == {"a": True, "b": False} and both.latency_ms == 3.0
     assert "b: down" in both.detail
     assert HealthReport.combine("all", [good, good]).ok
+
+
+def test_a_misspelt_option_names_the_valid_ones() -> None:
+    # Issue 10 #9: load_provider("onnx", modle=...) raised a bare TypeError.
+    import vecembed
+
+    with pytest.raises(vecembed.InvalidInputError, match=r"'mock' has no option 'dimenson'; its options: dimension"):
+        vecembed.load_provider("mock", dimenson=3)
+    # Options a backend passes on to its base class (**kwargs) count as valid, and a bad one is still named.
+    pytest.importorskip("onnxruntime")
+    with pytest.raises(vecembed.InvalidInputError, match=r"no option 'modle'; its options: .*model.*quantize"):
+        vecembed.load_provider("onnx", modle="x")

@@ -62,7 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.handler(args)
         return code
     except KeyboardInterrupt:
-        echo("vecembed: interrupted", err=True)
+        resume = (" — what was written stays; run the same command again to finish (stored documents are skipped, "
+                  "not embedded again)") if getattr(args, "command", None) == "ingest" else ""
+        echo(f"vecembed: interrupted{resume}", err=True)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # `vecembed embed ... | head` closes the pipe early: not an error worth a message.

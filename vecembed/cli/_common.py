@@ -29,6 +29,7 @@ __all__ = [
     "open_provider",
     "parse_key_values",
     "parse_options",
+    "positive_int",
 ]
 
 #: Environment variable naming the folder for embedded databases (default ``./vecembed-data``).
@@ -57,6 +58,17 @@ def _option_value(raw: str) -> Any:
         return ast.literal_eval(raw)
     except (ValueError, SyntaxError):
         return raw
+
+
+def positive_int(raw: str) -> int:
+    """An argparse type: a positive int (a usage error, exit 2, otherwise)."""
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {raw!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
 
 
 def parse_key_values(items: Sequence[str] | None, flag: str, example: str) -> dict[str, Any]:
@@ -146,9 +158,10 @@ def error_line(exc: BaseException) -> str:
     if not isinstance(exc, VecembedError):
         message = f"{type(exc).__name__}: {message}"
     for kind, hint in _HINTS.items():
-        # The adapters' mismatch errors already say which collection to use instead.
+        # Mismatch errors already say which collection to use instead, and an error that says what was not
+        # done (nothing was written / loaded) has told the user what matters.
         if isinstance(exc, kind) and hint not in message and not any(
-            phrase in message for phrase in ("new collection", "another collection")
+            phrase in message for phrase in ("new collection", "another collection", "nothing was")
         ):
             message = f"{message} -> {hint}"
             break

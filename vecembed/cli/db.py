@@ -24,6 +24,7 @@ from vecembed.cli._common import (
     echo,
     open_provider,
     parse_key_values,
+    positive_int,
 )
 from vecembed.cli.inputs import read_documents
 from vecembed.errors import CollectionNotFoundError
@@ -71,6 +72,9 @@ def cli_store(db: str, collection: str, provider: EmbeddingProvider, *, path: Pa
 @contextmanager
 def _store_from_args(args: argparse.Namespace, *, create: bool) -> Iterator[tuple[Store, EmbeddingProvider]]:
     path, url = _location(args, args.db)
+    if not create and path is not None and not path.exists():
+        # Opening an embedded database creates its folder: a search must not leave one behind.
+        raise CliError(_no_collection(args.db, args.collection, str(path)))
     with open_provider(args) as provider, cli_store(
         args.db, args.collection, provider, path=path, url=url, create=create, adopt=getattr(args, "adopt", False)
     ) as store:
@@ -104,7 +108,7 @@ def register(commands: Any) -> None:
     search = commands.add_parser("search", help="search a collection by query text")
     search.add_argument("query", help="the query text")
     _add_db_options(search)
-    search.add_argument("-k", "--limit", type=int, default=5, help="number of results (default 5)")
+    search.add_argument("-k", "--limit", type=positive_int, default=5, help="number of results (default 5)")
     search.add_argument("--where", action="append", metavar="KEY=VALUE",
                         help="only documents whose metadata KEY equals VALUE (repeatable: all must hold)")
     add_provider_options(search)
@@ -148,8 +152,6 @@ def parse_where(items: Sequence[str] | None) -> dict[str, Any]:
 
 def cmd_search(args: argparse.Namespace) -> int:
     """Search a collection; print the hits (or JSON)."""
-    if args.limit <= 0:
-        raise CliError(f"-k must be positive, got {args.limit}")
     where = parse_where(args.where)
     with _store_from_args(args, create=False) as (store, _provider):
         hits = store.search(args.query, k=args.limit, where=where)

@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from vecembed.cli._common import add_provider_options, echo, error_line, open_provider
+from vecembed.cli._common import add_provider_options, echo, error_line, open_provider, positive_int
 from vecembed.cli.db import DATABASES, cli_store, format_hits
 from vecembed.cli.inputs import read_documents
 from vecembed.errors import MissingDependencyError
@@ -110,7 +110,7 @@ def register(commands: Any) -> None:
     demo.add_argument("--path", help="keep the databases in this folder (default: a temporary folder, removed)")
     demo.add_argument("--db", action="append", choices=DATABASES, help="only this database (repeatable)")
     demo.add_argument("--query", "-q", action="append", help="your own query (repeatable; replaces the built-in ones)")
-    demo.add_argument("-k", "--limit", type=int, default=3, help="results per query (default 3)")
+    demo.add_argument("-k", "--limit", type=positive_int, default=3, help="results per query (default 3)")
     demo.add_argument("--json", action="store_true", help="print the measurements as one JSON object")
     add_provider_options(demo)
     demo.set_defaults(handler=cmd_demo)

@@ -68,6 +68,9 @@ def _read_jsonl(lines: Iterable[tuple[int, str]], name: str) -> list[Document]:
         if not isinstance(record, dict):
             raise InvalidInputError(f"{where}: expected an object with \"text\", got {type(record).__name__}")
         text = record.get("text")
+        if "text" not in record:
+            found = ", ".join(repr(k) for k in record) or "none"
+            raise InvalidInputError(f'{where}: no "text" field (fields found: {found})', index=number - 1)
         if not isinstance(text, str):
             raise InvalidInputError(f"{where}: \"text\" must be a string, got {type(text).__name__}",
                                     index=number - 1)
