@@ -38,7 +38,10 @@ from qdrant_fixtures import qdrant_server_url  # noqa: F401
 pytestmark = pytest.mark.integration
 pytest_plugins = ["backend_fixtures"]  # onnx_provider, on a private ONNX cache for the session
 
-KINDS = ("chroma-memory", "chroma-path", "chroma-server", "qdrant-memory", "qdrant-path", "qdrant-server")
+KINDS = (
+    "chroma-memory", "chroma-path", "chroma-server", "qdrant-memory", "qdrant-path", "qdrant-server",
+    "qdrant-edge-path",
+)
 
 
 @dataclass
@@ -61,6 +64,11 @@ class Target:
                 return int(self.raw.get_collection(collection).count())
             except Exception:
                 return None
+        if self.db == "qdrant-edge":
+            from qdrant_edge import CountRequest
+
+            shard = self.raw.shard(collection)
+            return None if shard is None else int(shard.count(CountRequest(exact=True)))
         if not self.raw.collection_exists(collection):
             return None
         return int(self.raw.count(collection, exact=True).count)
@@ -72,6 +80,16 @@ class Target:
             if len(vectors):
                 col.add(ids=[f"f{i}" for i in range(len(vectors))], embeddings=vectors,
                         documents=[f"foreign {i}" for i in range(len(vectors))])
+            return
+        if self.db == "qdrant-edge":
+            import qdrant_edge as qe
+
+            config = qe.EdgeConfig(vectors=qe.EdgeVectorParams(size=vectors.shape[1], distance=qe.Distance.Cosine))
+            shard = self.raw.create(collection, config)
+            if len(vectors):
+                shard.update(qe.UpdateOperation.upsert_points([
+                    qe.Point(id=i, vector=v.tolist(), payload={"text": f"foreign {i}"}) for i, v in enumerate(vectors)
+                ]))
             return
         from qdrant_client import models
 
@@ -110,6 +128,13 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
         client = QdrantClient(path=str(tmp_path / "qdrant"))
         yield Target(kind, "qdrant", {"client": client}, client)
         client.close()
+    elif kind == "qdrant-edge-path":
+        # An Edge shard allows one opener: the stores and the raw view share the folder's EdgeShards.
+        from vecembed_qdrant_edge import EdgeShards
+
+        shards = EdgeShards(tmp_path / "edge")
+        yield Target(kind, "qdrant-edge", {"client": shards}, shards)
+        shards.close()
     else:
         url = request.getfixturevalue("qdrant_server_url")
         client = QdrantClient(url=url, timeout=30)
