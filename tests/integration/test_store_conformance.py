@@ -32,6 +32,7 @@ from vecembed.types import EmbedResult
 pytest.importorskip("chromadb", reason="pip install 'vecembed[chroma]'")
 pytest.importorskip("qdrant_client", reason="pip install 'vecembed[qdrant]'")
 
+from pg_fixtures import pg_url  # noqa: F401
 from qdrant_client import QdrantClient
 from qdrant_fixtures import qdrant_server_url  # noqa: F401
 
@@ -40,7 +41,7 @@ pytest_plugins = ["backend_fixtures"]  # onnx_provider, on a private ONNX cache 
 
 KINDS = (
     "chroma-memory", "chroma-path", "chroma-server", "qdrant-memory", "qdrant-path", "qdrant-server",
-    "qdrant-edge-path",
+    "qdrant-edge-path", "pgvector-server",
 )
 
 
@@ -59,6 +60,8 @@ class Target:
 
     def raw_count(self, collection: str) -> int | None:
         """Records stored, read by the database's own client; None when the collection does not exist."""
+        if self.db == "pgvector":
+            return self.raw.count(collection)
         if self.db == "chroma":
             try:
                 return int(self.raw.get_collection(collection).count())
@@ -75,6 +78,9 @@ class Target:
 
     def create_foreign(self, collection: str, vectors: np.ndarray) -> None:
         """A collection made with the database's own client (no vecembed record), holding ``vectors``."""
+        if self.db == "pgvector":
+            self.raw.create_foreign(collection, vectors)
+            return
         if self.db == "chroma":
             col = self.raw.create_collection(collection, configuration={"hnsw": {"space": "cosine"}})
             if len(vectors):
@@ -135,6 +141,11 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
         shards = EdgeShards(tmp_path / "edge")
         yield Target(kind, "qdrant-edge", {"client": shards}, shards)
         shards.close()
+    elif kind == "pgvector-server":
+        from pg_fixtures import PgRaw
+
+        url = request.getfixturevalue("pg_url")
+        yield Target(kind, "pgvector", {"url": url}, PgRaw(url))
     else:
         url = request.getfixturevalue("qdrant_server_url")
         client = QdrantClient(url=url, timeout=30)

@@ -1,0 +1,417 @@
+"""PgvectorStore: PostgreSQL + pgvector's side of the vecembed store contract (a server only).
+
+Only SQL lives here; identity policy, validation, batching, retries and progress
+are the shared engine's (:mod:`vecembed.store`, :mod:`vecembed.ingest`).
+Registered as the ``pgvector`` entry point of ``vecembed.stores``::
+
+    vecembed.open_store("pgvector", "docs", provider, url="postgresql://user:pass@127.0.0.1:5432/db")
+    vecembed.open_store("pgvector", "docs", provider, client=my_pool)   # a psycopg_pool.ConnectionPool
+    vecembed.open_store("pgvector", "docs", provider, client=my_conn)   # or a psycopg.Connection
+
+What is stored where: the ``vector`` extension; one table ``vecembed_collections``
+(``name``, ``metadata`` jsonb) holding each collection's identity; and a table per
+collection, ``vecembed_<collection>`` (``id`` text primary key, ``content_hash``,
+``text``, ``metadata`` jsonb, ``embedding vector(dim)``) with an HNSW index
+(``vector_cosine_ops``). Every name reaches SQL as a :mod:`psycopg.sql` identifier
+and every value as a parameter; nothing a caller gives is formatted into SQL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import weakref
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from pgvector.psycopg.vector import register_vector_info
+from psycopg import sql
+from psycopg.types import TypeInfo
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+
+from vecembed.errors import InvalidInputError, ProviderUnavailableError
+from vecembed.health import timed_check
+from vecembed.identity import CollectionIdentity
+from vecembed.retry import is_transient_default
+from vecembed.store import CollectionState, Hit, Record
+from vecembed.types import Embeddings, HealthReport
+
+__all__ = ["REGISTRY_TABLE", "PgvectorStore", "is_transient", "open_pgvector_store", "redact", "table_name"]
+
+#: The table that records each collection's identity (one row per collection).
+REGISTRY_TABLE = "vecembed_collections"
+_TABLE_PREFIX = "vecembed_"
+_MAX_IDENTIFIER = 63  # PostgreSQL's NAMEDATALEN - 1 bytes; longer names are cut silently, so two could collide
+#: pg_advisory_xact_lock key ("vece" in hex) that serialises creating tables: CREATE ... IF NOT EXISTS alone
+#: still races on the catalog (a duplicate key in pg_type) when two writers create one collection at once.
+_CREATE_LOCK = 0x76656365
+#: HNSW build parameters (pgvector's defaults are m=16, ef_construction=64). ef_search is raised to k per query.
+HNSW_M = 16
+HNSW_EF_CONSTRUCTION = 64
+HNSW_EF_SEARCH = 40
+_MAX_EF_SEARCH = 1000  # pgvector's upper bound; beyond it the iterative scan supplies the rest
+
+
+def table_name(collection: str) -> str:
+    """The table of ``collection``: ``vecembed_<collection>``, or a cut name + hash when that is too long."""
+    name = _TABLE_PREFIX + collection
+    if len(name.encode()) <= _MAX_IDENTIFIER and name != REGISTRY_TABLE:
+        return name
+    digest = hashlib.sha256(collection.encode()).hexdigest()[:12]
+    room = _MAX_IDENTIFIER - len(_TABLE_PREFIX) - len(digest) - 1
+    head = collection.encode()[:room].decode("utf-8", "ignore")
+    return f"{_TABLE_PREFIX}{head}_{digest}"
+
+
+def redact(conninfo: str) -> str:
+    """``conninfo`` (a URL or ``key=value`` string) without its password, for messages."""
+    if "://" in conninfo:
+        parts = urlsplit(conninfo)
+        netloc = parts.netloc.rpartition("@")
+        userinfo = netloc[0].partition(":")[0]
+        query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k != "password"], safe="/")
+        return urlunsplit(parts._replace(netloc=f"{userinfo}@{netloc[2]}" if userinfo else netloc[2], query=query))
+    try:
+        params = psycopg.conninfo.conninfo_to_dict(conninfo)
+    except psycopg.ProgrammingError:
+        return "(an unreadable connection string)"
+    params.pop("password", None)
+    return psycopg.conninfo.make_conninfo("", **{k: v for k, v in params.items() if v is not None})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether retrying the call that raised ``exc`` may succeed.
+
+    psycopg's ``OperationalError`` covers a lost or refused connection, a server shutting
+    down, a pool timeout (``PoolTimeout`` subclasses it), serialisation failures and
+    deadlocks; a ``ProgrammingError`` or ``DataError`` (bad SQL, bad data) is not transient.
+    """
+    return isinstance(exc, psycopg.OperationalError) or is_transient_default(exc)
+
+
+class PgvectorStore:
+    """One pgvector collection (a table) as a :class:`~vecembed.store.VectorStore`."""
+
+    db = "pgvector"
+    #: jsonb keeps lists and nested dicts.
+    nested_metadata = True
+
+    def __init__(
+        self,
+        client: ConnectionPool | psycopg.Connection[Any],
+        collection: str,
+        *,
+        location: str,
+        owns_client: bool = False,
+        m: int = HNSW_M,
+        ef_construction: int = HNSW_EF_CONSTRUCTION,
+        ef_search: int = HNSW_EF_SEARCH,
+    ) -> None:
+        for key, value, low in (("m", m, 2), ("ef_construction", ef_construction, 4), ("ef_search", ef_search, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= 1000:
+                raise InvalidInputError(f"{key} must be an int from {low} to 1000, got {value!r}")
+        self.client = client
+        self.collection = collection
+        self.location = location
+        self.m, self.ef_construction, self.ef_search = m, ef_construction, ef_search
+        self._owns_client = owns_client
+        self._table = sql.Identifier(table_name(collection))
+        self._vector_type: TypeInfo | None = None
+        self._registered: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
+        # One connection passed in cannot hold two transactions: the engine's writer thread and its caller take turns.
+        self._lock = threading.Lock() if isinstance(client, psycopg.Connection) else None
+
+    # -- connections --------------------------------------------------------------------------------
+
+    @contextmanager
+    def _tx(self, *, vectors: bool = False, timeout: float | None = None) -> Iterator[psycopg.Connection[Any]]:
+        """A connection inside one transaction (committed at the end, rolled back on an error)."""
+        if isinstance(self.client, ConnectionPool):
+            with self.client.connection(timeout=timeout) as conn, conn.transaction():
+                if vectors:
+                    self._register(conn)
+                yield conn
+            return
+        assert self._lock is not None
+        with self._lock, self.client.transaction():
+            if vectors:
+                self._register(self.client)
+            yield self.client
+
+    def _register(self, conn: psycopg.Connection[Any]) -> None:
+        # numpy rows go out in pgvector's binary format. The type is looked up once per store, not per
+        # connection (register_vector() would run four catalogue queries on each new pooled connection).
+        if conn in self._registered:
+            return
+        if self._vector_type is None:
+            self._vector_type = TypeInfo.fetch(conn, "vector")
+            if self._vector_type is None:
+                raise ProviderUnavailableError(
+                    f"the pgvector extension is not installed in {self.location}; "
+                    "run CREATE EXTENSION vector (or let the first ingest create it)"
+                )
+        register_vector_info(conn, self._vector_type)
+        self._registered.add(conn)
+
+    # -- the collection ---------------------------------------------------------------------------
+
+    def _exists(self, conn: psycopg.Connection[Any]) -> bool:
+        row = conn.execute("SELECT to_regclass(quote_ident(%s)) IS NOT NULL", [table_name(self.collection)]).fetchone()
+        return bool(row and row[0])
+
+    def state(self) -> CollectionState | None:
+        with self._tx() as conn:
+            row = conn.execute(
+                "SELECT to_regclass(%s) IS NOT NULL, "
+                "(SELECT atttypmod FROM pg_attribute WHERE attrelid = to_regclass(quote_ident(%s)) "
+                "AND attname = 'embedding' AND NOT attisdropped)",
+                [REGISTRY_TABLE, table_name(self.collection)],
+            ).fetchone()
+            has_registry, typmod = (bool(row[0]), row[1]) if row else (False, None)
+            if typmod is None:
+                # No table (a registry row without its table is left over from a drop: not a collection).
+                return None
+            metadata = None
+            if has_registry:
+                found = conn.execute(
+                    sql.SQL("SELECT metadata FROM {} WHERE name = %s").format(sql.Identifier(REGISTRY_TABLE)),
+                    [self.collection],
+                ).fetchone()
+                metadata = found[0] if found else None
+            identity = CollectionIdentity.from_metadata(metadata)
+            count = None
+            if identity is None:
+                found = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(self._table)).fetchone()
+                count = int(found[0]) if found else 0
+        # pgvector keeps a vector column's dimension as its typmod (-1: declared without one).
+        dimension = int(typmod) if int(typmod) > 0 else (identity.dimension if identity else None)
+        # Queries here always rank by the cosine operator (<=>), whatever index a foreign table carries.
+        return CollectionState(identity=identity, dimension=dimension, distance="cosine", count=count)
+
+    def _ensure_registry(self, conn: psycopg.Connection[Any]) -> None:
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", [_CREATE_LOCK])
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        conn.execute(
+            sql.SQL("CREATE TABLE IF NOT EXISTS {} (name text PRIMARY KEY, metadata jsonb NOT NULL)").format(
+                sql.Identifier(REGISTRY_TABLE)
+            )
+        )
+
+    def create(self, identity: CollectionIdentity) -> None:
+        registry = sql.Identifier(REGISTRY_TABLE)
+        with self._tx() as conn:
+            self._ensure_registry(conn)
+            if self._exists(conn):
+                # Created by someone else meanwhile (under the same lock): keep theirs; the caller checks it.
+                conn.execute(
+                    sql.SQL("INSERT INTO {} VALUES (%s, %s) ON CONFLICT (name) DO NOTHING").format(registry),
+                    [self.collection, Jsonb(identity.to_metadata())],
+                )
+                return
+            # DDL takes no parameters: the sizes are validated ints, rendered as literals; names are identifiers.
+            conn.execute(
+                sql.SQL(
+                    "CREATE TABLE {} (id text PRIMARY KEY, content_hash text NOT NULL, text text NOT NULL, "
+                    "metadata jsonb NOT NULL DEFAULT '{{}}', embedding vector({}) NOT NULL)"
+                ).format(self._table, sql.Literal(identity.dimension))
+            )
+            # No index name: PostgreSQL picks one that is free (any suffix of ours could be another table's name).
+            conn.execute(
+                sql.SQL(
+                    "CREATE INDEX ON {} USING hnsw (embedding vector_cosine_ops) WITH (m = {}, ef_construction = {})"
+                ).format(self._table, sql.Literal(self.m), sql.Literal(self.ef_construction))
+            )
+            # A row left over from a dropped table is stale: the new table's identity replaces it.
+            conn.execute(
+                sql.SQL("INSERT INTO {} VALUES (%s, %s) ON CONFLICT (name) DO UPDATE SET metadata = EXCLUDED.metadata")
+                .format(registry),
+                [self.collection, Jsonb(identity.to_metadata())],
+            )
+
+    def record_identity(self, identity: CollectionIdentity) -> None:
+        with self._tx() as conn:
+            self._ensure_registry(conn)
+            # jsonb || merges: a row's other keys (the user's own) stay.
+            conn.execute(
+                sql.SQL(
+                    "INSERT INTO {0} VALUES (%s, %s) ON CONFLICT (name) DO UPDATE SET metadata = {0}.metadata || "
+                    "EXCLUDED.metadata"
+                ).format(sql.Identifier(REGISTRY_TABLE)),
+                [self.collection, Jsonb(identity.to_metadata())],
+            )
+
+    # -- records ----------------------------------------------------------------------------------
+
+    def write(self, records: Sequence[Record], vectors: Embeddings) -> None:
+        # executemany in psycopg's pipeline mode (one round trip per batch), inside one transaction: a failed
+        # batch leaves nothing. Measured against COPY (binary) into a temp table + one INSERT ... SELECT ...
+        # ON CONFLICT: see _WRITE_NOTE.
+        rows = [
+            (r.id, r.content_hash, r.text, Jsonb(dict(r.metadata)), row)
+            for r, row in zip(records, vectors, strict=True)
+        ]
+        with self._tx(vectors=True) as conn, conn.cursor() as cur:
+            cur.executemany(
+                sql.SQL(
+                    "INSERT INTO {} (id, content_hash, text, metadata, embedding) VALUES (%s, %s, %s, %s, %b) "
+                    "ON CONFLICT (id) DO UPDATE SET content_hash = EXCLUDED.content_hash, text = EXCLUDED.text, "
+                    "metadata = EXCLUDED.metadata, embedding = EXCLUDED.embedding"
+                ).format(self._table),
+                rows,
+            )
+
+    def stored_hashes(self, ids: Sequence[str]) -> dict[str, str]:
+        with self._tx() as conn:
+            found = conn.execute(
+                sql.SQL("SELECT id, content_hash FROM {} WHERE id = ANY(%s)").format(self._table), [list(ids)]
+            ).fetchall()
+        return {str(i): str(h) for i, h in found}
+
+    def query(self, vectors: Embeddings, k: int, where: Mapping[str, Any] | None) -> list[list[Hit]]:
+        filtered = sql.SQL("WHERE metadata @> %s ") if where else sql.SQL("")
+        statement = sql.SQL(
+            "SELECT id, 1 - (embedding <=> %b) AS score, text, metadata FROM {} {}ORDER BY embedding <=> %b LIMIT %s"
+        ).format(self._table, filtered)
+        out: list[list[Hit]] = []
+        with self._tx(vectors=True) as conn:
+            # HNSW returns at most ef_search rows; with a filter, the iterative scan (pgvector >= 0.8) keeps
+            # reading the graph until k rows pass it, in exact distance order.
+            conn.execute(
+                "SELECT set_config('hnsw.ef_search', %s, true), set_config('hnsw.iterative_scan', 'strict_order', "
+                "true)",
+                [str(max(self.ef_search, min(k, _MAX_EF_SEARCH)))],
+            )
+            for row in vectors:
+                params = [row, Jsonb(dict(where)), row, k] if where else [row, row, k]
+                found = conn.execute(statement, params).fetchall()
+                out.append([Hit(str(i), float(s), str(t), dict(m or {})) for i, s, t, m in found])
+        return out
+
+    def count(self) -> int:
+        with self._tx() as conn:
+            if not self._exists(conn):
+                return 0
+            found = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(self._table)).fetchone()
+        return int(found[0]) if found else 0
+
+    def delete(self, ids: Sequence[str]) -> None:
+        with self._tx() as conn:
+            conn.execute(sql.SQL("DELETE FROM {} WHERE id = ANY(%s)").format(self._table), [list(ids)])
+
+    # -- the database -----------------------------------------------------------------------------
+
+    def health(self) -> HealthReport:
+        def check() -> tuple[bool, str, dict[str, bool]]:
+            with self._tx(timeout=5.0) as conn:
+                row = conn.execute(
+                    "SELECT 1, current_setting('server_version'), "
+                    "(SELECT extversion FROM pg_extension WHERE extname = 'vector'), "
+                    "EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'vector')"
+                ).fetchone()
+            assert row is not None
+            _, version, installed, available = row
+            checks = {"reachable": True, "vector": installed is not None}
+            if installed is not None:
+                return True, f"reachable, PostgreSQL {version}, vector {installed}", checks
+            if available:
+                return True, (f"reachable, PostgreSQL {version}; the vector extension is available, not yet "
+                              "installed (the first ingest runs CREATE EXTENSION vector)"), checks
+            return False, (f"reachable, PostgreSQL {version}, but the server has no pgvector extension: install "
+                           "it (e.g. the pgvector/pgvector image)"), checks
+
+        return timed_check("pgvector", check)
+
+    def is_transient(self, exc: BaseException) -> bool:
+        return is_transient(exc)
+
+    def close(self) -> None:
+        if self._owns_client and isinstance(self.client, ConnectionPool):
+            self.client.close()
+
+
+def _open_pool(url: str, *, pool_size: int, timeout: float) -> ConnectionPool:
+    location = redact(url)
+    try:
+        psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError as exc:
+        raise InvalidInputError(f"url {location!r} is not a PostgreSQL URL like "
+                                f"postgresql://user:password@127.0.0.1:5432/db ({exc})") from None
+    pool: ConnectionPool = ConnectionPool(
+        url, min_size=1, max_size=pool_size, timeout=timeout, open=True, name=f"vecembed {location}"
+    )
+    try:
+        pool.wait(timeout)
+    except Exception:
+        pool.close()
+        try:  # the pool only says it timed out; one plain connection says why
+            psycopg.connect(url, connect_timeout=max(int(timeout), 1)).close()
+            reason = "it did not answer in time"
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {str(exc).strip()}"
+        raise ProviderUnavailableError(
+            f"no PostgreSQL server answers at {location} ({reason}); start one, e.g. "
+            "`docker compose -f docker/compose.yaml up -d pgvector`, or check the URL"
+        ) from None
+    return pool
+
+
+def open_pgvector_store(
+    collection: str,
+    *,
+    provider: Any = None,
+    path: str | None = None,
+    url: str | None = None,
+    client: ConnectionPool | psycopg.Connection[Any] | None = None,
+    m: int = HNSW_M,
+    ef_construction: int = HNSW_EF_CONSTRUCTION,
+    ef_search: int = HNSW_EF_SEARCH,
+    pool_size: int = 4,
+    timeout: float = 10.0,
+    **options: Any,
+) -> PgvectorStore:
+    """The ``pgvector`` entry point: a :class:`PgvectorStore` on a server ``url`` or a ``client`` you made.
+
+    ``m`` / ``ef_construction``: the HNSW index of a collection this store creates;
+    ``ef_search``: the least candidates a query considers (raised to ``k``).
+    ``pool_size`` / ``timeout``: the connection pool made for ``url``.
+    """
+    hnsw: dict[str, Any] = {"m": m, "ef_construction": ef_construction, "ef_search": ef_search}
+    if options:
+        raise InvalidInputError(
+            f"the pgvector store takes no options {sorted(options)}; it takes url= or client=, m=, ef_construction=, "
+            "ef_search=, pool_size=, timeout="
+        )
+    if path is not None:
+        raise InvalidInputError(
+            "pgvector is a server: it needs url= (postgresql://user:password@host:5432/db) or client= "
+            f"(a psycopg_pool.ConnectionPool or psycopg.Connection), not path={path!r}"
+        )
+    if client is not None:
+        if isinstance(client, ConnectionPool):
+            location = redact(client.conninfo) if isinstance(client.conninfo, str) else "a connection pool"
+        elif isinstance(client, psycopg.Connection):
+            location = client.info.dsn  # libpq's own string, without the password
+        else:
+            raise InvalidInputError(
+                f"client must be a psycopg_pool.ConnectionPool or a psycopg.Connection, got {type(client).__name__}"
+            )
+        return PgvectorStore(client, collection, location=location, **hnsw)
+    if url is None:
+        raise InvalidInputError(
+            "pgvector is a server: give url= (postgresql://user:password@host:5432/db, or $VECEMBED_PGVECTOR_URL "
+            "on the command line) or client="
+        )
+    if not isinstance(url, str) or ("://" in url and urlsplit(url).scheme not in ("postgresql", "postgres")):
+        raise InvalidInputError(f"url must be a postgresql:// URL, got {redact(str(url))!r}")
+    if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
+        raise InvalidInputError(f"pool_size must be a positive int, got {pool_size!r}")
+    pool = _open_pool(url, pool_size=pool_size, timeout=float(timeout))
+    try:
+        return PgvectorStore(pool, collection, location=redact(url), owns_client=True, **hnsw)
+    except BaseException:
+        pool.close()
+        raise
