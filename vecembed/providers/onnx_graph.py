@@ -24,11 +24,12 @@ onnxruntime (``vecembed[onnx]``).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -259,7 +260,7 @@ def quantize_int8(config: ModelConfig, fp32: Path, target: Path, *, tokenizer: A
     quantization = require("onnxruntime.quantization", "onnx", "int8 quantisation")
     name = name or str(config.path)
     log.info("quantising %s to int8 (once; cached at %s)", fp32, target)
-    with cache.atomic_path(target) as tmp:
+    with cache.atomic_path(target) as tmp, _root_logger_untouched():
         quantization.quantize_dynamic(
             str(fp32), str(tmp), per_channel=True, weight_type=quantization.QuantType.QInt8,
             # MatMul weights only: the embedding Gather stays fp32 (measured on STS-B: closer to fp32
@@ -277,6 +278,40 @@ def quantize_int8(config: ModelConfig, fp32: Path, target: Path, *, tokenizer: A
             )
     cache.write_checksum(target, agreement=agreement, source=cache.file_sha256(fp32))
     return agreement
+
+
+class _DropRecordsFrom(logging.Filter):
+    def __init__(self, *packages: str) -> None:
+        super().__init__()
+        self.markers = tuple(f"{os.sep}{p}{os.sep}" for p in packages)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(marker in record.pathname for marker in self.markers)
+
+
+@contextlib.contextmanager
+def _root_logger_untouched() -> Iterator[None]:
+    """Run third-party code that logs through the *root* logger without it printing or configuring logging.
+
+    onnxruntime's quantiser calls ``logging.warning(...)`` ("Please consider to run pre-processing before
+    quantization"): with no root handler that runs ``basicConfig()``, which leaves a handler on the user's root
+    logger so that their own records start printing. Here a NullHandler stands in for the duration, the
+    records from onnxruntime and onnx are dropped, and the root logger is left exactly as it was.
+    """
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    quiet, stand_in = _DropRecordsFrom("onnxruntime", "onnx"), logging.NullHandler()
+    root.addFilter(quiet)
+    if not handlers:
+        root.addHandler(stand_in)
+    try:
+        yield
+    finally:
+        root.removeFilter(quiet)
+        for handler in list(root.handlers):
+            if handler not in handlers:
+                root.removeHandler(handler)
+        root.setLevel(level)
 
 
 def _cpu_session(path: Path) -> Any:
