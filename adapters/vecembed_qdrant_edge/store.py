@@ -42,6 +42,7 @@ from hashlib import sha1
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import qdrant_edge as qe
 from qdrant_client import models
 from vecembed_qdrant.store import point_id, to_filter
@@ -108,7 +109,10 @@ def _condition(cond: Any) -> Any:
             f"the qdrant-edge store converts field conditions with a value, any-of or numeric range only, got {cond!r}"
         )
     if isinstance(match, models.MatchValue):
-        match = qe.MatchValue(match.value)
+        # qdrant-edge-py 0.9 reads a Python bool as the int 1/0, which matches no JSON true/false; numpy's bool_
+        # is not an int to it, so it arrives as a bool (tested: test_filters_convert_to_edge_types).
+        value = match.value
+        match = qe.MatchValue(np.bool_(value) if isinstance(value, bool) else value)  # type: ignore[arg-type]
     elif isinstance(match, models.MatchAny):
         values: Any = list(match.any)
         match = qe.MatchAny(values)
