@@ -19,10 +19,12 @@ non-``str`` document raises :class:`~vecembed.errors.InvalidInputError` naming
 its index, a vector of the wrong size :class:`DimensionMismatchError` — and
 write nothing when a check fails.
 
-What is *not* guarded: a collection opened with chromadb's own
-``client.get_collection(name, embedding_function=other)``. Chroma compares
-embedding-function names only, and both are ``"vecembed"``; call
-:func:`check_collection` on it, or open it through these helpers.
+chromadb's own ``client.get_collection(name, embedding_function=other)`` (and
+``get_or_create_collection``) is guarded too, though Chroma compares
+embedding-function names only: a :class:`ChromaEmbeddingFunction` checks the
+collection that calls it and refuses, before anything is embedded or written, one
+that records another fingerprint. What no vecembed code can see: vectors passed
+precomputed (``add(embeddings=...)``) to a collection opened without these helpers.
 """
 
 from __future__ import annotations

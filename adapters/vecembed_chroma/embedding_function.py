@@ -27,12 +27,15 @@ from __future__ import annotations
 import copy
 import json
 import os
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
+from types import FrameType
 from typing import Any
 
 import numpy as np
+from chromadb.api.models.CollectionCommon import CollectionCommon
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
 from chromadb.utils.embedding_functions import register_embedding_function
 
@@ -43,6 +46,7 @@ from vecembed.errors import (
     ModelMismatchError,
     ProviderUnavailableError,
 )
+from vecembed.identity import CollectionIdentity
 from vecembed.protocol import EmbeddingProvider
 from vecembed.registry import PROVIDERS
 from vecembed.types import ModelInfo
@@ -51,6 +55,9 @@ __all__ = ["EF_NAME", "ChromaEmbeddingFunction", "clear_provider_cache"]
 
 #: The name Chroma stores in a collection's configuration and looks up in its registry.
 EF_NAME = "vecembed"
+
+#: How far up the stack the calling collection is looked for (Chroma wraps ``__call__`` once or twice).
+_CALLER_FRAMES = 6
 
 #: Keys every config produced by :meth:`ChromaEmbeddingFunction.get_config` carries, with their types.
 _CONFIG_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -308,13 +315,50 @@ class ChromaEmbeddingFunction(EmbeddingFunction[Documents]):
         # form that survives HttpClient for queries (lists of lists crash in .tolist()).
         return list(array)
 
+    def _check_bound_collection(self) -> None:
+        """Refuse to embed for a collection that records another vector space — before Chroma writes anything.
+
+        Chroma compares embedding functions by *name* only, so ``client.get_collection(name,
+        embedding_function=ChromaEmbeddingFunction(other_model))`` is accepted; it then calls this function
+        from the collection's own ``_embed``. That caller is found on the stack (a few frames up: Chroma may
+        wrap ``__call__``) and its recorded fingerprint — vecembed metadata, else the stored function
+        config — is compared with ours.
+        """
+        frame: FrameType | None = sys._getframe(1)
+        for _ in range(_CALLER_FRAMES):
+            if frame is None:
+                return
+            owner = frame.f_locals.get("self")
+            if isinstance(owner, CollectionCommon):
+                break
+            frame = frame.f_back
+        else:
+            return
+        recorded = CollectionIdentity.from_metadata(owner.metadata)
+        fingerprint = recorded.fingerprint if recorded is not None else None
+        if fingerprint is None:
+            stored = (owner.configuration_json or {}).get("embedding_function") or {}
+            if stored.get("name") == EF_NAME:
+                fingerprint = (stored.get("config") or {}).get("fingerprint")
+        if fingerprint is not None and fingerprint != self.fingerprint:
+            raise ModelMismatchError(
+                f"collection {owner.name!r} was written with {recorded.describe() if recorded else 'model'} "
+                f"(fingerprint {fingerprint}), but this embedding function embeds with {self.model!r} (fingerprint "
+                f"{self.fingerprint}); nothing was written. Open it with the model it was written with, or "
+                "write to another collection",
+                expected=str(fingerprint),
+                got=self.fingerprint,
+            )
+
     def __call__(self, input: Documents) -> Embeddings:
         """Document vectors via ``provider.embed_documents``; bad items raise InvalidInputError naming the index."""
+        self._check_bound_collection()
         texts = list(input)
         return self._rows(self.provider.embed_documents(texts), len(texts))
 
     def embed_query(self, input: Documents) -> Embeddings:
         """Query vectors via ``provider.embed_queries``, so the model's query prompt applies."""
+        self._check_bound_collection()
         texts = list(input)
         return self._rows(self.provider.embed_queries(texts), len(texts))
 

@@ -615,3 +615,34 @@ def test_missing_chromadb_names_the_extra() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "MISSING" in out.stdout, out.stderr
     assert "pip install 'vecembed[chroma]'" in out.stdout
+
+
+@pytest.mark.parametrize("opener", ["get_collection", "get_or_create_collection"])
+def test_chromadbs_own_api_cannot_mix_in_another_model(client: Any, name: str, provider: Any, opener: str) -> None:
+    # Issue 10 #1: chromadb compares embedding functions by name only, so another vecembed model was accepted
+    # through chromadb's own API (count 2 -> 4). The function now checks the collection that calls it.
+    guarded = vc.get_or_create_collection(client, name, provider)
+    guarded.add(ids=["1", "2"], documents=["one", "two"])
+    with vecembed.load_provider("mock", dimension=32, seed=11) as other:
+        native = getattr(client, opener)(name, embedding_function=vc.ChromaEmbeddingFunction(other))
+        with pytest.raises(ModelMismatchError, match="nothing was written") as err:
+            native.add(ids=["3"], documents=["three"])
+        assert other.info.fingerprint in str(err.value) and provider.info.fingerprint in str(err.value)
+        with pytest.raises(ModelMismatchError):
+            native.query(query_texts=["one"], n_results=1)
+    assert client.get_collection(name).count() == 2
+    # The same model through chromadb's API is fine.
+    same = getattr(client, opener)(name, embedding_function=vc.ChromaEmbeddingFunction(provider))
+    same.add(ids=["3"], documents=["three"])
+    assert same.count() == 3
+
+
+def test_a_collection_made_by_chromadb_with_our_function_is_checked_by_its_config(client: Any, name: str,
+                                                                                 provider: Any) -> None:
+    # No vecembed metadata, only the stored function config: its fingerprint is what is compared.
+    client.create_collection(name, embedding_function=vc.ChromaEmbeddingFunction(provider))
+    with vecembed.load_provider("mock", dimension=32, seed=12) as other:
+        native = client.get_collection(name, embedding_function=vc.ChromaEmbeddingFunction(other))
+        with pytest.raises(ModelMismatchError):
+            native.add(ids=["1"], documents=["x"])
+    assert client.get_collection(name).count() == 0
