@@ -254,12 +254,25 @@ class StaticProvider(ProviderBase):
                 counts = lengths - np.bincount(np.repeat(np.arange(n), lengths)[unk], minlength=n)
                 flat = flat[~unk]
         self._mean_into(out, flat, counts)
+        empty = counts == 0
+        if empty.any():
+            # No known token (an empty string, emoji, a zero-width space): not a zero vector, which scores 0
+            # against everything and breaks "normalized", but the vocabulary's mean — the "average text".
+            out[empty] = self._no_token_vector()
         limit = self._char_limit
         truncated = sum(1 for e, t in zip(encodings, items, strict=True) if e.overflowing or len(t) > limit)
         if self._normalize:
             out = l2_normalize(out)
         self.stats.add(texts=n, tokens=int(lengths.sum()), truncated=truncated, batches=1)
         return EmbedResult(np.ascontiguousarray(out), tokens=int(lengths.sum()), truncated=truncated)
+
+    def _no_token_vector(self) -> NDArray[np.float32]:
+        """The vector of a text with no known token: the mean of all token vectors (computed once)."""
+        vector: NDArray[np.float32] | None = getattr(self, "_no_token", None)
+        if vector is None:
+            vector = np.asarray(self.embeddings.mean(axis=0), dtype=np.float32)
+            self._no_token = vector
+        return vector
 
     def _mean_into(self, out: NDArray[np.float32], flat: NDArray[np.int64], counts: NDArray[np.int64]) -> None:
         """``out[i]`` = mean of the vectors of text i's tokens (``flat`` holds every text's ids, in order).
@@ -284,7 +297,11 @@ class StaticProvider(ProviderBase):
             out[start + filled] = sums / chunk_counts[filled, None].astype(np.float32)
 
     def embed_documents(self, texts: Sequence[str]) -> Embeddings:
-        """Mean token vectors of ``texts``, float32 ``(n, dimension)``; a text with no known token gives zeros."""
+        """Mean token vectors of ``texts``, float32 ``(n, dimension)``.
+
+        A text with no known token (``""``, ``" "``, an emoji, a zero-width space) gets the mean of all token
+        vectors — the same vector for every such text, unit norm when the model normalises — never zeros.
+        """
         return self._embed(texts, "documents").vectors
 
     def embed_documents_counted(self, texts: Sequence[str]) -> EmbedResult:
