@@ -337,6 +337,20 @@ def test_unknown_backend_is_a_usage_error(capsys: pytest.CaptureFixture[str]) ->
     assert "invalid choice: 'nope'" in capsys.readouterr().err
 
 
+def test_bench_never_runs_files_of_the_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Issue 10 #18: `vecembed bench` could exec benchmarks/run.py from an untrusted current directory.
+    from vecembed.cli.models import find_benchmarks
+
+    trap = tmp_path / "benchmarks" / "run.py"
+    trap.parent.mkdir()
+    trap.write_text("raise SystemExit('executed a file of the working directory')\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    found = find_benchmarks()
+    assert found != trap
+    # From a source checkout it is the checkout's own harness, next to the package that runs.
+    assert found is None or found == Path(vecembed.__file__).resolve().parents[1] / "benchmarks" / "run.py"
+
+
 def test_bench_outside_a_checkout(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr("vecembed.cli.models.find_benchmarks", lambda: None)
     assert main(["bench", "--quick"]) == 1

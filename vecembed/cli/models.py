@@ -192,11 +192,21 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
 
 def find_benchmarks() -> Path | None:
-    """``benchmarks/run.py`` of a source checkout: beside the installed package, or under the working dir."""
-    here = Path(__file__).resolve()
-    candidates = [parent / "benchmarks" / "run.py" for parent in here.parents[:4]]
-    candidates.append(Path.cwd() / "benchmarks" / "run.py")
-    return next((c for c in candidates if c.is_file()), None)
+    """``benchmarks/run.py`` of the source checkout this very package was loaded from, or None.
+
+    Never the working directory, nor any folder above an installed package: ``vecembed bench`` run in a folder
+    someone else controls must not execute its files. A checkout is recognised by its ``pyproject.toml`` naming
+    the ``vecembed`` project beside the ``vecembed/`` package that is running.
+    """
+    package = Path(__file__).resolve().parents[1]
+    root = package.parent
+    pyproject = root / "pyproject.toml"
+    script = root / "benchmarks" / "run.py"
+    try:
+        ours = pyproject.is_file() and 'name = "vecembed"' in pyproject.read_text(encoding="utf-8")
+    except OSError:
+        ours = False
+    return script if ours and script.is_file() else None
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
