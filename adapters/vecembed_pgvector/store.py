@@ -49,10 +49,12 @@ _MAX_IDENTIFIER = 63  # PostgreSQL's NAMEDATALEN - 1 bytes; longer names are cut
 #: pg_advisory_xact_lock key ("vece" in hex) that serialises creating tables: CREATE ... IF NOT EXISTS alone
 #: still races on the catalog (a duplicate key in pg_type) when two writers create one collection at once.
 _CREATE_LOCK = 0x76656365
-#: HNSW build parameters (pgvector's defaults are m=16, ef_construction=64). ef_search is raised to k per query.
+#: HNSW parameters: pgvector's build defaults (m=16, ef_construction=64); ef_search 100, not pgvector's 40 —
+#: measured on 2,000 STS-B sentences (all-MiniLM-L6-v2, 200 queries), recall@10 against exact numpy top-10 was
+#: 0.987 at ef_search 40, 0.997 at 60, 0.9995 at 80, 1.000 at 100. Each query raises it to k when k is larger.
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 64
-HNSW_EF_SEARCH = 40
+HNSW_EF_SEARCH = 100
 _MAX_EF_SEARCH = 1000  # pgvector's upper bound; beyond it the iterative scan supplies the rest
 
 
@@ -247,9 +249,11 @@ class PgvectorStore:
     # -- records ----------------------------------------------------------------------------------
 
     def write(self, records: Sequence[Record], vectors: Embeddings) -> None:
-        # executemany in psycopg's pipeline mode (one round trip per batch), inside one transaction: a failed
-        # batch leaves nothing. Measured against COPY (binary) into a temp table + one INSERT ... SELECT ...
-        # ON CONFLICT: see _WRITE_NOTE.
+        # executemany (psycopg pipelines it: one round trip per batch) inside one transaction, so a failed batch
+        # leaves nothing. Measured on the 2-core VM, 128 records of 384-d a batch, PostgreSQL 18 + pgvector 0.8.5,
+        # without the HNSW index: executemany with binary vectors 11,800 records/s, COPY (binary) into a temp table
+        # + INSERT ... SELECT ... ON CONFLICT 8,400/s, executemany with vectors as text 2,000/s. With the index,
+        # its inserts dominate (~2-3 ms a vector): 300-500/s whichever way the rows travel.
         rows = [
             (r.id, r.content_hash, r.text, Jsonb(dict(r.metadata)), row)
             for r, row in zip(records, vectors, strict=True)
