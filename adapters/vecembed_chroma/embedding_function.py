@@ -56,6 +56,9 @@ __all__ = ["EF_NAME", "ChromaEmbeddingFunction", "clear_provider_cache"]
 #: The name Chroma stores in a collection's configuration and looks up in its registry.
 EF_NAME = "vecembed"
 
+#: Provider options a stored configuration may not set: they belong to the process that loads it.
+_PROCESS_OPTIONS = frozenset({"allow_download"})
+
 #: How far up the stack the calling collection is looked for (Chroma wraps ``__call__`` once or twice).
 _CALLER_FRAMES = 6
 
@@ -271,7 +274,11 @@ class ChromaEmbeddingFunction(EmbeddingFunction[Documents]):
             live = _recall(cfg["fingerprint"])
             if live is not None:
                 return live
-            provider = vecembed.load_provider(cfg["backend"], **cfg["options"])
+            # A configuration read from a database is input, not an instruction: whether models may be
+            # downloaded is this process's decision (VECEMBED_OFFLINE / HF_HUB_OFFLINE, or the default), never
+            # the stored options'. The model itself resolves as any user call does.
+            options = {k: v for k, v in cfg["options"].items() if k not in _PROCESS_OPTIONS}
+            provider = vecembed.load_provider(cfg["backend"], **options)
             got = provider.info
             if got.dimension != cfg["dimension"]:
                 provider.close()

@@ -146,6 +146,26 @@ def test_inferred_options_rebuild_the_same_space() -> None:
     assert rebuilt.provider.info.fingerprint == cfg["fingerprint"]
 
 
+def test_a_stored_config_cannot_switch_downloads_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Issue 10 #17: a stored config's "allow_download": true overrode VECEMBED_OFFLINE=1 in the process that
+    # opened the collection. Whether to download is the loading process's decision.
+    with vecembed.load_provider("mock", dimension=24) as p:
+        cfg = vc.ChromaEmbeddingFunction(p).get_config()
+    cfg["options"] = {**cfg["options"], "allow_download": True}
+    seen: list[dict[str, Any]] = []
+    real = vecembed.load_provider
+
+    def spy(name: str, **options: Any) -> Any:
+        seen.append(options)
+        return real(name, **options)
+
+    monkeypatch.setattr(vecembed, "load_provider", spy)
+    vc.clear_provider_cache()
+    rebuilt = vc.ChromaEmbeddingFunction.build_from_config(cfg)
+    assert rebuilt.provider.info.fingerprint == cfg["fingerprint"]
+    assert seen == [{"dimension": 24}]
+
+
 def test_documents_and_queries_go_to_the_right_methods() -> None:
     with vecembed.load_provider("mock", dimension=32, query_prompt="search query: ") as p:
         ef = vc.ChromaEmbeddingFunction(p)

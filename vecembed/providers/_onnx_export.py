@@ -90,7 +90,8 @@ def build(config: ModelConfig, torch_module: Any = torch) -> tuple[nn.Module, An
         transformers = require("transformers", "torch", f"exporting architecture {arch} to ONNX")
         try:
             model = transformers.AutoModel.from_pretrained(
-                str(config.transformer_path), local_files_only=True
+                str(config.transformer_path), local_files_only=True,
+                trust_remote_code=False,  # never run code from a model folder (auto_map)
             ).eval()
         except Exception as exc:
             raise ModelLoadError(f"cannot load {config.transformer_path} ({arch}) for export: {exc}",

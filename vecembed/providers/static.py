@@ -119,7 +119,7 @@ def distill(
     log.info("distilling a static model from %s (dim %s; once, cached at %s)", resolved.name, dim, entry)
     with cache.atomic_dir(entry) as tmp:
         # A local path makes model2vec load with from_pretrained(path) and skip its hub look-up of the model card.
-        static = distillation.distill(str(config.transformer_path), pca_dims=dim)
+        static = distillation.distill(str(config.transformer_path), pca_dims=dim, trust_remote_code=False)
         static.save_pretrained(str(tmp))
         meta = {"source_model": resolved.name, "source_weights": digest, "dim": dim, "version": DISTILL_VERSION}
         cache.atomic_write_text(tmp / "vecembed-distill.json", json.dumps(meta, indent=1))

@@ -98,7 +98,8 @@ class TorchProvider(TransformerProvider):
         transformers = require("transformers", "torch", f"running architecture {arch}")
         try:
             model = transformers.AutoModel.from_pretrained(
-                str(self.config.transformer_path), torch_dtype=dtype, local_files_only=True
+                str(self.config.transformer_path), torch_dtype=dtype, local_files_only=True,
+                trust_remote_code=False,  # never run code from a model folder (auto_map)
             )
         except Exception as exc:  # transformers raises OSError, ValueError, KeyError... for files it cannot use
             raise ModelLoadError(f"transformers could not load {self.config.transformer_path} ({arch}): {exc}",
