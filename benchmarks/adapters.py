@@ -230,8 +230,8 @@ def bench_store_ingest(
 
 
 def check_store(provider: Any, other: Any, db: str, corpus: Sequence[str], queries: Sequence[str],
-                *, path: str | None = None) -> dict[str, Any]:
-    """The held-out check of the store contract on ``db`` (in memory, or embedded at ``path``).
+                *, path: str | None = None, url: str | None = None) -> dict[str, Any]:
+    """The held-out check of the store contract on ``db`` (in memory, embedded at ``path``, or a server ``url``).
 
     Ingest ``corpus`` with ids; re-ingest it (must write 0 and skip all); search every query for its
     top 10 and compare with the exact numpy top 10 over the provider's own vectors (recall@10); open the
@@ -243,7 +243,7 @@ def check_store(provider: Any, other: Any, db: str, corpus: Sequence[str], queri
 
     corpus = list(dict.fromkeys(corpus))
     docs = [(f"doc-{i}", t) for i, t in enumerate(corpus)]
-    kwargs: dict[str, Any] = {"path": path} if path else {}
+    kwargs: dict[str, Any] = {"path": path} if path else {"url": url} if url else {}
     name = f"heldout-{db}-{int(time.time() * 1000)}"
     store = vecembed.open_store(db, name, provider, **kwargs)
     first = store.ingest(docs)
@@ -252,7 +252,7 @@ def check_store(provider: Any, other: Any, db: str, corpus: Sequence[str], queri
     results = store.search_many(list(queries), k=10)
     search_s = time.perf_counter() - start
     count = store.count()
-    if path:
+    if path or url:
         store.close()  # an embedded folder may allow one client at a time
     else:
         kwargs = {"client": store.backend.client}  # the same in-memory database for the next opens
@@ -274,7 +274,7 @@ def check_store(provider: Any, other: Any, db: str, corpus: Sequence[str], queri
     return {
         "benchmark": "store_check",
         "db": db,
-        "mode": "path" if path else "memory",
+        "mode": "path" if path else "url" if url else "memory",
         "model": provider.info.name,
         "backend": provider.info.backend,
         "documents": len(docs),
@@ -515,10 +515,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             queries, corpus = corpus[2000:2200], corpus[:2000]
             other_options = {**options, "quantize": "int8"} if backend == "onnx" else {"dimension": 384, "seed": 1}
             with vecembed.load_provider(backend if backend == "onnx" else "mock", **other_options) as other:
-                for db in dbs:
-                    _emit(check_store(provider, other, db, corpus, queries))
+                checks = targets if args.stores else [(db, m) for db in dbs for m in ("memory", "path")]
+                for db, mode in checks:
                     with tempfile.TemporaryDirectory() as tmp:
-                        _emit(check_store(provider, other, db, corpus, queries, path=str(Path(tmp) / db)))
+                        where = {"path": str(Path(tmp) / db)} if mode == "path" else (
+                            {"url": server_url(db)} if mode == "url" else {})
+                        _emit(check_store(provider, other, db, corpus, queries, **where))
     return 0
 
 
