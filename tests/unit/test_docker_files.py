@@ -69,20 +69,32 @@ def test_health_checks_probe_the_real_endpoint(compose: dict[str, Any], service:
     assert check["retries"] >= 3 and check["interval"] and check["timeout"]
 
 
+def test_pgvector_service_is_pinned_and_probed_over_tcp(compose: dict[str, Any]) -> None:
+    service = compose["services"]["pgvector"]
+    # pgvector >= 0.8: iterative index scans, which the store's filtered searches rely on
+    match = re.fullmatch(r"pgvector/pgvector:(\d+)\.(\d+)\.(\d+)-pg(\d+)", service["image"])
+    assert match and (int(match[1]), int(match[2])) >= (0, 8), service["image"]
+    check = service["healthcheck"]
+    # -h 127.0.0.1: the entrypoint's init server listens on the socket only, so TCP means the real one is up
+    assert check["test"][:2] == ["CMD", "pg_isready"] and "127.0.0.1" in check["test"]
+    assert check["retries"] >= 3 and check["interval"] and check["timeout"]
+
+
 def test_ports_are_bound_to_localhost_only(compose: dict[str, Any]) -> None:
     seen = 0
     for name, service in compose["services"].items():
         for port in service.get("ports", []):
             assert isinstance(port, str) and port.startswith("127.0.0.1:"), (name, port)
             seen += 1
-    assert seen == 3  # chroma HTTP, qdrant HTTP + gRPC
+    assert seen == 4  # chroma HTTP, qdrant HTTP + gRPC, PostgreSQL
 
 
 def test_data_lives_in_named_volumes(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert services["chroma"]["volumes"] == ["chroma-data:/data"]
     assert services["qdrant"]["volumes"] == ["qdrant-data:/qdrant/storage"]
-    assert set(compose["volumes"]) == {"chroma-data", "qdrant-data"}
+    assert services["pgvector"]["volumes"] == ["pgvector-data:/var/lib/postgresql/data"]
+    assert set(compose["volumes"]) == {"chroma-data", "qdrant-data", "pgvector-data"}
 
 
 def test_vecembed_service_waits_for_healthy_servers(compose: dict[str, Any]) -> None:
@@ -90,9 +102,10 @@ def test_vecembed_service_waits_for_healthy_servers(compose: dict[str, Any]) -> 
     assert service["build"]["dockerfile"] == "docker/Dockerfile"
     assert service["profiles"] == ["cli"]
     assert {name: d["condition"] for name, d in service["depends_on"].items()} == {
-        "chroma": "service_healthy", "qdrant": "service_healthy"}
+        "chroma": "service_healthy", "qdrant": "service_healthy", "pgvector": "service_healthy"}
     assert service["environment"]["VECEMBED_CHROMA_URL"] == "http://chroma:8000"
     assert service["environment"]["VECEMBED_QDRANT_URL"] == "http://qdrant:6333"
+    assert service["environment"]["VECEMBED_PGVECTOR_URL"].endswith("@pgvector:5432/vecembed")
 
 
 def test_compose_config_validates_where_a_compose_tool_exists() -> None:
