@@ -392,7 +392,8 @@ def open_pgvector_store(
     if path is not None:
         raise InvalidInputError(
             "pgvector is a server: it needs url= (postgresql://user:password@host:5432/db) or client= "
-            f"(a psycopg_pool.ConnectionPool or psycopg.Connection), not path={path!r}"
+            f"(a psycopg_pool.ConnectionPool or psycopg.Connection), not path={path!r} (on the command line: --url "
+            "or $VECEMBED_PGVECTOR_URL)"
         )
     if client is not None:
         if isinstance(client, ConnectionPool):

@@ -118,10 +118,22 @@ def register(commands: Any) -> None:
 
 def _run_db(db: str, provider: Any, root: Path, docs: list[Document], queries: list[str], k: int,
             quiet: bool) -> DbResult:
+    import os
+
+    from vecembed.cli.db import url_env
+
     result = DbResult(db)
     store: Store | None = None
+    # A server-only store has no folder under root: it runs on the server its URL variable names, or is skipped.
+    server_only = db in ("pgvector",)
+    url = (os.environ.get(url_env(db)) or None) if server_only else None
+    if server_only and url is None:
+        result.error = f"{db} is a server: set ${url_env(db)} (e.g. postgresql://user:password@127.0.0.1:5432/db)"
+        if not quiet:
+            echo(f"\n== {db}: skipped: {result.error}")
+        return result
     try:
-        store = cli_store(db, DEMO_COLLECTION, provider, path=root / db)
+        store = cli_store(db, DEMO_COLLECTION, provider, path=None if url else root / db, url=url)
         result.ingest = store.ingest(docs, show_progress=None if not quiet else False)
         if not quiet:
             echo(f"\n== {db} ({store.location})")
