@@ -381,7 +381,10 @@ def open_pgvector_store(
 
     ``m`` / ``ef_construction``: the HNSW index of a collection this store creates;
     ``ef_search``: the least candidates a query considers (raised to ``k``).
-    ``pool_size`` / ``timeout``: the connection pool made for ``url``.
+    ``pool_size`` / ``timeout``: the connection pool made for ``url``. A ``client`` stays
+    yours to close; each of its connections gets pgvector's numpy dumpers registered, and
+    on a connection already inside a transaction the store's work becomes a savepoint
+    that commits with yours.
     """
     hnsw: dict[str, Any] = {"m": m, "ef_construction": ef_construction, "ef_search": ef_search}
     if options:
