@@ -196,3 +196,17 @@ def test_health_and_an_unreachable_server(pg_url: str, provider: Any) -> None:  
         open_pgvector_store("x", url="postgresql://u:secret@127.0.0.1:9/db", timeout=1)
     with pytest.raises(InvalidInputError, match=r"needs url= .* or client="):
         vecembed.open_store("pgvector", "x", provider, path="/tmp/somewhere")
+
+
+def test_a_connection_killed_by_the_server_is_retried(pg_url: str, raw: PgRaw, provider: Any) -> None:  # noqa: F811
+    name = f"killed-{uuid.uuid4().hex[:8]}"
+    with vecembed.open_store("pgvector", name, provider, url=pg_url, retry_backoff=0.0) as store:
+        store.ingest([f"first {i}" for i in range(5)])
+        with store.backend.client.connection() as conn:  # the pool's one idle connection
+            pid = conn.info.backend_pid
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+        report = store.ingest([f"second {i}" for i in range(5)])
+        assert (report.written, report.retries) == (5, 1)  # the dead connection failed once, a new one wrote
+        assert store.count() == 10 == raw.count(name)
+    raw.delete_collection(name)
