@@ -200,9 +200,11 @@ def test_health_and_an_unreachable_server(pg_url: str, provider: Any) -> None:  
 
 def test_a_connection_killed_by_the_server_is_retried(pg_url: str, raw: PgRaw, provider: Any) -> None:  # noqa: F811
     name = f"killed-{uuid.uuid4().hex[:8]}"
-    with vecembed.open_store("pgvector", name, provider, url=pg_url, retry_backoff=0.0) as store:
+    with ConnectionPool(pg_url, min_size=1, max_size=1, open=True) as pool, vecembed.open_store(
+        "pgvector", name, provider, client=pool, retry_backoff=0.0
+    ) as store:
         store.ingest([f"first {i}" for i in range(5)])
-        with store.backend.client.connection() as conn:  # the pool's one idle connection
+        with pool.connection() as conn:  # the pool's one connection
             pid = conn.info.backend_pid
         with psycopg.connect(pg_url, autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", [pid])
