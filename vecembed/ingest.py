@@ -120,6 +120,10 @@ def check_text(text: Any, where: str) -> bytes:
         kind = "None" if text is None else type(text).__name__
         hint = " (decode bytes first)" if isinstance(text, bytes | bytearray) else ""
         raise InvalidInputError(f"{where}: the text must be a str, got {kind}{hint}; nothing was written")
+    nul = text.find("\x00")
+    if nul >= 0:
+        # One rule for every store: PostgreSQL refuses NUL in text, and in Chroma or Qdrant it is binary junk.
+        raise InvalidInputError(f"{where}: the text has a NUL character at {nul}; nothing was written")
     try:
         return text.encode("utf-8")  # the bytes are hashed next: encode once, and let a failure say where
     except UnicodeEncodeError:
@@ -131,6 +135,8 @@ def check_text(text: Any, where: str) -> bytes:
 
 
 def _json_value(value: Any, path: str, nested: bool) -> Any:
+    if isinstance(value, str) and "\x00" in value:
+        raise InvalidInputError(f"{path} has a NUL character (no store keeps it as text)")
     if isinstance(value, bool | str):
         return value
     if isinstance(value, numbers.Integral):

@@ -152,6 +152,11 @@ def test_document_forms_and_content_hash() -> None:
         prepare_records(["ok", {"id": 1, "body": "x"}])
     with pytest.raises(InvalidInputError, match=r"documents\[0\].*decode bytes"):
         prepare_records([b"bytes"])
+    # NUL: one rule for every store (PostgreSQL refuses it; elsewhere it is binary junk), text and metadata alike.
+    with pytest.raises(InvalidInputError, match=r"documents\[1\]: the text has a NUL character at 3"):
+        prepare_records(["fine", "bad\x00text"])
+    with pytest.raises(InvalidInputError, match=r"documents\[0\].*metadata\['k'\] has a NUL"):
+        prepare_records([{"text": "t", "metadata": {"k": "a\x00b"}}])
 
 
 # -- the engine on Qdrant's in-memory store -----------------------------------------------------------
