@@ -470,6 +470,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-ingest", action="store_true", help="skip the ingest-vs-embed timing")
     parser.add_argument("--check", action="store_true",
                         help="the held-out contract check: ~2,000 STS-B train sentences, re-ingest, recall@10, guard")
+    parser.add_argument("--check-size", type=int, default=2000,
+                        help="documents in the held-out check (default 2,000; Qdrant Edge builds HNSW from ~6,500)")
     parser.add_argument("--memory", action="store_true",
                         help="peak RSS of a 200,000 vs 20,000 document generator (mock backend), child processes")
     parser.add_argument("--stores", default=None,
@@ -511,8 +513,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _emit(bench_store_ingest(provider, load_benchmark_texts(n), db=db, mode=mode,
                                          batch_size=args.batch_size, repeats=args.repeats))
         if args.check:
-            corpus = load_heldout_sentences(2200)
-            queries, corpus = corpus[2000:2200], corpus[:2000]
+            corpus = load_heldout_sentences(args.check_size + 200)
+            queries, corpus = corpus[args.check_size : args.check_size + 200], corpus[: args.check_size]
             other_options = {**options, "quantize": "int8"} if backend == "onnx" else {"dimension": 384, "seed": 1}
             with vecembed.load_provider(backend if backend == "onnx" else "mock", **other_options) as other:
                 checks = targets if args.stores else [(db, m) for db in dbs for m in ("memory", "path")]
