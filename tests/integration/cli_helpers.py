@@ -46,6 +46,10 @@ README_COMMANDS: dict[str, str] = {
     "search_chroma": 'vecembed search "how long do I cook noodles?" --db chroma --collection notes',
     "ingest_qdrant": "vecembed ingest ./notes --db qdrant --collection notes",  # test_cli_roundtrip.py
     "search_qdrant": 'vecembed search "how long do I cook noodles?" --db qdrant --collection notes -k 3 --json',
+    "ingest_qdrant-edge": "vecembed ingest ./notes --db qdrant-edge --collection notes",  # test_cli_roundtrip.py
+    "search_qdrant-edge": 'vecembed search "how long do I cook noodles?" --db qdrant-edge --collection notes',
+    "ingest_pgvector": "vecembed ingest ./notes --db pgvector --collection notes",  # test_cli_roundtrip.py
+    "search_pgvector": 'vecembed search "how long do I cook noodles?" --db pgvector --collection notes -k 3 --json',
     "ingest_jsonl": "vecembed ingest docs.jsonl --db qdrant --collection docs",  # test_readme_cli.py
     "search_jsonl": 'vecembed search "a cat on a windowsill" --db qdrant --collection docs -k 1',
     "export": "vecembed export --int8",  # test_readme_cli.py

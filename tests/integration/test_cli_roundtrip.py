@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 from cli_helpers import readme_args, run_cli
+from pg_fixtures import pg_url  # noqa: F401
 
 pytest_plugins = ["backend_fixtures"]  # vecembed_cache: a private ONNX cache for the session
 
@@ -59,22 +60,29 @@ def _expected_order(st_model: Any, query: str) -> tuple[list[str], np.ndarray[An
     return [ids[i] for i in order], scores[order]
 
 
-@pytest.mark.parametrize("db", ["chroma", "qdrant"])
+@pytest.mark.parametrize("db", ["chroma", "qdrant", "qdrant-edge", "pgvector"])
 def test_ingest_then_search_a_folder(db: str, notes_folder: Path, tmp_path: Path, st_model: Any,
-                                     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("chromadb" if db == "chroma" else "qdrant_client")
+                                     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                     request: pytest.FixtureRequest) -> None:
+    module = {"chroma": "chromadb", "qdrant": "qdrant_client", "qdrant-edge": "qdrant_edge", "pgvector": "psycopg"}
+    pytest.importorskip(module[db])
     from vecembed.cli import main
 
     shutil.copytree(notes_folder, tmp_path / "notes")
     monkeypatch.delenv("VECEMBED_DATA", raising=False)
+    # pgvector is a server: the README's commands take it from $VECEMBED_PGVECTOR_URL (a private server here).
+    env = {"VECEMBED_PGVECTOR_URL": request.getfixturevalue("pg_url")} if db == "pgvector" else None
+    if env:
+        monkeypatch.setenv("VECEMBED_PGVECTOR_URL", env["VECEMBED_PGVECTOR_URL"])
 
     # The README's commands, verbatim, in subprocesses: ingest ./notes, then search from another process.
-    first = run_cli(*readme_args(f"ingest_{db}"), cwd=tmp_path)
+    first = run_cli(*readme_args(f"ingest_{db}"), cwd=tmp_path, env=env)
     assert f"ingested {len(NOTES)} documents into 'notes'" in first.stdout
     assert f"now holds {len(NOTES)} documents" in first.stdout
-    assert (tmp_path / "vecembed-data" / db).is_dir()  # the default data folder, in the working directory
-    search = run_cli(*readme_args(f"search_{db}"), cwd=tmp_path)
-    if db == "chroma":  # the README shows the text output for chroma and --json for qdrant
+    if db != "pgvector":
+        assert (tmp_path / "vecembed-data" / db).is_dir()  # the default data folder, in the working directory
+    search = run_cli(*readme_args(f"search_{db}"), cwd=tmp_path, env=env)
+    if db in ("chroma", "qdrant-edge"):  # the README shows the text output for these and --json for the others
         assert search.stdout.startswith(" 1. ") and "[cooking/pasta.md]" in search.stdout.splitlines()[0]
     else:
         hits = json.loads(search.stdout)
