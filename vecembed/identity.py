@@ -24,7 +24,9 @@ they come from this provider's model (and their dimension matches).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -46,6 +48,7 @@ __all__ = [
     "VECTOR_NAME_KEY",
     "CollectionIdentity",
     "Verdict",
+    "claiming",
     "verify_identity",
 ]
 
@@ -245,3 +248,22 @@ def verify_identity(
             got=wanted.fingerprint,
         )
     return Verdict.RECORD
+
+
+_claim_locks: dict[tuple[str, ...], threading.Lock] = {}
+_claim_locks_guard = threading.Lock()
+
+
+@contextmanager
+def claiming(*key: str) -> Iterator[None]:
+    """Make "check that nothing is recorded, record ours, read it back" one step for the collection ``key``.
+
+    No database offers a compare-and-set on collection metadata, so two writers that both saw an unrecorded
+    collection would both record their model and both write. Within one process this lock serialises the
+    claim: the second writer, re-checking inside it, finds the first one's identity and is refused. (Across
+    processes the read-back after recording still catches most races, not all: say so where it matters.)
+    """
+    with _claim_locks_guard:
+        lock = _claim_locks.setdefault(key, threading.Lock())
+    with lock:
+        yield

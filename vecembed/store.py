@@ -30,7 +30,7 @@ from vecembed.errors import (
     ProviderUnavailableError,
 )
 from vecembed.health import timed_check
-from vecembed.identity import CollectionIdentity, Verdict, verify_identity
+from vecembed.identity import CollectionIdentity, Verdict, claiming, verify_identity
 from vecembed.protocol import EmbeddingProvider
 from vecembed.types import Embeddings, HealthReport
 
@@ -349,16 +349,17 @@ class Store:
 
     def _claim(self) -> None:
         """Before the first write of an ingest: create the collection, or record the identity, and read it back."""
-        checked = self._verify()
-        if checked is None:
-            self._caller(lambda: self.backend.create(self.identity))
-        elif checked[1] is Verdict.RECORD:
-            self._caller(lambda: self.backend.record_identity(self.identity))
-        else:
-            return
-        # Read back rather than trusted: another writer may have claimed it meanwhile (then its identity must
-        # match ours), and Qdrant servers before 1.16 accept collection metadata and drop it.
-        checked = self._verify()
+        with claiming(self.db, self.location, self.collection):  # check, record, read back: one step here
+            checked = self._verify()
+            if checked is None:
+                self._caller(lambda: self.backend.create(self.identity))
+            elif checked[1] is Verdict.RECORD:
+                self._caller(lambda: self.backend.record_identity(self.identity))
+            else:
+                return
+            # Read back rather than trusted: another process may have claimed it meanwhile (then its identity
+            # must match ours), and Qdrant servers before 1.16 accept collection metadata and drop it.
+            checked = self._verify()
         if checked is None or checked[0].identity is None:
             raise ProviderUnavailableError(
                 f"{self.db} did not keep the identity recorded in collection {self.collection!r} at "

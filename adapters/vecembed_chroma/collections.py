@@ -44,6 +44,7 @@ from vecembed.identity import (
     FINGERPRINT_KEY,
     MODEL_KEY,
     CollectionIdentity,
+    claiming,
     verify_identity,
 )
 from vecembed.pipeline import validate_texts
@@ -367,11 +368,15 @@ def get_collection(
     recorded = check_collection(native, ef, adopt=adopt)
     # Record the identity in the metadata when the stored EF config vouches for it, when the collection
     # is empty (its first write would fix the vector space anyway), or when the caller adopts it.
-    if recorded.source == "embedding_function" or (
-        recorded.source == "none" and (adopt or stored_dimension(native) is None)
-    ):
-        native.modify(metadata=_claim_metadata(native, ef))
-        native = client.get_collection(name, embedding_function=None)
+    if recorded.source != "metadata":
+        with claiming("chroma", str(native.id)):  # two threads claiming at once: the second is checked after
+            native = client.get_collection(name, embedding_function=None)
+            recorded = check_collection(native, ef, adopt=adopt)
+            if recorded.source == "embedding_function" or (
+                recorded.source == "none" and (adopt or stored_dimension(native) is None)
+            ):
+                native.modify(metadata=_claim_metadata(native, ef))
+                native = client.get_collection(name, embedding_function=None)
     return GuardedCollection.wrap(native, ef)
 
 

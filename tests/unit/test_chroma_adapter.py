@@ -666,3 +666,34 @@ def test_a_collection_made_by_chromadb_with_our_function_is_checked_by_its_confi
         with pytest.raises(ModelMismatchError):
             native.add(ids=["1"], documents=["x"])
     assert client.get_collection(name).count() == 0
+
+
+def test_two_threads_claiming_one_empty_collection_cannot_both_write(client: Any, name: str) -> None:
+    # Issue 10 #15: two threads opening the same empty, unrecorded collection with different models both
+    # claimed it and both wrote (40 of 40 trials). The claim is one step now: exactly one model gets it.
+    import threading
+
+    for trial in range(20):
+        collection = f"{name}-{trial}"
+        client.create_collection(collection, embedding_function=None)
+        outcomes: list[str] = []
+        barrier = threading.Barrier(2)
+
+        def claim(seed: int, collection: str = collection, outcomes: list[str] = outcomes,
+                  barrier: threading.Barrier = barrier) -> None:
+            with vecembed.load_provider("mock", dimension=16, seed=seed) as p:
+                barrier.wait()
+                try:
+                    col = vc.get_collection(client, collection, p)
+                    col.add(ids=[f"s{seed}"], documents=[f"written by model {seed}"])
+                    outcomes.append("wrote")
+                except ModelMismatchError:
+                    outcomes.append("refused")
+
+        threads = [threading.Thread(target=claim, args=(seed,)) for seed in (1, 2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(outcomes) == ["refused", "wrote"], (trial, outcomes)
+        assert client.get_collection(collection).count() == 1

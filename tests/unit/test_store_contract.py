@@ -365,3 +365,42 @@ def test_a_failed_overlapped_write_stops_the_queued_ones(store: Any, monkeypatch
                before_first_write=store._claim, batch_size=10, chunk_size=40)
     assert err.value.report.written == 20 == store.count()
     assert calls["n"] == 3  # the writes queued behind the failure never started
+
+
+def test_two_stores_claiming_one_collection_at_once_cannot_both_write() -> None:
+    # Issue 10 #15, through open_store: two threads, two models, one empty collection made by other code (so
+    # nothing recorded; both would record their own model): exactly one claims it.
+    pytest.importorskip("qdrant_client")
+    from qdrant_client import QdrantClient, models
+
+    for trial in range(10):
+        client = QdrantClient(":memory:")
+        client.create_collection("race", vectors_config=models.VectorParams(size=16, distance=models.Distance.COSINE))
+        outcomes: list[str] = []
+        barrier = threading.Barrier(2)
+
+        def ingest(seed: int, client: Any = client, outcomes: list[str] = outcomes,
+                   barrier: threading.Barrier = barrier) -> None:
+            with vecembed.load_provider("mock", dimension=16, seed=seed) as p:
+                store = vecembed.open_store("qdrant", "race", p, client=client)
+                record = store.backend.record_identity
+
+                def slow_record(identity: Any, record: Any = record) -> None:
+                    time.sleep(0.02)  # a server's round trip: long enough for the other thread to interleave
+                    record(identity)
+
+                store.backend.record_identity = slow_record  # type: ignore[method-assign]
+                barrier.wait()
+                try:
+                    store.ingest([(f"s{seed}", f"model {seed}")])
+                    outcomes.append("wrote")
+                except ModelMismatchError:
+                    outcomes.append("refused")
+
+        threads = [threading.Thread(target=ingest, args=(seed,)) for seed in (1, 2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(outcomes) == ["refused", "wrote"], (trial, outcomes)
+        assert client.count("race").count == 1
