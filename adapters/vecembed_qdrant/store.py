@@ -20,7 +20,7 @@ embedding, are the bottleneck.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,17 @@ from vecembed.retry import is_transient_default
 from vecembed.store import CollectionState, Hit, Record
 from vecembed.types import Embeddings, HealthReport
 
-__all__ = ["QdrantStore", "is_transient", "open_qdrant_store", "point_id", "to_filter"]
+__all__ = [
+    "HASH_SELECTOR",
+    "QdrantStore",
+    "hit_of",
+    "is_transient",
+    "open_qdrant_store",
+    "point_id",
+    "record_payload",
+    "stored_hashes_of",
+    "to_filter",
+]
 
 _TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 # gRPC status names that mean "try again later" rather than "this request is wrong".
@@ -85,6 +95,36 @@ def point_id(doc_id: str) -> str:
     """The Qdrant point id of a (normalised) caller id: the id itself when it is a UUID, else ``uuid5`` of it."""
     # "id:str:" as the 0.1 adapter spelled it, so string ids written then keep their points.
     return _canonical_uuid(doc_id) or str(uuid.uuid5(ID_NAMESPACE, "id:str:" + doc_id))
+
+
+# -- the payload layout, shared with the Qdrant Edge store -------------------------------------------
+
+#: Payload keys to fetch to know what is stored. Quoted: a payload selector is a JSON path, where ":" is only
+#: allowed inside quotes.
+HASH_SELECTOR = [f'"{RECORD_ID_KEY}"', f'"{RECORD_HASH_KEY}"']
+
+
+def record_payload(record: Record) -> dict[str, Any]:
+    """A point's payload: the caller's metadata at the top level (filters name its keys) beside vecembed's own."""
+    return {**record.metadata, RECORD_ID_KEY: record.id, RECORD_TEXT_KEY: record.text,
+            RECORD_HASH_KEY: record.content_hash}
+
+
+def stored_hashes_of(payloads: Iterable[Mapping[str, Any] | None]) -> dict[str, str]:
+    """``{caller id: content hash}`` from retrieved payloads (points written by other code are left out)."""
+    out: dict[str, str] = {}
+    for payload in payloads:
+        if payload and RECORD_ID_KEY in payload and RECORD_HASH_KEY in payload:
+            out[str(payload[RECORD_ID_KEY])] = str(payload[RECORD_HASH_KEY])
+    return out
+
+
+def hit_of(point_id_: Any, score: float, payload: Mapping[str, Any] | None) -> Hit:
+    """A :class:`~vecembed.store.Hit` from a scored point: the caller's id and text, the metadata without ours."""
+    payload = dict(payload or {})
+    metadata = {k: v for k, v in payload.items() if not k.startswith(RESERVED_PREFIX)}
+    text = str(payload.get(RECORD_TEXT_KEY, ""))
+    return Hit(str(payload.get(RECORD_ID_KEY, point_id_)), float(score), text, metadata)
 
 
 def _is_match_any(value: Any) -> bool:
@@ -217,7 +257,7 @@ class QdrantStore:
             models.PointStruct(
                 id=point_id(r.id),
                 vector={self.vector_name: row.tolist()} if self.vector_name else row.tolist(),
-                payload={**r.metadata, RECORD_ID_KEY: r.id, RECORD_TEXT_KEY: r.text, RECORD_HASH_KEY: r.content_hash},
+                payload=record_payload(r),
             )
             for r, row in zip(records, vectors, strict=True)
         ]
@@ -227,24 +267,10 @@ class QdrantStore:
         stored = self.client.retrieve(
             self.collection,
             ids=[point_id(i) for i in ids],
-            # Quoted: a payload selector is a JSON path, where ":" is only allowed inside quotes.
-            with_payload=models.PayloadSelectorInclude(include=[f'"{RECORD_ID_KEY}"', f'"{RECORD_HASH_KEY}"']),
+            with_payload=models.PayloadSelectorInclude(include=HASH_SELECTOR),
             with_vectors=False,
         )
-        out: dict[str, str] = {}
-        for point in stored:
-            payload = point.payload or {}
-            if RECORD_ID_KEY in payload and RECORD_HASH_KEY in payload:
-                out[str(payload[RECORD_ID_KEY])] = str(payload[RECORD_HASH_KEY])
-        return out
-
-    def _hit(self, point: models.ScoredPoint) -> Hit:
-        payload = dict(point.payload or {})
-        metadata = {k: v for k, v in payload.items() if not k.startswith(RESERVED_PREFIX)}
-        return Hit(
-            str(payload.get(RECORD_ID_KEY, point.id)), float(point.score), str(payload.get(RECORD_TEXT_KEY, "")),
-            metadata,
-        )
+        return stored_hashes_of(point.payload for point in stored)
 
     def query(self, vectors: Embeddings, k: int, where: Mapping[str, Any] | None) -> list[list[Hit]]:
         flt = to_filter(where)
@@ -253,7 +279,7 @@ class QdrantStore:
             for row in vectors
         ]
         responses = self.client.query_batch_points(self.collection, requests=requests)
-        return [[self._hit(p) for p in r.points] for r in responses]
+        return [[hit_of(p.id, p.score, p.payload) for p in r.points] for r in responses]
 
     def count(self) -> int:
         if not self.client.collection_exists(self.collection):

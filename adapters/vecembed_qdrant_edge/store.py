@@ -45,11 +45,11 @@ from typing import Any
 import numpy as np
 import qdrant_edge as qe
 from qdrant_client import models
-from vecembed_qdrant.store import point_id, to_filter
+from vecembed_qdrant.store import HASH_SELECTOR, hit_of, point_id, record_payload, stored_hashes_of, to_filter
 
 from vecembed.errors import InvalidInputError, ProviderUnavailableError
 from vecembed.health import timed_check
-from vecembed.identity import RECORD_HASH_KEY, RECORD_ID_KEY, RECORD_TEXT_KEY, RESERVED_PREFIX, CollectionIdentity
+from vecembed.identity import CollectionIdentity
 from vecembed.retry import is_transient_default
 from vecembed.store import CollectionState, Hit, Record
 from vecembed.types import Embeddings, HealthReport
@@ -332,7 +332,7 @@ class QdrantEdgeStore:
             qe.Point(
                 id=point_id(r.id),
                 vector=row.tolist(),
-                payload={**r.metadata, RECORD_ID_KEY: r.id, RECORD_TEXT_KEY: r.text, RECORD_HASH_KEY: r.content_hash},
+                payload=record_payload(r),
             )
             for r, row in zip(records, vectors, strict=True)
         ]
@@ -345,29 +345,14 @@ class QdrantEdgeStore:
             return {}
         stored = shard.retrieve(
             [point_id(i) for i in ids],
-            # Quoted: a payload selector is a JSON path, where ":" is only allowed inside quotes.
-            with_payload=qe.PayloadSelector.Include([f'"{RECORD_ID_KEY}"', f'"{RECORD_HASH_KEY}"']),
+            with_payload=qe.PayloadSelector.Include(HASH_SELECTOR),
             with_vector=False,
         )
-        out: dict[str, str] = {}
-        for point in stored:
-            payload = point.payload or {}
-            if RECORD_ID_KEY in payload and RECORD_HASH_KEY in payload:
-                out[str(payload[RECORD_ID_KEY])] = str(payload[RECORD_HASH_KEY])
-        return out
+        return stored_hashes_of(point.payload for point in stored)
 
     def optimize(self, *, force: bool = False) -> bool:
         """Build the HNSW index (and merge segments) now if anything was written since the last time."""
         return self.shards.optimize(self.collection, force=force)
-
-    @staticmethod
-    def _hit(point: qe.ScoredPoint) -> Hit:
-        payload = dict(point.payload or {})
-        metadata = {k: v for k, v in payload.items() if not k.startswith(RESERVED_PREFIX)}
-        return Hit(
-            str(payload.get(RECORD_ID_KEY, point.id)), float(point.score), str(payload.get(RECORD_TEXT_KEY, "")),
-            metadata,
-        )
 
     def query(self, vectors: Embeddings, k: int, where: Mapping[str, Any] | None) -> list[list[Hit]]:
         shard = self.shards.shard(self.collection)
@@ -381,7 +366,8 @@ class QdrantEdgeStore:
             )
             for row in vectors
         ]
-        return [[self._hit(p) for p in points] for points in shard.query_batch(qe.QueryBatchRequest(requests))]
+        answers = shard.query_batch(qe.QueryBatchRequest(requests))
+        return [[hit_of(p.id, p.score, p.payload) for p in points] for points in answers]
 
     def count(self) -> int:
         shard = self.shards.shard(self.collection)
