@@ -109,7 +109,10 @@ class Runner:
 def _st_runner(model_path: str) -> Runner:
     from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(model_path, device="cpu")
+    from vecembed.progress import third_party_quiet
+
+    with third_party_quiet(None):  # transformers' load report and bars: only where a person watches
+        model = SentenceTransformer(model_path, device="cpu")
     return Runner(
         BASELINE,
         lambda texts: model.encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True),

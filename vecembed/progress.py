@@ -10,18 +10,26 @@
 one only when stderr is a terminal. ``VECEMBED_NO_PROGRESS`` (any non-empty
 value) switches every bar off, asked for or not. Library calls pass ``False``
 unless their caller asks; the command line passes ``None``.
+
+:func:`third_party_quiet` holds other libraries to the same rule while vecembed
+runs them (model2vec's and sentence-transformers' tqdm bars, transformers'
+load reports).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from typing import Any, TextIO
 
 from vecembed._deps import importable
 
-__all__ = ["NO_PROGRESS_ENV", "Progress", "progress_enabled"]
+__all__ = ["NO_PROGRESS_ENV", "Progress", "progress_enabled", "third_party_quiet"]
 
 NO_PROGRESS_ENV = "VECEMBED_NO_PROGRESS"
 
@@ -98,3 +106,79 @@ class Progress:
             self._bar = None
         elif self.enabled and self.done:
             self._plain_line()
+
+
+_quiet_lock = threading.Lock()
+_quiet_depth = 0
+_tqdm_init: Any = None
+
+
+@contextlib.contextmanager
+def third_party_quiet(show_progress: bool | None = False) -> Iterator[None]:
+    """Run third-party work (model2vec, transformers, sentence-transformers) under vecembed's output rules.
+
+    Inside, tqdm bars are drawn only when :func:`progress_enabled` says so for
+    ``show_progress`` (library calls pass ``False``, the command line ``None``:
+    a terminal), and transformers logs errors only — its "LOAD REPORT" of
+    unexpected weights (a pooler a sentence model does not use) is a warning
+    nobody can act on. Both are put back as they were on the way out.
+
+    tqdm has no switch of its own but an environment variable read when it is
+    imported, and libraries hold its class, so its ``__init__`` is wrapped for
+    the duration: bars other threads open meanwhile are quiet too.
+    """
+    quiet_bars = not progress_enabled(show_progress)
+    transformers_logging = _transformers_logging()
+    verbosity = transformers_logging.get_verbosity() if transformers_logging is not None else None
+    if transformers_logging is not None:
+        transformers_logging.set_verbosity(logging.ERROR)
+    if quiet_bars:
+        _hold_tqdm(+1)
+    try:
+        yield
+    finally:
+        if quiet_bars:
+            _hold_tqdm(-1)
+        if transformers_logging is not None and verbosity is not None:
+            transformers_logging.set_verbosity(verbosity)
+
+
+def _hold_tqdm(step: int) -> None:
+    """Count one more (+1) or one fewer (-1) quiet section; tqdm is quiet while any is open."""
+    global _quiet_depth, _tqdm_init
+    tqdm_class = _tqdm_class()
+    if tqdm_class is None:
+        return
+    with _quiet_lock:
+        _quiet_depth += step
+        if step > 0 and _quiet_depth == 1:
+            original = _tqdm_init = tqdm_class.__init__
+
+            def quiet_init(self: Any, *args: Any, **kwargs: Any) -> None:
+                kwargs["disable"] = True
+                original(self, *args, **kwargs)
+
+            tqdm_class.__init__ = quiet_init
+        elif step < 0 and _quiet_depth == 0:
+            tqdm_class.__init__ = _tqdm_init
+            _tqdm_init = None
+
+
+def _tqdm_class() -> Any:
+    """tqdm's base class (every tqdm flavour calls its ``__init__``), when tqdm is installed."""
+    if not importable("tqdm"):
+        return None
+    import tqdm.std
+
+    return tqdm.std.tqdm
+
+
+def _transformers_logging() -> Any:
+    """transformers' logging module when transformers is installed (imported now: its import sets its level)."""
+    if not importable("transformers"):
+        return None
+    with contextlib.suppress(Exception):  # a broken transformers install must not stop a quiet run
+        import transformers.utils.logging as transformers_logging
+
+        return transformers_logging
+    return None

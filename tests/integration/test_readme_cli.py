@@ -113,6 +113,9 @@ def test_distill(tmp_path: Path, tiny_bert: Path, vecembed_cache: Path) -> None:
     proc = run_cli("distill", "--model", str(tiny_bert), "--dim", "8", cwd=tmp_path)
     folder = Path(proc.stdout.strip())
     assert folder.is_relative_to(vecembed_cache) and (folder / "model.safetensors").is_file()
+    # Piped (not a terminal): no bar from model2vec ("Encoding tokens"), no tqdm rate, no transformers report.
+    for noise in ("Encoding tokens", "it/s", "%|", "LOAD REPORT"):
+        assert noise not in proc.stderr, proc.stderr
     info = json.loads(run_cli("info", "--backend", "static", "--model", str(folder), "--json", cwd=tmp_path).stdout)
     assert info["info"]["dimension"] == 8 and info["health"]["ok"] is True
 

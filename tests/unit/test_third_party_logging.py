@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import io
 import logging
 from pathlib import Path
 from typing import Any
@@ -62,3 +63,54 @@ def test_the_users_own_handler_does_not_see_third_party_noise(tmp_path: Path, mo
         logging.getLogger("myapp").warning("the user's own record")
     assert seen == ["the user's own record"]
     assert root.handlers == [mine]
+
+
+def test_third_party_bars_are_quiet_inside_and_back_after() -> None:
+    tqdm = pytest.importorskip("tqdm")
+    from vecembed.progress import third_party_quiet
+
+    def bar_output() -> str:
+        out = io.StringIO()
+        for _ in tqdm.tqdm(range(3), desc="Encoding tokens", file=out, mininterval=0):
+            pass
+        return out.getvalue()
+
+    assert "Encoding tokens" in bar_output()  # tqdm draws on any stream it is given
+    with third_party_quiet(False):
+        assert bar_output() == ""
+        with third_party_quiet(False):  # nested sections: still quiet after the inner one ends
+            pass
+        assert bar_output() == ""
+    assert "Encoding tokens" in bar_output()
+
+
+def test_asked_for_bars_still_draw(monkeypatch: pytest.MonkeyPatch) -> None:
+    tqdm = pytest.importorskip("tqdm")
+    from vecembed.progress import NO_PROGRESS_ENV, third_party_quiet
+
+    monkeypatch.delenv(NO_PROGRESS_ENV, raising=False)
+    out = io.StringIO()
+    with third_party_quiet(True):
+        for _ in tqdm.tqdm(range(2), desc="asked", file=out, mininterval=0):
+            pass
+    assert "asked" in out.getvalue()
+
+
+def test_transformers_load_reports_are_held_back_then_restored() -> None:
+    transformers_logging = pytest.importorskip("transformers.utils.logging")
+    from vecembed.progress import third_party_quiet
+
+    before = transformers_logging.get_verbosity()
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logger = logging.getLogger("transformers.utils.loading_report")
+    logger.addHandler(handler)
+    try:
+        with third_party_quiet(None):
+            logger.warning("BertModel LOAD REPORT from: somewhere")
+        assert stream.getvalue() == ""
+        assert transformers_logging.get_verbosity() == before
+        logger.warning("after")
+        assert "after" in stream.getvalue()
+    finally:
+        logger.removeHandler(handler)

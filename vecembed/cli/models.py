@@ -175,7 +175,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     if args.dim <= 0:
         raise CliError(f"--dim must be positive, got {args.dim}")
     start = time.perf_counter()
-    folder = Path(vecembed.distill(args.model, dim=args.dim))
+    folder = Path(vecembed.distill(args.model, dim=args.dim, show_progress=None))  # bars on a terminal only
     if args.out:
         out = Path(args.out)
         if out.exists() and any(out.iterdir()):

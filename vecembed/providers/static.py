@@ -33,6 +33,7 @@ from vecembed import cache
 from vecembed._deps import require
 from vecembed.errors import InvalidInputError, ModelLoadError, ModelNotFoundError
 from vecembed.pipeline import Batch, TextPipeline, l2_normalize, validate_texts
+from vecembed.progress import third_party_quiet
 from vecembed.providers.base import ProviderBase
 from vecembed.resolve import resolve_model, weights_digest
 from vecembed.types import Embeddings, EmbedResult, ModelInfo, make_fingerprint
@@ -91,6 +92,7 @@ def distill(
     *,
     allow_download: bool | None = None,
     force: bool = False,
+    show_progress: bool | None = False,
 ) -> Path:
     """Distil a static model from transformer ``model`` (offline) and return its directory.
 
@@ -98,7 +100,9 @@ def distill(
     model files — the hub is never asked — with PCA to ``dim`` dimensions
     (``None``: keep the transformer's). The result is cached in vecembed's
     cache, keyed by the weights' digest and ``dim``; a later call returns the
-    cached directory at once (``force=True`` rebuilds it).
+    cached directory at once (``force=True`` rebuilds it). model2vec's own
+    progress bars show only when ``show_progress`` asks for them (``None``: on
+    a terminal), as every vecembed bar does.
     """
     if dim is not None and (not isinstance(dim, int) or dim <= 0):
         raise InvalidInputError(f"dim must be a positive int or None, got {dim!r}")
@@ -119,7 +123,8 @@ def distill(
     log.info("distilling a static model from %s (dim %s; once, cached at %s)", resolved.name, dim, entry)
     with cache.atomic_dir(entry) as tmp:
         # A local path makes model2vec load with from_pretrained(path) and skip its hub look-up of the model card.
-        static = distillation.distill(str(config.transformer_path), pca_dims=dim, trust_remote_code=False)
+        with third_party_quiet(show_progress):
+            static = distillation.distill(str(config.transformer_path), pca_dims=dim, trust_remote_code=False)
         static.save_pretrained(str(tmp))
         meta = {"source_model": resolved.name, "source_weights": digest, "dim": dim, "version": DISTILL_VERSION}
         cache.atomic_write_text(tmp / "vecembed-distill.json", json.dumps(meta, indent=1))
