@@ -36,12 +36,14 @@ from vecembed.store import Document, Hit, IngestReport, Store, VectorStore, avai
 from vecembed.types import Embeddings, EmbeddingStats, EmbedResult, HealthReport, ModelInfo
 
 if TYPE_CHECKING:
+    from vecembed.embedding_cache import CachedProvider
     from vecembed.resolve import DEFAULT_MODEL
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_MODEL",
+    "CachedProvider",
     "CollectionIdentity",
     "CollectionNotFoundError",
     "DimensionMismatchError",
@@ -80,6 +82,10 @@ def __getattr__(name: str) -> Any:
         from vecembed.resolve import DEFAULT_MODEL
 
         return DEFAULT_MODEL
+    if name == "CachedProvider":
+        from vecembed.embedding_cache import CachedProvider
+
+        return CachedProvider
     if name == "distill":
         from vecembed.providers.static import distill
 

@@ -66,13 +66,18 @@ def provider_class(name: str) -> type[Any]:
     return cls
 
 
-def load_provider(name: str | None = None, /, **options: Any) -> EmbeddingProvider:
+def load_provider(
+    name: str | None = None, /, *, cache: Any = None, cache_max_bytes: int | None = None, **options: Any
+) -> EmbeddingProvider:
     """Build the provider registered as ``name`` with backend ``options``.
 
     ``load_provider("onnx", model="sentence-transformers/all-MiniLM-L6-v2")``;
     see each provider class for its options. Without a name the backend is
     :func:`default_backend`'s. Unknown names list the valid ones; a missing
     extra raises :class:`~vecembed.errors.MissingDependencyError`.
+    ``cache=DIR`` (or ``True`` for the default directory) wraps the provider in a
+    :class:`~vecembed.embedding_cache.CachedProvider` keyed by its fingerprint;
+    ``cache_max_bytes`` bounds its size.
     """
     backend = default_backend() if name is None else name
     cls = provider_class(backend)
@@ -85,7 +90,15 @@ def load_provider(name: str | None = None, /, **options: Any) -> EmbeddingProvid
             f"{', '.join(sorted(accepted or ())) or 'none'}; nothing was loaded"
         )
     provider: EmbeddingProvider = cls(**options)
-    return provider
+    if cache is None or cache is False:
+        return provider
+    from vecembed.embedding_cache import cached
+
+    try:
+        return cached(provider, cache, max_bytes=cache_max_bytes)
+    except BaseException:
+        provider.close()
+        raise
 
 
 def _options_of(cls: type[Any]) -> set[str] | None:

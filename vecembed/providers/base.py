@@ -7,9 +7,11 @@ This is a thin mixin, not a framework: a backend implements ``info``,
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
+from vecembed.aio import Worker
 from vecembed.errors import InvalidInputError, ProviderUnavailableError
 from vecembed.health import probe_provider
 from vecembed.types import Embeddings, EmbeddingStats, EmbedResult, HealthReport, ModelInfo
@@ -21,6 +23,10 @@ class ProviderBase:
     """Mixin giving :class:`~vecembed.protocol.EmbeddingProvider` its convenience members."""
 
     _closed: bool = False
+    #: How many async calls (``aembed_*``) may embed at once on this provider's worker threads.
+    async_concurrency: int = 2
+    _worker: Worker | None = None
+    _worker_lock = threading.Lock()
 
     @property
     def info(self) -> ModelInfo:  # pragma: no cover - every backend overrides it
@@ -60,6 +66,26 @@ class ProviderBase:
         vector: Embeddings = self.embed_queries([text])[0]
         return vector
 
+    # -- async: the same calls on a bounded pool of worker threads, never on the event loop ----
+
+    def _async_worker(self) -> Worker:
+        with ProviderBase._worker_lock:
+            if self._worker is None:
+                self._worker = Worker(self.async_concurrency, name=f"vecembed-{type(self).__name__}")
+            return self._worker
+
+    async def aembed_documents(self, texts: Sequence[str]) -> Embeddings:
+        """:meth:`embed_documents` on a worker thread (at most ``async_concurrency`` at once)."""
+        return await self._async_worker().run(self.embed_documents, _snapshot(texts))
+
+    async def aembed_queries(self, texts: Sequence[str]) -> Embeddings:
+        """:meth:`embed_queries` on a worker thread (at most ``async_concurrency`` at once)."""
+        return await self._async_worker().run(self.embed_queries, _snapshot(texts))
+
+    async def aembed_query(self, text: str) -> Embeddings:
+        """:meth:`embed_query` on a worker thread (at most ``async_concurrency`` at once)."""
+        return await self._async_worker().run(self.embed_query, text)
+
     def health_check(self) -> HealthReport:
         """Embed a probe and check shape, dtype, finiteness and norm. Never raises."""
         if self._closed:
@@ -73,6 +99,8 @@ class ProviderBase:
     def close(self) -> None:
         """Release resources. Safe to call more than once."""
         self._closed = True
+        if self._worker is not None:
+            self._worker.shutdown()
 
     def __enter__(self) -> Any:
         return self
@@ -86,3 +114,11 @@ class ProviderBase:
         except Exception:
             return f"<{type(self).__name__}>"
         return f"<{type(self).__name__} {info.name} dim={info.dimension} {info.device}>"
+
+
+def _snapshot(texts: Any) -> Any:
+    """A copy of a list of texts taken before the worker thread runs (the caller may change theirs meanwhile).
+
+    Anything that is not a list or tuple goes to the sync call as it is, to be refused there with its index.
+    """
+    return list(texts) if isinstance(texts, list | tuple) else texts
