@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -114,7 +116,8 @@ def test_second_load_reuses_the_cache(onnx_int8_provider: Any, vecembed_cache: P
 
 
 def test_corrupt_cached_graph_is_rebuilt(onnx_int8_provider: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                         sts_sentences: list[str], builds: dict[str, int]) -> None:
+                                         sts_sentences: list[str], builds: dict[str, int],
+                                         caplog: pytest.LogCaptureFixture) -> None:
     # a copy of the session cache, so the rebuild here does not disturb other tests
     entry = onnx_int8_provider.model_file.parent
     copy = tmp_path / "cache" / "onnx" / entry.name
@@ -124,10 +127,13 @@ def test_corrupt_cached_graph_is_rebuilt(onnx_int8_provider: Any, tmp_path: Path
         fh.truncate(damaged.stat().st_size // 2)
     monkeypatch.setenv("VECEMBED_CACHE", str(tmp_path / "cache"))
     fp32 = _files(copy)[copy / "model.onnx"]
-    with vecembed.load_provider("onnx", model=MODEL_ID, quantize="int8", device="cpu") as p:
+    with caplog.at_level(logging.INFO, logger="vecembed"), \
+            vecembed.load_provider("onnx", model=MODEL_ID, quantize="int8", device="cpu") as p:
         assert p.model_file == damaged
         rebuilt = p.embed_documents(sts_sentences[:50])
     assert builds == {"export": 0, "quantize": 1}
+    # the one-off build says what it does, how long it takes, and where it is kept (the CLI shows this line)
+    assert re.search(r"quantising .* to int8 once: about \d+ s on 2 CPU cores, then every load reuses", caplog.text)
     assert _files(copy)[copy / "model.onnx"] == fp32  # the intact fp32 graph was re-used, untouched
     assert damaged.stat().st_size == (entry / "model-int8.onnx").stat().st_size
     np.testing.assert_allclose(rebuilt, onnx_int8_provider.embed_documents(sts_sentences[:50]), atol=1e-6)

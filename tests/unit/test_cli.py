@@ -570,3 +570,19 @@ def test_cli_start_imports_no_heavy_dependency() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     # `vecembed --help`/`--version` stay instant: backends and databases load only for the command that uses them
     assert proc.stdout.strip() == "[]"
+
+
+def test_one_off_builds_get_a_status_line_in_the_cli_only(capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    from vecembed.cli._common import status_lines
+
+    builder = logging.getLogger("vecembed.providers.onnx_graph")
+    per_call = logging.getLogger("vecembed.pipeline.text")
+    with status_lines():
+        builder.info("exporting m to ONNX once: about 20 s on 2 CPU cores, then every load reuses /c")
+        per_call.warning("3 of 9 texts were longer than 256 tokens and were truncated")  # the CLI reports totals
+    builder.info("a library call after the command: no line")
+    err = capsys.readouterr().err
+    assert err == "vecembed: exporting m to ONNX once: about 20 s on 2 CPU cores, then every load reuses /c\n"
+    assert logging.getLogger("vecembed.providers").handlers == []

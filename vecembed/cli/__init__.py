@@ -1,4 +1,4 @@
-"""The ``vecembed`` command line: info, embed, ingest, search, export, distill, bench, demo.
+"""The ``vecembed`` command line: info, embed, ingest, search, export, distill, bench, demo, serve.
 
 One module per command group: :mod:`~vecembed.cli.models` (model commands),
 :mod:`~vecembed.cli.db` (database commands), :mod:`~vecembed.cli.demo`. Every
@@ -14,7 +14,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from vecembed.cli._common import echo, error_line
+from vecembed.cli._common import echo, error_line, status_lines
 
 __all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_UNHEALTHY", "build_parser", "main"]
 
@@ -28,7 +28,7 @@ EXIT_INTERRUPTED = 130
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (sub-commands register themselves from their modules)."""
     from vecembed import __version__
-    from vecembed.cli import db, demo, models
+    from vecembed.cli import db, demo, models, serve
 
     parser = argparse.ArgumentParser(
         prog="vecembed",
@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.register(commands)
     db.register(commands)
     demo.register(commands)
+    serve.register(commands)
     return parser
 
 
@@ -59,7 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.rest = [*args.rest, *extra]
     debug = bool(args.debug) or bool(os.environ.get("VECEMBED_DEBUG"))
     try:
-        code: int = args.handler(args)
+        with status_lines():
+            code: int = args.handler(args)
         return code
     except KeyboardInterrupt:
         resume = (" — what was written stays; run the same command again to finish (stored documents are skipped, "

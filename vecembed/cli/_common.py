@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
+import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +136,38 @@ def echo(text: str = "", *, err: bool = False) -> None:
     """Print a line to stdout (results) or stderr (status), flushing so pipes see it in order."""
     stream = sys.stderr if err else sys.stdout
     print(text, file=stream, flush=True)
+
+
+class StatusLines(logging.Handler):
+    """The model builders' notes ("exporting … to ONNX once: about 20 s …") as status lines on stderr.
+
+    The command line's progress line for slow one-off work (export, int8,
+    distillation, a rebuild), which the library only logs at INFO: a script
+    that wants them configures logging itself. Per-call notes such as
+    truncation counts stay out: the commands report their totals.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):  # a status line must never end the command
+            echo(f"vecembed: {record.getMessage()}", err=True)
+
+
+@contextlib.contextmanager
+def status_lines() -> Iterator[None]:
+    """Show the model builders' notes on stderr for the duration (``vecembed.providers``, put back after)."""
+    logger = logging.getLogger("vecembed.providers")
+    handler, level = StatusLines(), logger.level
+    logger.addHandler(handler)
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 # -- errors -----------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from vecembed.providers.transformer import TransformerProvider
 
 __all__ = ["OnnxProvider", "physical_cores"]
 
-log = logging.getLogger("vecembed")
+log = logging.getLogger(__name__)
 
 
 def physical_cores() -> int:

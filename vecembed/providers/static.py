@@ -40,7 +40,7 @@ from vecembed.types import Embeddings, EmbedResult, ModelInfo, make_fingerprint
 
 __all__ = ["StaticProvider", "distill", "is_static_model_dir"]
 
-log = logging.getLogger("vecembed")
+log = logging.getLogger(__name__)
 
 #: Bump when the distillation recipe changes: older cache entries are then rebuilt.
 DISTILL_VERSION = 1
