@@ -29,6 +29,7 @@ PROVIDERS: dict[str, str] = {
     "onnx": "vecembed.providers.onnx:OnnxProvider",
     "static": "vecembed.providers.static:StaticProvider",
     "mock": "vecembed.providers.mock:MockProvider",
+    "remote": "vecembed.providers.remote:RemoteProvider",
 }
 
 

@@ -109,6 +109,11 @@ class MockProvider(ProviderBase):
         self.stats.add(texts=len(items), tokens=tokens, truncated=truncated, batches=1 if items else 0)
         return EmbedResult(np.ascontiguousarray(l2_normalize(out)), tokens=tokens, truncated=truncated)
 
+    def count_tokens(self, texts: Sequence[str], *, kind: str = "document") -> list[int]:
+        """The words of each text that embedding counts (prompt included for queries, at most ``max_tokens``)."""
+        prompt = self._query_prompt if kind == "query" else ""
+        return [min(len(_WORD.findall((prompt + t).lower())), self._max_tokens) for t in texts]
+
     def embed_documents(self, texts: Sequence[str]) -> Embeddings:
         """Hashed bag-of-words vectors for ``texts``."""
         return self._embed(texts, "", "documents").vectors
