@@ -43,7 +43,6 @@ def build_parser() -> argparse.ArgumentParser:
     db.register(commands)
     demo.register(commands)
     serve.register(commands)
-    serve.register(commands)
     return parser
 
 
