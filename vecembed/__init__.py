@@ -32,7 +32,16 @@ from vecembed.errors import (
 from vecembed.identity import CollectionIdentity
 from vecembed.protocol import EmbeddingProvider
 from vecembed.registry import available_providers, load_provider
-from vecembed.store import Document, Hit, IngestReport, Store, VectorStore, available_stores, open_store
+from vecembed.store import (
+    Document,
+    Hit,
+    IngestReport,
+    Store,
+    VectorStore,
+    aopen_store,
+    available_stores,
+    open_store,
+)
 from vecembed.types import Embeddings, EmbeddingStats, EmbedResult, HealthReport, ModelInfo
 
 if TYPE_CHECKING:
@@ -68,6 +77,7 @@ __all__ = [
     "VecembedError",
     "VectorStore",
     "__version__",
+    "aopen_store",
     "available_providers",
     "available_stores",
     "distill",

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from typing import Any, Protocol, runtime_checkable
 
+from vecembed.aio import Worker
 from vecembed.errors import (
     CollectionNotFoundError,
     InvalidInputError,
@@ -43,6 +44,7 @@ __all__ = [
     "Record",
     "Store",
     "VectorStore",
+    "aopen_store",
     "available_stores",
     "open_store",
 ]
@@ -467,6 +469,8 @@ class Store:
 
     def close(self) -> None:
         """Release the database client if the store opened it (not the provider: it is the caller's)."""
+        if self._worker is not None:
+            self._worker.shutdown()
         self.backend.close()
 
     def __enter__(self) -> Store:
@@ -475,9 +479,71 @@ class Store:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    # -- async: the same calls on this store's worker threads, for asyncio apps (FastAPI, ...) ----
+
+    #: Calls the async methods may run at once on this store; 1 (one database call at a time, off the event
+    #: loop) suits every store, embedded ones included. Set it before the first async call.
+    async_concurrency: int = 1
+    _worker: Worker | None = None
+
+    def _async_worker(self) -> Worker:
+        if self._worker is None:
+            self._worker = Worker(self.async_concurrency, name=f"vecembed-store-{self.db}")
+        return self._worker
+
+    async def aingest(self, documents: Iterable[Any], **options: Any) -> IngestReport:
+        """:meth:`ingest` on a worker thread (embedding and writes included): the event loop stays free."""
+        return await self._async_worker().run(self.ingest, documents, **options)
+
+    async def asearch(self, query: str, k: int = 10, where: Mapping[str, Any] | None = None) -> list[Hit]:
+        """:meth:`search` on a worker thread."""
+        return await self._async_worker().run(self.search, query, k, where)
+
+    async def asearch_many(
+        self, queries: Sequence[str], k: int = 10, where: Mapping[str, Any] | None = None
+    ) -> list[list[Hit]]:
+        """:meth:`search_many` on a worker thread."""
+        return await self._async_worker().run(self.search_many, queries, k, where)
+
+    async def acount(self) -> int:
+        """:meth:`count` on a worker thread."""
+        return await self._async_worker().run(self.count)
+
+    async def adelete(self, ids: Iterable[str | int]) -> int:
+        """:meth:`delete` on a worker thread."""
+        return await self._async_worker().run(self.delete, ids)
+
+    async def ahealth_check(self) -> HealthReport:
+        """:meth:`health_check` on a worker thread. Never raises."""
+        return await self._async_worker().run(self.health_check)
+
+    async def aclose(self) -> None:
+        """:meth:`close` on a worker thread, after the async calls already queued."""
+        worker = self._async_worker()
+        await worker.run(self.backend.close)
+        worker.shutdown()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
     def __repr__(self) -> str:
         ident = self.identity
         return f"<Store {self.db}:{self.collection!r} at {self.location} {ident.model} dim={ident.dimension}>"
+
+
+async def aopen_store(db: str, collection: str, provider: EmbeddingProvider, **options: Any) -> Store:
+    """:func:`open_store` on a worker thread (opening may reach a server): ``async with await aopen_store(...)``.
+
+    The returned :class:`Store` has ``aingest``, ``asearch``, ``asearch_many``, ``acount``,
+    ``adelete``, ``ahealth_check`` and ``aclose``, each running the sync call on the
+    store's own worker threads (``store.async_concurrency`` at once, 1 by default).
+    """
+    import asyncio
+
+    return await asyncio.to_thread(open_store, db, collection, provider, **options)
 
 
 def open_store(
