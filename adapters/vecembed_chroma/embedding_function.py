@@ -136,6 +136,10 @@ def _infer_options(provider: EmbeddingProvider) -> tuple[dict[str, Any], bool]:
     info = provider.info
     if info.backend not in PROVIDERS:
         return {}, False
+    if info.backend == "remote":
+        # the server's address rebuilds it; the API key is a secret: it comes from $VECEMBED_API_KEY there
+        url = info.extra.get("url")
+        return ({"url": url}, True) if url else ({}, False)
     if info.backend == "mock":
         opts: dict[str, Any] = {"dimension": info.dimension}
         seed = info.extra.get("seed", 0)

@@ -102,6 +102,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
              f"on http://{settings.host}:{settings.port}/v1 — {auth}", err=True)
 
     run_server(server, on_ready=ready)
-    if server.status == "failed" and server.load_error is not None:
+    if server.load_error is not None:
         raise server.load_error
     return 0

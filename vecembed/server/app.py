@@ -174,7 +174,8 @@ class EmbeddingServer:
         except Exception as exc:  # the server stays up and says why on /health
             self.load_error = exc
             self.status = "failed"
-            log.error("vecembed serve: the model did not load: %s", exc)
+            # /health and every request say why; the CLI exits with this error as its one line
+            log.info("vecembed serve: the model did not load: %s", exc)
 
     def _attach(self, provider: EmbeddingProvider | None) -> None:
         if provider is None:  # pragma: no cover - a factory that returned None

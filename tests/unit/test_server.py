@@ -1,0 +1,535 @@
+"""vecembed serve without a process: request parsing, the batcher, metrics, the app in-process, the remote provider.
+
+The app runs under Starlette's TestClient (in this process); the tests with a real
+server process and real clients are in tests/integration/test_server.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import pytest
+
+import vecembed
+from vecembed.errors import (
+    DimensionMismatchError,
+    InvalidInputError,
+    MissingDependencyError,
+    ProviderUnavailableError,
+)
+from vecembed.providers.mock import MockProvider
+from vecembed.server.batcher import DynamicBatcher, QueueFullError, ShuttingDownError, estimate_tokens
+from vecembed.server.metrics import ServerMetrics
+from vecembed.server.schema import ApiError, parse_embeddings_request
+from vecembed.types import Embeddings, EmbedResult
+
+pytest.importorskip("starlette", reason="pip install 'vecembed[server]'")
+httpx = pytest.importorskip("httpx", reason="pip install 'vecembed[remote]'")
+
+
+class GatedProvider(MockProvider):
+    """A mock provider whose embed calls wait for ``gate`` (to hold the worker busy) and are recorded."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+        self.calls: list[list[str]] = []
+
+    def embed_documents_counted(self, texts: Sequence[str]) -> EmbedResult:
+        self.calls.append(list(texts))
+        self.entered.set()
+        self.gate.wait(10)
+        return super().embed_documents_counted(texts)
+
+
+# -- request parsing ------------------------------------------------------------------------------
+
+
+def parse(body: Any, decode: Any = None, **kwargs: Any) -> Any:
+    options: dict[str, Any] = {"served_names": {"m", "org/m"}, "dimension": 8, "max_inputs": 4,
+                               "decode_tokens": decode, **kwargs}
+    return parse_embeddings_request(body, **options)
+
+
+def test_parse_accepts_every_openai_input_form() -> None:
+    assert parse({"input": "a"}).texts == ["a"]
+    assert parse({"input": ["a", ""], "model": "org/m"}).texts == ["a", ""]
+    decode = lambda ids: [" ".join(map(str, row)) for row in ids]  # noqa: E731
+    one = parse({"input": [1, 2, 3]}, decode)
+    assert one.texts == ["1 2 3"] and one.token_inputs == 1
+    many = parse({"input": [[1], [2, 3]], "encoding_format": "base64", "dimensions": 8}, decode)
+    assert many.texts == ["1", "2 3"] and many.encoding_format == "base64"
+    assert parse({"input": "q", "input_type": "query"}).kind == "query"
+    assert parse({"input": "q", "input_type": "passage"}).kind == "document"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "param", "words"),
+    [
+        ({"input": "a", "model": "other"}, 404, "model", "not served"),
+        ({"input": "a", "dimensions": 4}, 400, "dimensions", "must be 8"),
+        ({"input": "a", "encoding_format": "hex"}, 400, "encoding_format", "float"),
+        ({"input": "a", "input_type": "x"}, 400, "input_type", "input_type"),
+        ({"model": "m"}, 400, "input", "required"),
+        ({"input": []}, 400, "input", "empty"),
+        ({"input": 3}, 400, "input", "string or a list"),
+        ({"input": ["a", 3]}, 400, "input", "input[1]"),
+        ({"input": ["a", []]}, 400, "input", "input[1] is an empty list"),
+        ({"input": [[1, -2]]}, 400, "input", "input[0][1]"),
+        ({"input": ["a"] * 5}, 413, "input", "at most 4"),
+        ({"input": "a", "model": 3}, 400, "model", "string"),
+        (["a"], 400, None, "JSON object"),
+    ],
+)
+def test_parse_refuses_bad_requests_with_the_right_status(body: Any, status: int, param: str | None,
+                                                          words: str) -> None:
+    with pytest.raises(ApiError) as err:
+        parse(body, decode=lambda ids: ["x"] * len(ids))
+    assert err.value.status == status and err.value.param == param and words in err.value.message
+    assert set(err.value.body()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_token_ids_need_a_tokenizer_and_a_known_id() -> None:
+    with pytest.raises(ApiError, match="no tokenizer"):
+        parse({"input": [1, 2]})
+    with pytest.raises(ApiError, match=r"below 10"):
+        parse({"input": [[1, 99]]}, decode=lambda ids: ["x"], vocab_size=10)
+
+
+# -- metrics --------------------------------------------------------------------------------------
+
+
+def test_metrics_render_prometheus_text() -> None:
+    metrics = ServerMetrics(queue_depth=lambda: 3, in_flight=lambda: 1)
+    metrics.requests.inc(endpoint="/v1/embeddings", status="200")
+    metrics.requests.inc(2, endpoint="/v1/embeddings", status="429")
+    metrics.request_seconds.observe(0.003)
+    metrics.request_seconds.observe(20.0)
+    text = metrics.render()
+    assert 'vecembed_requests_total{endpoint="/v1/embeddings",status="429"} 2' in text
+    assert 'vecembed_request_duration_seconds_bucket{le="0.005"} 1' in text
+    assert 'vecembed_request_duration_seconds_bucket{le="+Inf"} 2' in text
+    assert "vecembed_request_duration_seconds_count 2" in text and "vecembed_queue_depth 3" in text
+    assert "# TYPE vecembed_batch_texts histogram" in text and "vecembed_tokens_embedded_total 0" in text
+    assert metrics.requests.value(endpoint="/v1/embeddings", status="429") == 2
+
+
+# -- the batcher ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def gated() -> Iterator[GatedProvider]:
+    provider = GatedProvider(dimension=16)
+    yield provider
+    provider.gate.set()
+
+
+def test_batcher_merges_queued_requests_and_splits_the_rows(gated: GatedProvider) -> None:
+    metrics = ServerMetrics(queue_depth=lambda: 0, in_flight=lambda: 0)
+    batcher = DynamicBatcher(gated, max_batch_texts=16, max_wait=0.0, metrics=metrics)
+    try:
+        gated.gate.clear()
+        first = batcher.submit(["hold the worker"])
+        assert gated.entered.wait(5)
+        requests = [["alpha beta"], ["gamma", "delta epsilon zeta"], ["eta"]]
+        futures = [batcher.submit(texts) for texts in requests]
+        assert batcher.queued_texts == 4
+        gated.gate.set()
+        assert first.result(5).vectors.shape == (1, 16)
+        reference = MockProvider(dimension=16)
+        for texts, future in zip(requests, futures, strict=True):
+            result = future.result(5)
+            assert np.abs(result.vectors - reference.embed_documents(texts)).max() <= 1e-6
+            assert result.tokens == sum(len(t.split()) for t in texts)
+        # the three queued requests went in ONE call, in order
+        assert gated.calls[1] == ["alpha beta", "gamma", "delta epsilon zeta", "eta"]
+        assert metrics.batch_requests.count == 2 and metrics.texts.value() == 5
+        assert metrics.tokens.value() == 3 + 2 + 1 + 3 + 1
+    finally:
+        batcher.close(timeout=5)
+    assert batcher.idle and batcher.closed
+
+
+def test_batcher_respects_the_batch_limit_and_kinds(gated: GatedProvider) -> None:
+    batcher = DynamicBatcher(gated, max_batch_texts=2, max_wait=0.0)
+    try:
+        gated.gate.clear()
+        batcher.submit(["hold"])
+        assert gated.entered.wait(5)
+        a, b, c = (batcher.submit([t]) for t in ("one", "two", "three"))
+        query = batcher.submit(["a query"], kind="query")
+        gated.gate.set()
+        for f in (a, b, c):
+            f.result(5)
+        assert np.allclose(query.result(5).vectors, MockProvider(dimension=16).embed_queries(["a query"]))
+        assert gated.calls[1:] == [["one", "two"], ["three"]]  # two per call; the query ran on its own
+    finally:
+        batcher.close(timeout=5)
+
+
+def test_batcher_sheds_load_when_the_queue_is_full(gated: GatedProvider) -> None:
+    batcher = DynamicBatcher(gated, max_queue_texts=3, max_wait=0.0)
+    try:
+        gated.gate.clear()
+        batcher.submit(["hold"])
+        assert gated.entered.wait(5)
+        batcher.submit(["a", "b"])
+        with pytest.raises(QueueFullError) as err:
+            batcher.submit(["c", "d"])
+        assert err.value.retry_after >= 1 and isinstance(err.value, ProviderUnavailableError)
+        batcher.submit(["c"])  # exactly at the limit is fine
+    finally:
+        gated.gate.set()
+        batcher.close(timeout=5)
+    with pytest.raises(ShuttingDownError):
+        batcher.submit(["late"])
+    with pytest.raises(ShuttingDownError):
+        batcher.call(lambda: None)
+
+
+def test_batcher_passes_errors_to_every_request_and_runs_calls_first() -> None:
+    provider = MockProvider(dimension=8)
+    batcher = DynamicBatcher(provider)
+    try:
+        assert batcher.call(lambda: 42).result(5) == 42
+        failing = batcher.call(lambda: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            failing.result(5)
+        provider.close()
+        with pytest.raises(ProviderUnavailableError, match="closed"):
+            batcher.submit(["x"]).result(5)
+        with pytest.raises(InvalidInputError):
+            batcher.submit(["x"], kind="neither")
+    finally:
+        batcher.close(timeout=5)
+
+
+def test_batcher_checks_its_options_and_estimates_tokens() -> None:
+    with pytest.raises(InvalidInputError, match="max_batch_texts"):
+        DynamicBatcher(MockProvider(), max_batch_texts=0)
+    with pytest.raises(InvalidInputError, match="max_wait"):
+        DynamicBatcher(MockProvider(), max_wait=-1)
+    assert estimate_tokens(["x" * 3000, "ab"], max_tokens=256) == 256 + 2
+
+
+class PlainProvider:
+    """A user's own provider: the protocol only (no counted call, no tokenizer)."""
+
+    def __init__(self) -> None:
+        self.inner = MockProvider(dimension=8)
+        self.info = self.inner.info
+
+    def embed_documents(self, texts: Sequence[str]) -> Embeddings:
+        return self.inner.embed_documents(texts)
+
+    def embed_queries(self, texts: Sequence[str]) -> Embeddings:
+        return self.inner.embed_queries(texts)
+
+
+def test_batcher_serves_a_provider_of_the_users_own() -> None:
+    batcher = DynamicBatcher(PlainProvider())  # type: ignore[arg-type]
+    try:
+        result = batcher.submit(["two words"]).result(5)
+        assert np.allclose(result.vectors, MockProvider(dimension=8).embed_documents(["two words"]))
+        assert result.tokens == 2  # words, when the provider has no tokenizer
+    finally:
+        batcher.close(timeout=5)
+
+
+# -- the app in this process ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def client_for() -> Iterator[Any]:
+    from starlette.testclient import TestClient
+
+    from vecembed.server import EmbeddingServer, ServerSettings
+
+    opened: list[Any] = []
+
+    def make(provider: Any, **settings: Any) -> Any:
+        server = EmbeddingServer(provider, ServerSettings(**settings))
+        client = TestClient(server.app)
+        client.__enter__()
+        client.server = server  # type: ignore[attr-defined]
+        opened.append(client)
+        return client
+
+    yield make
+    for client in opened:
+        client.__exit__(None, None, None)
+
+
+def wait_ready(client: Any) -> None:
+    for _ in range(500):
+        if client.server.status != "starting":
+            return
+        threading.Event().wait(0.01)
+
+
+def test_app_answers_openai_requests_in_process(client_for: Any) -> None:
+    provider = MockProvider(dimension=32)
+    client = client_for(provider, api_keys=("k",), aliases=("text-embedding-3-small",))
+    wait_ready(client)
+    auth = {"Authorization": "Bearer k"}
+    texts = ["first text", "second one", ""]
+    body = client.post("/v1/embeddings", json={"input": texts, "model": "text-embedding-3-small"},
+                       headers=auth).json()
+    got = np.array([d["embedding"] for d in body["data"]], dtype=np.float32)
+    assert np.abs(got - provider.embed_documents(texts)).max() <= 1e-6
+    assert body["object"] == "list" and body["model"] == "text-embedding-3-small"
+    assert body["usage"] == {"prompt_tokens": 4, "total_tokens": 4}
+    b64 = client.post("/v1/embeddings", json={"input": "first text", "encoding_format": "base64"},
+                      headers=auth).json()
+    row = np.frombuffer(base64.b64decode(b64["data"][0]["embedding"]), dtype="<f4")
+    assert np.abs(row - provider.embed_documents(["first text"])[0]).max() <= 1e-6
+    models = client.get("/v1/models", headers=auth).json()
+    assert models["data"][0]["id"] == "vecembed/mock" and {"mock", "text-embedding-3-small"} <= {
+        m["id"] for m in models["data"]}
+    info = client.get("/info", headers=auth).json()
+    assert info["model"]["fingerprint"] == provider.info.fingerprint and info["limits"]["max_inputs"] == 2048
+    assert client.get("/info").status_code == 401
+    wrong = client.post("/v1/embeddings", json={"input": "x"}, headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "invalid_api_key"
+    bad = client.post("/v1/embeddings", content=b"{not json", headers=auth)
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_json"
+    metrics = client.get("/metrics").text
+    assert 'vecembed_requests_total{endpoint="/v1/embeddings",status="200"} 2' in metrics
+    assert 'status="401"' in metrics
+
+
+def test_health_flips_to_503_when_the_provider_closes(client_for: Any) -> None:
+    provider = MockProvider(dimension=8)
+    client = client_for(provider)
+    wait_ready(client)
+    ok = client.get("/health")
+    assert ok.status_code == 200 and ok.json()["ok"] is True
+    provider.close()
+    down = client.get("/health")
+    assert down.status_code == 503 and "closed" in down.json()["detail"]
+    refused = client.post("/v1/embeddings", json={"input": "x"})
+    assert refused.status_code == 503 and refused.json()["error"]["type"] == "server_error"
+
+
+def test_503_while_the_model_loads_and_when_it_fails(client_for: Any) -> None:
+    release = threading.Event()
+
+    def slow_load() -> Any:
+        release.wait(10)
+        return MockProvider(dimension=8)
+
+    client = client_for(slow_load)
+    starting = client.post("/v1/embeddings", json={"input": "x"})
+    assert starting.status_code == 503 and starting.headers["retry-after"] == "1"
+    assert client.get("/health").json()["status"] == "starting"
+    assert client.get("/v1/models").status_code == 503
+    release.set()
+    wait_ready(client)
+    assert client.post("/v1/embeddings", json={"input": "x"}).status_code == 200
+
+    def broken() -> Any:
+        raise vecembed.ModelNotFoundError("no/such-model", ["nowhere"])
+
+    failed = client_for(broken)
+    wait_ready(failed)
+    assert failed.server.status == "failed"
+    response = failed.post("/v1/embeddings", json={"input": "x"})
+    assert response.status_code == 503 and "no/such-model" in response.json()["error"]["message"]
+    assert failed.get("/health").status_code == 503
+
+
+def test_request_size_limits_answer_413(client_for: Any) -> None:
+    client = client_for(MockProvider(dimension=8), max_request_bytes=200, max_inputs=3)
+    wait_ready(client)
+    big = client.post("/v1/embeddings", json={"input": "word " * 100})
+    assert big.status_code == 413 and big.json()["error"]["code"] == "request_too_large"
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit is counted while reading
+        yield b'{"input": "'
+        yield b"x" * 300
+        yield b'"}'
+
+    streamed = client.post("/v1/embeddings", content=chunks())
+    assert streamed.status_code == 413
+    many = client.post("/v1/embeddings", json={"input": ["a", "b", "c", "d"]})
+    assert many.status_code == 413 and many.json()["error"]["code"] == "too_many_inputs"
+
+
+def test_a_full_queue_answers_429_with_retry_after(client_for: Any, gated: GatedProvider) -> None:
+    client = client_for(gated, max_queue_texts=2, max_wait_ms=0.0)
+    wait_ready(client)
+    gated.gate.clear()
+    results: dict[str, Any] = {}
+    threads = [threading.Thread(target=lambda n=n: results.__setitem__(n, client.post(
+        "/v1/embeddings", json={"input": ["a", "b"]}))) for n in ("hold", "queued")]
+    threads[0].start()
+    assert gated.entered.wait(5)
+    threads[1].start()
+    for _ in range(500):
+        if client.server.batcher.queued_texts == 2:
+            break
+        threading.Event().wait(0.01)
+    refused = client.post("/v1/embeddings", json={"input": ["c"]})
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+    assert refused.json()["error"]["code"] == "queue_full"
+    gated.gate.set()
+    for t in threads:
+        t.join(10)
+    assert results["hold"].status_code == 200 and results["queued"].status_code == 200
+    assert 'vecembed_requests_rejected_total{reason="queue_full"} 1' in client.get("/metrics").text
+
+
+def test_server_settings_are_checked() -> None:
+    from vecembed.server import ServerSettings
+
+    with pytest.raises(InvalidInputError, match="max_inputs"):
+        ServerSettings(max_inputs=0)
+    with pytest.raises(InvalidInputError, match="port"):
+        ServerSettings(port=70000)
+    with pytest.raises(InvalidInputError, match="empty key"):
+        ServerSettings(api_keys=("",))
+    with pytest.raises(InvalidInputError, match="max_wait_ms"):
+        ServerSettings(max_wait_ms=-1)
+
+
+def test_import_vecembed_and_its_cli_load_no_server_stack() -> None:
+    code = ("import sys, vecembed; from vecembed.cli import build_parser; build_parser();"
+            "print(sorted({'starlette', 'uvicorn', 'httpx', 'orjson'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_missing_server_extra_names_the_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vecembed.server import EmbeddingServer
+
+    monkeypatch.setitem(sys.modules, "starlette", None)
+    with pytest.raises(MissingDependencyError, match=r"pip install 'vecembed\[server\]'"):
+        EmbeddingServer(MockProvider())
+    monkeypatch.setitem(sys.modules, "httpx", None)
+    with pytest.raises(MissingDependencyError, match=r"pip install 'vecembed\[remote\]'"):
+        vecembed.load_provider("remote", url="http://127.0.0.1:9")
+
+
+# -- the remote provider against a mock transport --------------------------------------------------
+
+
+def vecembed_like(provider: MockProvider, *, fail_first: int = 0, status: int = 503,
+                  limits: dict[str, Any] | None = None, seen: list[Any] | None = None) -> Any:
+    """An httpx handler that answers like `vecembed serve`, failing the first ``fail_first`` embedding calls."""
+    state = {"failures": 0}
+
+    def handler(request: Any) -> Any:
+        if request.url.path == "/info":
+            return httpx.Response(200, json={"model": provider.info.to_dict(), "served_names": [provider.info.name],
+                                             "limits": limits or {"max_inputs": 2048}})
+        body = json.loads(request.content)
+        if seen is not None:
+            seen.append(body)
+        if state["failures"] < fail_first:
+            state["failures"] += 1
+            return httpx.Response(status, headers={"Retry-After": "0"}, json={"error": {"message": "busy"}})
+        embed = provider.embed_queries if body.get("input_type") == "query" else provider.embed_documents
+        vectors = embed(body["input"])
+        data = [{"object": "embedding", "index": i,
+                 "embedding": base64.b64encode(v.astype("<f4").tobytes()).decode()} for i, v in enumerate(vectors)]
+        return httpx.Response(200, json={"object": "list", "data": data[::-1], "model": provider.info.name,
+                                         "usage": {"prompt_tokens": 3, "total_tokens": 3}})
+
+    return httpx.MockTransport(handler)
+
+
+def test_remote_takes_identity_from_info_and_batches_to_the_limits() -> None:
+    local = MockProvider(dimension=16, query_prompt="query: ")
+    seen: list[Any] = []
+    remote = vecembed.load_provider("remote", url="http://server:8000/v1/", transport=vecembed_like(
+        local, limits={"max_inputs": 3, "max_request_bytes": 10_000}, seen=seen))
+    with remote:
+        assert remote.info.fingerprint == local.info.fingerprint and remote.info.backend == "remote"
+        assert remote.info.extra["url"] == "http://server:8000"
+        texts = [f"text number {i}" for i in range(7)]
+        assert np.abs(remote.embed_documents(texts) - local.embed_documents(texts)).max() <= 1e-6
+        assert [len(b["input"]) for b in seen] == [3, 3, 1]
+        assert np.abs(remote.embed_query("hi") - local.embed_query("hi")).max() <= 1e-6
+        assert seen[-1]["input_type"] == "query"
+        assert remote.embed_documents_counted(["a"]).tokens == 3
+        assert remote.embed_documents([]).shape == (0, 16)
+        assert remote.health_check().ok
+    assert remote.closed and not remote.health_check().ok
+
+
+def test_remote_retries_transient_failures(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("vecembed.providers.remote.time.sleep", lambda s: None)
+    local = MockProvider(dimension=8)
+    remote = vecembed.load_provider("remote", url="http://s", transport=vecembed_like(local, fail_first=2))
+    assert np.allclose(remote.embed_documents(["x"]), local.embed_documents(["x"]))
+    gives_up = vecembed.load_provider("remote", url="http://s", retries=1,
+                                      transport=vecembed_like(local, fail_first=5, status=429))
+    with pytest.raises(ProviderUnavailableError, match=r"429.*after 1 retries"):
+        gives_up.embed_documents(["x"])
+
+
+def test_remote_refuses_another_model_or_dimension() -> None:
+    local = MockProvider(dimension=8)
+    with pytest.raises(ProviderUnavailableError, match="not 'other'"):
+        vecembed.load_provider("remote", url="http://s", model="other", transport=vecembed_like(local))
+    with pytest.raises(DimensionMismatchError):
+        vecembed.load_provider("remote", url="http://s", dimension=9, transport=vecembed_like(local))
+    with pytest.raises(InvalidInputError, match="http"):
+        vecembed.load_provider("remote", url="server:8000")
+
+
+def test_remote_against_a_plain_openai_endpoint() -> None:
+    local = MockProvider(dimension=8)
+    inner = vecembed_like(local)
+
+    def handler(request: Any) -> Any:
+        if request.url.path == "/info":
+            return httpx.Response(404, text="not found")
+        if request.url.path == "/v1/embeddings" and json.loads(request.content)["input"] == ["bad"]:
+            return httpx.Response(400, json={"error": {"message": "bad input"}})
+        return inner.handle_request(request)
+
+    transport = httpx.MockTransport(handler)
+    with pytest.raises(InvalidInputError, match="pass model= and dimension="):
+        vecembed.load_provider("remote", url="http://api.example/v1", transport=transport)
+    plain = vecembed.load_provider("remote", url="http://api.example/v1", model="emb-1", dimension=8,
+                                   query_prompt="q: ", transport=transport)
+    again = vecembed.load_provider("remote", url="http://other.example", model="emb-1", dimension=8,
+                                   query_prompt="q: ", transport=transport)
+    assert plain.info.fingerprint.startswith("ve1-remote-") and plain.info.fingerprint == again.info.fingerprint
+    assert plain.info.fingerprint != local.info.fingerprint
+    # the query prompt is added on the client: the endpoint knows no query/document distinction
+    assert np.allclose(plain.embed_query("hi"), local.embed_documents(["q: hi"])[0])
+    with pytest.raises(InvalidInputError, match="bad input"):
+        plain.embed_documents(["bad"])
+
+
+def test_remote_says_what_to_do_when_unreachable_or_refused() -> None:
+    def refuse(request: Any) -> Any:
+        return httpx.Response(401, json={"error": {"message": "missing or wrong API key"}})
+
+    with pytest.raises(ProviderUnavailableError, match="api_key= or set"):
+        vecembed.load_provider("remote", url="http://s", transport=httpx.MockTransport(refuse))
+
+    def down(request: Any) -> Any:
+        raise httpx.ConnectError("connection refused")
+
+    with pytest.raises(ProviderUnavailableError, match="is `vecembed serve` running"):
+        vecembed.load_provider("remote", url="http://s", retries=0, transport=httpx.MockTransport(down))
+
+
+def test_chroma_records_how_to_rebuild_a_remote_provider() -> None:
+    pytest.importorskip("chromadb", reason="pip install 'vecembed[chroma]'")
+    from vecembed_chroma.embedding_function import _infer_options
+
+    remote = vecembed.load_provider("remote", url="http://server:8000", transport=vecembed_like(MockProvider()))
+    assert _infer_options(remote) == ({"url": "http://server:8000"}, True)
