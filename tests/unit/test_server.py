@@ -7,6 +7,7 @@ server process and real clients are in tests/integration/test_server.py.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import subprocess
 import sys
@@ -533,3 +534,56 @@ def test_chroma_records_how_to_rebuild_a_remote_provider() -> None:
 
     remote = vecembed.load_provider("remote", url="http://server:8000", transport=vecembed_like(MockProvider()))
     assert _infer_options(remote) == ({"url": "http://server:8000"}, True)
+
+
+def test_cli_serve_runs_in_this_process_until_sigterm(monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """The CLI command end to end in this process (so coverage sees it): serve, answer, drain on SIGTERM, exit 0."""
+    import os
+    import signal
+    import socket
+
+    from vecembed.cli import main
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("VECEMBED_API_KEY", "env-key, other-key")
+    url = f"http://127.0.0.1:{port}"
+    seen: dict[str, Any] = {}
+
+    def client() -> None:
+        for _ in range(400):
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            threading.Event().wait(0.05)
+        else:
+            return  # the server never came up: main() has returned with an error, no signal to send
+        seen["ok"] = httpx.post(f"{url}/v1/embeddings", json={"input": ["a b"], "model": "vecembed/mock"},
+                                headers={"Authorization": "Bearer other-key"})
+        seen["refused"] = httpx.post(f"{url}/v1/embeddings", json={"input": "x"})
+        os.kill(os.getpid(), signal.SIGTERM)  # uvicorn's handler (ours) is installed: it drains and stops
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    code = main(["serve", "--backend", "mock", "--opt", "dimension=16", "--port", str(port),
+                 "--max-wait-ms", "1", "--log-level", "error"])
+    thread.join(30)
+    assert code == 0
+    assert seen["ok"].status_code == 200 and seen["ok"].json()["usage"]["prompt_tokens"] == 2
+    assert seen["refused"].status_code == 401
+    assert "serving vecembed/mock (mock, 16-d" in capsys.readouterr().err
+
+
+def test_cli_serve_options_are_checked(capsys: pytest.CaptureFixture[str]) -> None:
+    from vecembed.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["serve", "--quantize", "int8", "--alias", "a", "--alias", "b", "--max-wait-ms", "0.5"])
+    assert args.quantize == "int8" and args.alias == ["a", "b"] and args.max_wait_ms == 0.5
+    assert args.host == "127.0.0.1"  # this machine only, unless asked
+    for bad in (["--max-wait-ms", "-1"], ["--max-wait-ms", "soon"], ["--max-queue", "0"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["serve", *bad])
+    assert "expected a number >= 0" in capsys.readouterr().err
