@@ -86,7 +86,7 @@ def test_ports_are_bound_to_localhost_only(compose: dict[str, Any]) -> None:
         for port in service.get("ports", []):
             assert isinstance(port, str) and port.startswith("127.0.0.1:"), (name, port)
             seen += 1
-    assert seen == 4  # chroma HTTP, qdrant HTTP + gRPC, PostgreSQL
+    assert seen == 5  # chroma HTTP, qdrant HTTP + gRPC, PostgreSQL, vecembed serve
 
 
 def test_data_lives_in_named_volumes(compose: dict[str, Any]) -> None:
@@ -106,6 +106,20 @@ def test_vecembed_service_waits_for_healthy_servers(compose: dict[str, Any]) -> 
     assert service["environment"]["VECEMBED_CHROMA_URL"] == "http://chroma:8000"
     assert service["environment"]["VECEMBED_QDRANT_URL"] == "http://qdrant:6333"
     assert service["environment"]["VECEMBED_PGVECTOR_URL"].endswith("@pgvector:5432/vecembed")
+
+
+def test_server_service_serves_on_its_port_and_drains_before_it_is_killed(compose: dict[str, Any]) -> None:
+    service = compose["services"]["server"]
+    assert service["build"]["dockerfile"] == "docker/Dockerfile" and service["profiles"] == ["server"]
+    command = service["command"]
+    assert command[0] == "serve" and command[command.index("--port") + 1] == "8080"
+    assert service["ports"] == ["127.0.0.1:${VECEMBED_SERVER_PORT:-8080}:8080"]
+    # docker stop waits longer than the server's own drain, so in-flight requests finish
+    drain = float(command[command.index("--drain-timeout") + 1])
+    assert service["stop_signal"] == "SIGTERM" and float(service["stop_grace_period"].rstrip("s")) > drain
+    probe = " ".join(service["healthcheck"]["test"])
+    assert "127.0.0.1:8080/health" in probe and service["healthcheck"]["retries"] >= 3
+    assert "${VECEMBED_API_KEY" in service["environment"]["VECEMBED_API_KEY"]
 
 
 def test_compose_config_validates_where_a_compose_tool_exists() -> None:
@@ -163,6 +177,9 @@ def test_dockerfile_exports_in_the_builder_and_runs_without_torch() -> None:
     assert "torch" not in runtime.replace("find_spec('torch')", "")
     assert "VECEMBED_OFFLINE=1" in runtime and "HF_HUB_OFFLINE=1" in runtime
     assert 'ENTRYPOINT ["vecembed"]' in runtime and 'CMD ["demo"]' in runtime
+    # the image serves too: the server extras are installed and checked at build time
+    assert "server" in runtime_install and "remote" in runtime_install
+    assert "vecembed serve --help" in runtime and "EXPOSE 8080" in runtime
     assert any(i.startswith("USER ") and "root" not in i for i in stages["runtime"])
 
 
