@@ -222,7 +222,9 @@ def export_onnx(config: ModelConfig, target: Path, *, tokenizer: Any = None, nam
     Returns the agreement (min cosine on :data:`PROBE_TEXTS`); one below
     :data:`EXPORT_MIN_COSINE` raises and caches nothing.
     """
-    torch = require("torch", "torch", "exporting the model to ONNX (it ships no model.onnx)")
+    torch = require("torch", "torch", (
+        f"exporting the model to ONNX once (it ships no model.onnx and the cache {cache.cache_dir()} holds no "
+        "export; or run `vecembed export` where torch is and copy that cache here as $VECEMBED_CACHE)"))
     from vecembed.providers import _onnx_export
 
     name = name or str(config.path)
