@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from qdrant_fixtures import qdrant_server_url  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -21,11 +22,13 @@ def test_the_readme_has_python_examples() -> None:
 
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
-def test_readme_python_block_runs(index: int, tmp_path: Path, minilm_path: Path) -> None:
+def test_readme_python_block_runs(index: int, tmp_path: Path, minilm_path: Path,
+                                  request: pytest.FixtureRequest) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "VECEMBED_OFFLINE": "1"}
     env.pop("VECEMBED_CHROMA_URL", None)
     env.pop("VECEMBED_QDRANT_URL", None)
-    proc = subprocess.run([sys.executable, "-c", BLOCKS[index]], cwd=tmp_path, env=env, capture_output=True,
+    code = _on_test_servers(BLOCKS[index], request)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=300, check=False)
     assert proc.returncode == 0, f"README python block {index} failed:\n{BLOCKS[index]}\n{proc.stderr[-3000:]}"
     if "[['1']]" in BLOCKS[index]:
@@ -33,3 +36,18 @@ def test_readme_python_block_runs(index: int, tmp_path: Path, minilm_path: Path)
     if "faq-1" in BLOCKS[index]:  # the store example: the report, the re-run skipping both, the promised hit
         lines = proc.stdout.splitlines()
         assert "2 written" in lines[0] and lines[1] == "2" and lines[2].startswith("faq-1 ")
+    if "server-docs" in BLOCKS[index]:  # the server examples: two documents, found again through a second client
+        assert proc.stdout.splitlines() == ["2", "a"]
+
+
+def _on_test_servers(code: str, request: pytest.FixtureRequest) -> str:
+    """The block with the README's server addresses replaced by the test servers' (a Chroma server started
+    here; a Qdrant server from VECEMBED_QDRANT_URL or testcontainers, else the test skips with the reason)."""
+    chroma_url, qdrant_url = "http://localhost:8000", "http://localhost:6333"
+    if chroma_url in code:
+        endpoint = request.getfixturevalue("chroma_server")
+        code = code.replace(chroma_url, endpoint.url).replace(
+            'HttpClient(host="localhost", port=8000)', f'HttpClient(host="{endpoint.host}", port={endpoint.port})')
+    if qdrant_url in code:
+        code = code.replace(qdrant_url, request.getfixturevalue("qdrant_server_url"))
+    return code

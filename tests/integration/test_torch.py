@@ -200,3 +200,20 @@ def test_an_architecture_without_transformers_is_a_model_load_error(tmp_path: Pa
     monkeypatch.setattr(torch_backend, "importable", lambda name: name != "transformers")
     with pytest.raises(ModelLoadError, match=r"DistilBertModel.*pip install transformers"):
         vecembed.load_provider("torch", model=str(tmp_path), device="cpu")
+
+
+def test_code_inside_a_model_folder_is_never_run(tmp_path: Path) -> None:
+    # issue 10 #17: a folder whose config points AutoModel at its own Python file (auto_map, trust_remote_code)
+    pytest.importorskip("transformers")
+    marker = tmp_path / "ran.txt"
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "modeling_evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n", encoding="utf-8")
+    (model / "config.json").write_text(json.dumps({
+        "model_type": "evil", "architectures": ["EvilModel"], "hidden_size": 8,
+        "auto_map": {"AutoConfig": "modeling_evil.EvilConfig", "AutoModel": "modeling_evil.EvilModel"},
+    }))
+    (model / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "tok"]))
+    with pytest.raises(ModelLoadError, match="EvilModel"):
+        vecembed.load_provider("torch", model=str(model), device="cpu")
+    assert not marker.exists()

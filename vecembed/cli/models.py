@@ -51,7 +51,8 @@ def register(commands: Any) -> None:
 
     bench = commands.add_parser("bench", help="run the benchmark harness (from a source checkout)",
                                 epilog="Other options are passed to benchmarks/run.py, e.g. --backends onnx.")
-    bench.add_argument("--quick", action="store_true", help="a small run (seconds, not minutes)")
+    bench.add_argument("--quick", action="store_true",
+                       help="a smaller run (a few minutes on 2 cores: it times sentence-transformers too)")
     # Any other option goes to the harness as is (e.g. --backends onnx, --json out.json): see main().
     bench.set_defaults(handler=cmd_bench, passthrough=True, rest=[])
 
