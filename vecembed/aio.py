@@ -10,14 +10,15 @@ provider can serve several event loops (or ``asyncio.run`` called many times).
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from vecembed.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 __all__ = ["Worker"]
 
@@ -38,11 +39,15 @@ class Worker:
     def _pool(self) -> ThreadPoolExecutor:
         with self._lock:
             if self._executor is None:
+                from concurrent.futures import ThreadPoolExecutor
+
                 self._executor = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix=self._name)
             return self._executor
 
     async def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         """``fn(*args, **kwargs)`` on a worker thread; the event loop stays free while it runs."""
+        import asyncio  # here, not at the top: `import vecembed` stays free of asyncio
+
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool(), functools.partial(fn, *args, **kwargs))
 

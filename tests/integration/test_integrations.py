@@ -107,7 +107,7 @@ def test_llama_index_vector_store_index(onnx_provider: Any, corpus: tuple[list[s
     embed_model = VecembedEmbedding(onnx_provider)
     assert embed_model.fingerprint == onnx_provider.info.fingerprint
     assert embed_model.model_name == onnx_provider.info.name
-    # Nodes, not Documents: no node parser (whose tokenizer would fetch tiktoken's files); retriever, no LLM.
+    # Nodes with our ids (Documents would be split into nodes with random ids); a retriever, so no LLM.
     index = VectorStoreIndex([TextNode(text=t, id_=str(i)) for i, t in enumerate(docs)], embed_model=embed_model)
     retriever = index.as_retriever(similarity_top_k=K)
     got = [[n.node.node_id for n in retriever.retrieve(q)] for q in queries]
