@@ -55,6 +55,7 @@ README_COMMANDS: dict[str, str] = {
     "export": "vecembed export --int8",  # test_readme_cli.py
     "distill": "vecembed distill --dim 256",  # test_readme_cli.py (on a tiny transformer: see there)
     "bench": "vecembed bench --quick",  # test_readme_cli.py
+    "serve": "vecembed serve --port 8080 --api-key change-me",  # server_fixtures.readme_server (README's client block)
 }
 
 

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 from qdrant_fixtures import qdrant_server_url  # noqa: F401
+from server_fixtures import README_URL, readme_server  # noqa: F401
 
+pytest_plugins = ["backend_fixtures"]  # vecembed_cache: the served model's ONNX graph in the session's cache
 pytestmark = pytest.mark.integration
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -38,11 +40,14 @@ def test_readme_python_block_runs(index: int, tmp_path: Path, minilm_path: Path,
         assert "2 written" in lines[0] and lines[1] == "2" and lines[2].startswith("faq-1 ")
     if "server-docs" in BLOCKS[index]:  # the server examples: two documents, found again through a second client
         assert proc.stdout.splitlines() == ["2", "a"]
+    if "served-docs" in BLOCKS[index]:  # the `vecembed serve` clients: OpenAI's, then the remote provider in a store
+        assert proc.stdout.splitlines() == ["384 4", "True", "a"]
 
 
 def _on_test_servers(code: str, request: pytest.FixtureRequest) -> str:
     """The block with the README's server addresses replaced by the test servers' (a Chroma server started
-    here; a Qdrant server from VECEMBED_QDRANT_URL or testcontainers, else the test skips with the reason)."""
+    here; a Qdrant server from VECEMBED_QDRANT_URL or testcontainers, else the test skips with the reason;
+    `vecembed serve` as the README runs it)."""
     chroma_url, qdrant_url = "http://localhost:8000", "http://localhost:6333"
     if chroma_url in code:
         endpoint = request.getfixturevalue("chroma_server")
@@ -50,4 +55,6 @@ def _on_test_servers(code: str, request: pytest.FixtureRequest) -> str:
             'HttpClient(host="localhost", port=8000)', f'HttpClient(host="{endpoint.host}", port={endpoint.port})')
     if qdrant_url in code:
         code = code.replace(qdrant_url, request.getfixturevalue("qdrant_server_url"))
+    if README_URL in code:  # the `vecembed serve` block: the README's own command, on a free port
+        code = code.replace(README_URL, request.getfixturevalue("readme_server"))
     return code

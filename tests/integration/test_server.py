@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
-import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,67 +28,16 @@ import pytest
 pytest.importorskip("starlette", reason="pip install 'vecembed[server]'")
 httpx = pytest.importorskip("httpx", reason="pip install 'vecembed[remote]'")
 
+from server_fixtures import Served, free_port, serve  # noqa: E402
+
 import vecembed  # noqa: E402
 from vecembed.errors import ModelMismatchError  # noqa: E402
 
 pytest_plugins = ["backend_fixtures"]  # onnx_provider and the session's private ONNX cache
-pytestmark = [pytest.mark.integration]
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # real server processes
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 KEY = "test-key-12"
-START_TIMEOUT_S = 60.0
-
-
-@dataclass
-class Served:
-    url: str
-    proc: subprocess.Popen[str]
-    log: list[str]
-
-    @property
-    def api(self) -> str:
-        return f"{self.url}/v1"
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextlib.contextmanager
-def serve(*args: str) -> Iterator[Served]:
-    """``vecembed serve ARGS`` on a free port; yields once /health answers 200; stops it by its PID."""
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vecembed", "serve", "--port", str(port), *args],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    served = Served(f"http://127.0.0.1:{port}", proc, [])
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                log = proc.stderr.read() if proc.stderr else ""
-                pytest.fail(f"vecembed serve exited with {proc.returncode}: {log}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{served.url}/health", timeout=2).status_code == 200:
-                    break
-            time.sleep(0.1)
-        else:
-            pytest.fail("vecembed serve did not become healthy in time")
-        yield served
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
 
 
 @pytest.fixture(scope="module")
@@ -280,6 +226,6 @@ def test_sigterm_drains_in_flight_and_refuses_new_requests() -> None:
 def test_a_model_that_does_not_load_ends_serve_with_one_line() -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     out = subprocess.run([sys.executable, "-m", "vecembed", "serve", "--backend", "onnx", "--model",
-                          "/nonexistent/model-dir", "--port", str(_free_port())],
+                          "/nonexistent/model-dir", "--port", str(free_port())],
                          capture_output=True, text=True, timeout=60, env=env)
     assert out.returncode == 1 and "vecembed: error:" in out.stderr and "/nonexistent/model-dir" in out.stderr
