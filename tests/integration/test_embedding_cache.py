@@ -185,3 +185,28 @@ def test_two_processes_share_one_cache_directory(tmp_path: Path) -> None:
         conn.close()
     assert stored == keys
     assert json.dumps(sorted(p.cache.fingerprints().values())) == "[1800]"
+
+
+def _embed_in_child(provider: CachedProvider, texts: list[str], queue: Any) -> None:
+    queue.put((provider.embed_documents(texts).tobytes(), provider.hits))
+
+
+def test_a_forked_child_uses_its_own_connection(tmp_path: Path) -> None:
+    import multiprocessing
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+    ctx = multiprocessing.get_context("fork")
+    with CachedProvider(MockProvider(dimension=16), tmp_path) as parent:
+        stored = parent.embed_documents(["made by the parent"])
+        queue = ctx.Queue()
+        child = ctx.Process(target=_embed_in_child, args=(parent, ["made by the parent", "made by the child"], queue))
+        child.start()
+        vectors, hits = queue.get(timeout=60)
+        child.join(timeout=60)
+        assert child.exitcode == 0 and hits == 1
+        assert vectors[: len(stored.tobytes())] == stored.tobytes()
+        # the parent's connection still works, and sees the child's write
+        assert parent.embed_documents(["made by the child"]).tobytes() == vectors[len(stored.tobytes()):]
+        assert parent.hits == 1
+    assert _check_consistent(tmp_path, 16) == 2
