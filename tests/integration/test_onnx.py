@@ -18,7 +18,7 @@ import pytest
 # session fixtures (one private cache, one export) shared by every module that names them
 pytest_plugins = ["backend_fixtures"]
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = pytest.mark.integration
 pytest.importorskip("onnxruntime", reason="pip install 'vecembed[onnx]'")
 
 import vecembed  # noqa: E402

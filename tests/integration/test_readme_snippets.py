@@ -13,7 +13,7 @@ from qdrant_fixtures import qdrant_server_url  # noqa: F401
 from server_fixtures import README_URL, readme_server  # noqa: F401
 
 pytest_plugins = ["backend_fixtures"]  # vecembed_cache: the served model's ONNX graph in the session's cache
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # a subprocess per README block
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.DOTALL)
