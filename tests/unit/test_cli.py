@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from vecembed.cli import EXIT_ERROR, EXIT_UNHEALTHY, build_parser, main
 from vecembed.cli._common import error_line, open_provider, parse_options
 from vecembed.cli.inputs import Document, read_documents, read_texts
 from vecembed.errors import (
+    CollectionNotFoundError,
     InvalidInputError,
     MissingDependencyError,
     ModelLoadError,
@@ -101,7 +103,7 @@ def test_jsonl_ids_text_metadata(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         # Issue 10 #9: a wrong field name says the field is missing and lists what was found.
         ('{"id": "b", "body": "t"}', r"docs.jsonl line 2: no \"text\" field \(fields found: 'id', 'body'\)"),
         ('{"id": "b", "text": "t", "metadata": [1]}', "'metadata' must be an object"),
-        ('{"id": "a", "text": "again"}', "id 'a' appears twice"),
+        ('{"id": "a", "text": "again"}', r"id 'a' appears twice: \S*docs.jsonl line 1 and \S*docs.jsonl line 2;"),
     ],
 )
 def test_bad_jsonl_is_one_clear_error(tmp_path: Path, line: str, message: str) -> None:
@@ -586,3 +588,28 @@ def test_one_off_builds_get_a_status_line_in_the_cli_only(capsys: pytest.Capture
     err = capsys.readouterr().err
     assert err == "vecembed: exporting m to ONNX once: about 20 s on 2 CPU cores, then every load reuses /c\n"
     assert logging.getLogger("vecembed.providers").handlers == []
+
+
+@pytest.mark.parametrize("db", ["qdrant", "chroma"])
+@pytest.mark.parametrize(
+    ("metadata", "message"),
+    [
+        ('{"": 1}', "metadata key '' must be a non-empty str"),
+        ('{"x": NaN}', "metadata\\['x'\\] is nan: metadata numbers must be finite"),  # one rule: Chroma too
+    ],
+)
+def test_a_bad_record_is_reported_by_its_input_line_and_nothing_is_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], db: str,
+        metadata: str, message: str) -> None:
+    # issue 10 #14: line 701 of 900 was reported as "index 103" (its place in a batch) after 896 were written
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("VECEMBED_NO_PROGRESS", "1")
+    lines = [json.dumps({"text": f"document {n}", "metadata": {"n": n}}) for n in range(1, 901)]
+    lines[700] = '{"text": "document 701", "metadata": ' + metadata + "}"
+    (tmp_path / "docs.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    args = ["--db", db, "--collection", "docs", "--backend", "mock", "--path", str(tmp_path / "data")]
+    assert main(["ingest", "docs.jsonl", *args]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert re.search(f"docs.jsonl line 701: {message}.*nothing was written", err), err
+    with pytest.raises(CollectionNotFoundError):  # not even an empty collection
+        vecembed.open_store(db, "docs", MockProvider(), path=str(tmp_path / "data"), create=False)

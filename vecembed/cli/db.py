@@ -27,7 +27,7 @@ from vecembed.cli._common import (
     positive_int,
 )
 from vecembed.cli.inputs import read_documents
-from vecembed.errors import CollectionNotFoundError
+from vecembed.errors import CollectionNotFoundError, InvalidInputError
 from vecembed.protocol import EmbeddingProvider
 from vecembed.store import Hit, Store, available_stores, open_store
 
@@ -120,7 +120,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     """Read INPUT, embed it and upsert it through the ingest engine; print the report."""
     docs = read_documents(args.input)
     with _store_from_args(args, create=True) as (store, provider):
-        report = store.ingest(docs, show_progress=None)
+        try:
+            report = store.ingest(docs, show_progress=None)
+        except InvalidInputError as exc:  # name the input line, not the engine's position
+            raise docs.located(exc) from None
         total = store.count()
         if args.json:
             payload = {**report.to_dict(), "location": store.location, "count": total,

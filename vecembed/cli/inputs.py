@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -25,13 +26,33 @@ from typing import Any, TextIO
 from vecembed.errors import InvalidInputError
 from vecembed.store import Document
 
-__all__ = ["FOLDER_SUFFIXES", "Document", "read_documents", "read_texts"]
+__all__ = ["FOLDER_SUFFIXES", "Document", "Documents", "read_documents", "read_texts"]
 
 #: File types taken from a folder (one document per file).
 FOLDER_SUFFIXES = (".txt", ".md")
 
 #: Metadata values the databases store as is; anything else is written as JSON text.
 _SCALARS = (str, int, float, bool)
+
+
+class Documents(list[Document]):
+    """The documents read from an input, with where each came from (``origins[i]``: "docs.jsonl line 701")."""
+
+    def __init__(self, pairs: Iterable[tuple[str, Document]] = ()) -> None:
+        pairs = list(pairs)
+        super().__init__(doc for _, doc in pairs)
+        self.origins = [origin for origin, _ in pairs]
+
+    def located(self, exc: InvalidInputError) -> InvalidInputError:
+        """``exc`` with each ``documents[N]`` it names replaced by that document's origin in the input.
+
+        The ingest engine numbers documents as they reach it; a person fixes a file by its line.
+        """
+        def origin(match: re.Match[str]) -> str:
+            index = int(match.group(1))
+            return self.origins[index] if 0 <= index < len(self.origins) else match.group(0)
+
+        return InvalidInputError(re.sub(r"documents\[(\d+)\]", origin, str(exc)), index=exc.index)
 
 
 def _flat_metadata(raw: Any, where: str) -> dict[str, Any]:
@@ -53,8 +74,8 @@ def _lines(stream: Iterable[str]) -> Iterable[tuple[int, str]]:
         yield number, line.rstrip("\r\n")
 
 
-def _read_jsonl(lines: Iterable[tuple[int, str]], name: str) -> list[Document]:
-    docs: list[Document] = []
+def _read_jsonl(lines: Iterable[tuple[int, str]], name: str) -> Documents:
+    docs: list[tuple[str, Document]] = []
     for number, line in lines:
         if not line.strip():
             continue
@@ -79,16 +100,17 @@ def _read_jsonl(lines: Iterable[tuple[int, str]], name: str) -> list[Document]:
             doc_id = f"{name}:{number}"  # stdin: None, the engine addresses the document by its text
         elif doc_id is not None:
             doc_id = str(doc_id)
-        docs.append(Document(doc_id, text, _flat_metadata(record.get("metadata"), where)))
-    return docs
+        docs.append((where, Document(doc_id, text, _flat_metadata(record.get("metadata"), where))))
+    return Documents(docs)
 
 
-def _read_txt(lines: Iterable[tuple[int, str]], name: str) -> list[Document]:
+def _read_txt(lines: Iterable[tuple[int, str]], name: str) -> Documents:
     # Blank lines are separators, not documents; the id keeps the line number so it stays stable.
     if name == "stdin":  # no file to name: the text is the address (and a line's number is no identity)
-        return [Document(None, line, {"source": name}) for _, line in lines if line.strip()]
-    return [Document(f"{name}:{number}", line, {"source": name, "line": number})
-            for number, line in lines if line.strip()]
+        return Documents((f"stdin line {number}", Document(None, line, {"source": name}))
+                         for number, line in lines if line.strip())
+    return Documents((f"{name} line {number}", Document(f"{name}:{number}", line, {"source": name, "line": number}))
+                     for number, line in lines if line.strip())
 
 
 def source_name(path: Path) -> str:
@@ -115,32 +137,36 @@ def read_text_file(path: Path) -> str:
         ) from None
 
 
-def _read_folder(folder: Path) -> list[Document]:
+def _read_folder(folder: Path) -> Documents:
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in FOLDER_SUFFIXES
                    and not any(part.startswith(".") for part in p.relative_to(folder).parts))
-    docs: list[Document] = []
+    docs: list[tuple[str, Document]] = []
     for path in files:
         rel = path.relative_to(folder).as_posix()
         text = read_text_file(path).strip()
         if text:
-            docs.append(Document(rel, text, {"source": rel}))
-    return docs
+            docs.append((str(path), Document(rel, text, {"source": rel})))
+    return Documents(docs)
 
 
-def _check_unique(docs: list[Document], name: str) -> list[Document]:
+def _check_unique(docs: Documents) -> Documents:
     seen: dict[str | int | None, int] = {}
     for index, doc in enumerate(docs):
         if doc.id in seen:
             raise InvalidInputError(
-                f"{name}: id {doc.id!r} appears twice (documents {seen[doc.id]} and {index}); ids must be unique",
+                f"id {doc.id!r} appears twice: {docs.origins[seen[doc.id]]} and {docs.origins[index]}; "
+                "ids must be unique",
                 index=index,
             )
         seen[doc.id] = index
     return docs
 
 
-def read_documents(source: str | Path, *, stdin: TextIO | None = None) -> list[Document]:
-    """Documents from ``source``: ``-`` (stdin, text lines or JSONL), a .jsonl, a text file or a folder."""
+def read_documents(source: str | Path, *, stdin: TextIO | None = None) -> Documents:
+    """Documents from ``source``: ``-`` (stdin, text lines or JSONL), a .jsonl, a text file or a folder.
+
+    The list also says where each document came from (:class:`Documents`), for errors a person can act on.
+    """
     if str(source) == "-":
         stream = stdin or sys.stdin
         try:
@@ -152,7 +178,7 @@ def read_documents(source: str | Path, *, stdin: TextIO | None = None) -> list[D
             raise InvalidInputError(f"stdin: not text (a NUL byte on line {nul}); nothing was read")
         first = next((line for _, line in lines if line.strip()), "")
         if first.lstrip().startswith("{"):
-            return _check_unique(_read_jsonl(lines, "stdin"), "stdin")
+            return _check_unique(_read_jsonl(lines, "stdin"))
         return _read_txt(lines, "stdin")
     path = Path(source)
     if path.is_dir():
@@ -165,7 +191,7 @@ def read_documents(source: str | Path, *, stdin: TextIO | None = None) -> list[D
     name = source_name(path)
     file_lines = _lines(io.StringIO(read_text_file(path), newline=""))
     if path.suffix.lower() in {".jsonl", ".ndjson"}:
-        return _check_unique(_read_jsonl(file_lines, name), name)
+        return _check_unique(_read_jsonl(file_lines, name))
     return _read_txt(file_lines, name)
 
 
