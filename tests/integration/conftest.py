@@ -139,9 +139,12 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChromaEn
 
 @pytest.fixture
 def chroma_server_factory(tmp_path: Path) -> Any:
-    """``with chroma_server_factory() as endpoint:`` — a private, short-lived server (for stop/restart tests)."""
+    """``with chroma_server_factory() as endpoint:`` — a private, short-lived server (for stop/restart tests).
+
+    ``chroma_server_factory(root)`` starts one on the data under ``root`` (a restart of an earlier one).
+    """
     counter = iter(range(1000))
-    return lambda: run_chroma_server(tmp_path / f"chroma-{next(counter)}")
+    return lambda root=None: run_chroma_server(root or tmp_path / f"chroma-{next(counter)}")
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:

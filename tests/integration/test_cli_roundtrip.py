@@ -7,8 +7,14 @@ sentence-transformers' own nearest neighbours.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
 import shutil
+import signal
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +146,41 @@ def test_unknown_model_and_info(tmp_path: Path, minilm_path: Path) -> None:
     assert info["info"]["name"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert info["info"]["dimension"] == 384
     assert info["health"]["ok"] is True
+
+
+def test_a_chroma_server_killed_mid_ingest_then_a_rerun_ends_exact(tmp_path: Path, chroma_server_factory: Any) -> None:
+    # issue 10 #19: the server dies (SIGKILL) while `vecembed ingest` writes; the CLI retries, then says what is
+    # committed and that a re-run resumes; after a restart on the same data the re-run ends exact.
+    import chromadb
+    from cli_helpers import vecembed_command
+
+    total = 12_000
+    (tmp_path / "docs.txt").write_text("".join(f"document number {n}\n" for n in range(total)), encoding="utf-8")
+    where = ["--db", "chroma", "--collection", "killed", "--backend", "mock"]
+    env = {**os.environ, "VECEMBED_NO_PROGRESS": "1", "VECEMBED_OFFLINE": "1"}
+    root = tmp_path / "server"
+    with chroma_server_factory(root) as first:
+        proc = subprocess.Popen([*vecembed_command(), "ingest", "docs.txt", *where, "--url", first.url], cwd=tmp_path,
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        client = chromadb.HttpClient(host=first.host, port=first.port)
+        deadline, seen = time.monotonic() + 120, 0
+        while time.monotonic() < deadline and proc.poll() is None and seen < 1_000:
+            with contextlib.suppress(Exception):  # the collection appears with the first write
+                seen = client.get_collection("killed").count()
+            time.sleep(0.05)
+        assert proc.poll() is None and seen >= 1_000, "the ingest ended before the server could be killed"
+        os.kill(first.pid, signal.SIGKILL)
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, out + err
+    assert "Traceback" not in err
+    message = err.strip().splitlines()[-1]
+    assert message.startswith("vecembed: error: ingest into chroma collection 'killed' stopped after"), message
+    assert "are committed" in message and "re-run the same ingest" in message, message
+    assert "did not answer" in message and "after 3 retries" in message, message  # retried before giving up
+    committed = int(re.search(r"(\d+) are committed", message).group(1))  # type: ignore[union-attr]
+    assert committed >= 1_000
+
+    with chroma_server_factory(root) as second:  # the same data folder, a new port
+        report = json.loads(run_cli("ingest", "docs.txt", *where, "--url", second.url, "--json", cwd=tmp_path).stdout)
+    assert report["count"] == total  # nothing lost, nothing duplicated
+    assert report["skipped"] >= committed and report["written"] + report["skipped"] == total
