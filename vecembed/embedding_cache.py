@@ -20,7 +20,8 @@ top; LMDB needs a fixed map size and a C extension.) Layout:
   ``vector`` the little-endian float32 bytes, exactly as the provider returned
   them; ``used`` the last use, in seconds, for least-recently-used eviction;
 * ``meta`` — the schema version and the running size, kept by triggers in the
-  same transaction as the rows, so it is never out of step after a crash.
+  same transaction as the rows, so it is never out of step after a crash (writes
+  are upserts: ``INSERT OR REPLACE`` would delete without firing the trigger).
 """
 
 from __future__ import annotations
@@ -76,6 +77,8 @@ CREATE TRIGGER IF NOT EXISTS vectors_added AFTER INSERT ON vectors BEGIN
     UPDATE meta SET value = value + length(NEW.vector) + {ENTRY_OVERHEAD} WHERE name = 'bytes'; END;
 CREATE TRIGGER IF NOT EXISTS vectors_removed AFTER DELETE ON vectors BEGIN
     UPDATE meta SET value = value - length(OLD.vector) - {ENTRY_OVERHEAD} WHERE name = 'bytes'; END;
+CREATE TRIGGER IF NOT EXISTS vectors_replaced AFTER UPDATE OF vector ON vectors BEGIN
+    UPDATE meta SET value = value + length(NEW.vector) - length(OLD.vector) WHERE name = 'bytes'; END;
 """
 
 _DOCUMENT, _QUERY = b"d", b"q"
@@ -244,8 +247,11 @@ class EmbeddingCache:
             space = self._space(conn, info)
             conn.execute("BEGIN IMMEDIATE")
             try:
+                # An upsert, not INSERT OR REPLACE: REPLACE deletes without firing the delete trigger, and
+                # two processes storing the same text at once would count it twice.
                 conn.executemany(
-                    "INSERT OR REPLACE INTO vectors(space, key, vector, used) VALUES (?, ?, ?, ?)",
+                    "INSERT INTO vectors(space, key, vector, used) VALUES (?, ?, ?, ?) ON CONFLICT(space, key) "
+                    "DO UPDATE SET vector = excluded.vector, used = excluded.used",
                     [(space, key, vector, now) for key, vector in items],
                 )
                 evicted = self._evict(conn)

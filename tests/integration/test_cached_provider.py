@@ -110,16 +110,24 @@ _WRITER = textwrap.dedent("""
     from vecembed.embedding_cache import CachedProvider
     from vecembed.providers.mock import MockProvider
 
+    import os, time
+
     path, tag, rounds, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    go = sys.argv[5] if len(sys.argv) > 5 else None
     with CachedProvider(MockProvider(dimension=64), path) as p:
+        if go:  # start together with the other writer
+            print("ready", flush=True)
+            while not os.path.exists(go):
+                time.sleep(0.001)
         for r in range(rounds):
             p.embed_documents([f"{tag} text {r * size + i} of the corpus" for i in range(size)])
             print(f"round {r} {p.hits} {p.misses}", flush=True)
 """)
 
 
-def _writer(path: Path, tag: str, rounds: int, size: int) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-c", _WRITER, str(path), tag, str(rounds), str(size)],
+def _writer(path: Path, tag: str, rounds: int, size: int, go: Path | None = None) -> subprocess.Popen[str]:
+    extra = [str(go)] if go is not None else []
+    return subprocess.Popen([sys.executable, "-c", _WRITER, str(path), tag, str(rounds), str(size), *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -165,12 +173,16 @@ def test_a_writer_killed_mid_write_leaves_a_usable_cache(tmp_path: Path) -> None
 
 def test_two_processes_share_one_cache_directory(tmp_path: Path) -> None:
     # The same texts from both at once: each embeds what the other has not stored yet; nothing fails or doubles.
-    procs = [_writer(tmp_path, "shared", rounds=6, size=300) for _ in range(2)]
+    go = tmp_path / "go"
+    procs = [_writer(tmp_path, "shared", rounds=6, size=300, go=go) for _ in range(2)]
+    for proc in procs:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    go.touch()
     outputs = [p.communicate(timeout=120) for p in procs]
     for proc, (out, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, err
         assert "embedding without it" not in err  # no lock timeouts, no failed writes
-        assert out.count("round") == 6
+        assert out.count("round ") == 6
     assert _check_consistent(tmp_path, 64) == 6 * 300
     mock = MockProvider(dimension=64)
     texts = [f"shared text {i} of the corpus" for i in range(6 * 300)]

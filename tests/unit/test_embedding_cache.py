@@ -245,3 +245,16 @@ def test_cache_clear_and_a_dimension_clash(tmp_path: Path) -> None:
     cache.close()
     cache.close()
     assert cache.size() == (0, 0)  # reopens
+
+
+def test_storing_a_stored_key_again_keeps_the_size_right(tmp_path: Path) -> None:
+    # Two processes may store the same text at once: the second write must not count it twice.
+    cache = EmbeddingCache(tmp_path)
+    info = MockProvider(dimension=8).info
+    key = text_key(b"d", "twice")
+    cache.put_many(info, [(key, np.ones(8, dtype="<f4").tobytes())])
+    once = cache.size()
+    cache.put_many(info, [(key, np.full(8, 2.0, dtype="<f4").tobytes())])
+    assert cache.size() == once and once[0] == 1
+    assert np.frombuffer(cache.get_many(info, [key])[key], "<f4").tolist() == [2.0] * 8
+    cache.close()
