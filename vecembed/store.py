@@ -254,6 +254,11 @@ def store_factory(db: str) -> StoreFactory:
     return factory
 
 
+def needs_server(db: str) -> bool:
+    """Whether store ``db`` only talks to a server (its factory is marked ``server_only = True``): no ``path=``."""
+    return bool(getattr(store_factory(db), "server_only", False))
+
+
 # -- what a user holds -----------------------------------------------------------------------------
 
 

@@ -423,3 +423,7 @@ def open_pgvector_store(
     except BaseException:
         pool.close()
         raise
+
+
+#: A server-only store: the CLI asks for --url instead of looking for a data folder.
+open_pgvector_store.server_only = True  # type: ignore[attr-defined]

@@ -613,3 +613,17 @@ def test_a_bad_record_is_reported_by_its_input_line_and_nothing_is_written(
     assert re.search(f"docs.jsonl line 701: {message}.*nothing was written", err), err
     with pytest.raises(CollectionNotFoundError):  # not even an empty collection
         vecembed.open_store(db, "docs", MockProvider(), path=str(tmp_path / "data"), create=False)
+
+
+@pytest.mark.parametrize("command", [["search", "bread"], ["ingest", "notes.txt"]])
+def test_a_server_only_store_without_a_url_says_so(command: list[str], tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("psycopg", reason="pip install 'vecembed[pgvector]'")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("VECEMBED_PGVECTOR_URL", raising=False)
+    (tmp_path / "notes.txt").write_text("bread\n", encoding="utf-8")
+    assert main([*command, "--db", "pgvector", "--collection", "notes", "--backend", "mock"]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "pgvector is a database server: give --url or set $VECEMBED_PGVECTOR_URL" in err, err
+    assert not (tmp_path / "vecembed-data").exists()  # was: "no collection at vecembed-data/pgvector"

@@ -29,7 +29,7 @@ from vecembed.cli._common import (
 from vecembed.cli.inputs import read_documents
 from vecembed.errors import CollectionNotFoundError, InvalidInputError
 from vecembed.protocol import EmbeddingProvider
-from vecembed.store import Hit, Store, available_stores, open_store
+from vecembed.store import Hit, Store, available_stores, needs_server, open_store
 
 __all__ = ["DATABASES", "cli_store", "format_hits", "parse_where", "register"]
 
@@ -51,6 +51,8 @@ def _location(args: argparse.Namespace, db: str) -> tuple[Path | None, str | Non
         url = os.environ.get(url_env(db)) or None
     if url:
         return None, url
+    if path is None and needs_server(db):
+        raise CliError(f"{db} is a database server: give --url or set ${url_env(db)}")
     return data_dir(path) / db, None
 
 
