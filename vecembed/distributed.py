@@ -867,6 +867,19 @@ def read_dataset(paths: Sequence[str | os.PathLike[str]]) -> Dataset:
             parts.append(ray.data.read_parquet(files))
         else:
             parts.append(ray.data.read_text(files, drop_empty_lines=True))
-    first, *rest = parts
-    return first.union(*rest) if rest else first
+    if len(parts) == 1:
+        return parts[0]
+    # Files of several kinds: one block format (Ray's readers give Arrow or pandas blocks, and a batch cannot
+    # mix them) and one type for ids (``7`` in JSON, ``"a7"`` in CSV: both are str ids, as the engine has it).
+    first, *rest = (part.map_batches(_arrow_with_str_ids, batch_format="pyarrow") for part in parts)
+    return first.union(*rest)
+
+
+def _arrow_with_str_ids(table: Any) -> Any:
+    import pyarrow as pa
+
+    if ID_COLUMN in table.column_names and not pa.types.is_string(table.schema.field(ID_COLUMN).type):
+        index = table.column_names.index(ID_COLUMN)
+        table = table.set_column(index, ID_COLUMN, table.column(ID_COLUMN).cast(pa.string()))
+    return table
 
