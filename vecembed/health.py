@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -31,15 +31,15 @@ def timed_check(component: str, check: Callable[[], tuple[bool, str, dict[str, b
     )
 
 
-def probe_provider(provider: EmbeddingProvider) -> HealthReport:
-    """Embed :data:`PROBE_TEXTS` with ``provider`` and check what comes back. Never raises."""
+def probe_provider(provider: EmbeddingProvider, texts: Sequence[str] = PROBE_TEXTS) -> HealthReport:
+    """Embed ``texts`` (:data:`PROBE_TEXTS`: a sentence and the empty text) and check what comes back. Never raises."""
 
     def check() -> tuple[bool, str, dict[str, bool]]:
         info = provider.info
-        vectors = provider.embed_documents(list(PROBE_TEXTS))
-        query = provider.embed_query(PROBE_TEXTS[0])
+        vectors = provider.embed_documents(list(texts))
+        query = provider.embed_query(texts[0])
         checks = {
-            "shape": vectors.shape == (len(PROBE_TEXTS), info.dimension) and query.shape == (info.dimension,),
+            "shape": vectors.shape == (len(texts), info.dimension) and query.shape == (info.dimension,),
             "dtype": vectors.dtype == np.float32,
             "finite": bool(np.isfinite(vectors).all() and np.isfinite(query).all()),
         }

@@ -35,10 +35,11 @@ from vecembed.errors import (
     InvalidInputError,
     ProviderUnavailableError,
 )
+from vecembed.health import PROBE_TEXTS, probe_provider
 from vecembed.pipeline import validate_texts
 from vecembed.providers.base import ProviderBase
 from vecembed.retry import call_with_retry
-from vecembed.types import Embeddings, EmbedResult, ModelInfo, make_fingerprint
+from vecembed.types import Embeddings, EmbedResult, HealthReport, ModelInfo, make_fingerprint
 
 __all__ = ["RemoteProvider"]
 
@@ -183,6 +184,12 @@ class RemoteProvider(ProviderBase):
     @property
     def info(self) -> ModelInfo:
         return self._info
+
+    def health_check(self) -> HealthReport:
+        """The shared probe; against a plain OpenAI-compatible endpoint without the empty text, which those refuse."""
+        if not self.closed and self._info.extra.get("served_backend") is None:
+            return probe_provider(self, PROBE_TEXTS[:1])
+        return super().health_check()
 
     # -- HTTP --------------------------------------------------------------------------------------
 
