@@ -27,6 +27,7 @@ __all__ = [
 PROVIDERS: dict[str, str] = {
     "torch": "vecembed.providers.torch:TorchProvider",
     "onnx": "vecembed.providers.onnx:OnnxProvider",
+    "openvino": "vecembed.providers.openvino:OpenVinoProvider",
     "static": "vecembed.providers.static:StaticProvider",
     "mock": "vecembed.providers.mock:MockProvider",
     "remote": "vecembed.providers.remote:RemoteProvider",

@@ -54,6 +54,25 @@ def onnx_int8_provider(onnx_provider: Any) -> Iterator[Any]:
         yield provider
 
 
+@pytest.fixture(scope="session")
+def openvino_provider(vecembed_cache: Path, minilm_path: Path) -> Iterator[Any]:
+    pytest.importorskip("openvino", reason="pip install 'vecembed[openvino]'")
+    import vecembed
+
+    with vecembed.load_provider("openvino", model=MODEL_ID, device="cpu") as provider:
+        yield provider
+
+
+@pytest.fixture(scope="session")
+def openvino_int8_provider(openvino_provider: Any) -> Iterator[Any]:
+    """The NNCF int8 model, quantised once per session (~25 s on 2 cores) into the session's cache."""
+    pytest.importorskip("nncf", reason="pip install 'vecembed[openvino]'")
+    import vecembed
+
+    with vecembed.load_provider("openvino", model=MODEL_ID, device="cpu", quantize="int8") as provider:
+        yield provider
+
+
 def write_static_model(path: Path, vectors: np.ndarray, tokenizer_json: str, *, normalize: bool = True,
                        max_length: int | None = 512, extra_tensors: dict[str, np.ndarray] | None = None) -> Path:
     """A model2vec-format directory: model.safetensors ("embeddings"), tokenizer.json, config.json."""

@@ -19,6 +19,8 @@ BACKENDS = {
     "torch": "torch_provider",
     "onnx": "onnx_provider",
     "onnx-int8": "onnx_int8_provider",
+    "openvino": "openvino_provider",
+    "openvino-int8": "openvino_int8_provider",
     "static": "static_provider",
 }
 TEXTS = [

@@ -52,7 +52,9 @@ __all__ = [
     "OnnxGraph",
     "ensure_onnx_graph",
     "export_onnx",
+    "graph_cache_entry",
     "graph_io",
+    "probe_agreement",
     "quantize_int8",
     "run_graph",
 ]
@@ -149,6 +151,28 @@ def ensure_onnx_graph(
     agreement = record.get("agreement")
     return OnnxGraph(target, "int8", cached=True,
                      agreement=float(agreement) if isinstance(agreement, int | float) else None)
+
+
+def graph_cache_entry(model: ModelConfig | str | os.PathLike[str]) -> Path:
+    """The cache folder of ``model``'s fp32 graph, where files derived from it (int8 versions) are cached.
+
+    Keyed like the graph itself (the weights' digest, or a shipped graph's sha256), so a derived file is
+    rebuilt whenever the graph it came from changes. Another runtime (the openvino backend) keeps its own
+    derived files here too.
+    """
+    config = model if isinstance(model, ModelConfig) else load_model_config(Path(model))
+    _, entry = _fp32_graph(config, keyed=True, build=None)
+    if entry is None:  # pragma: no cover - keyed=True always gives an entry
+        raise ProviderUnavailableError(f"no cache entry for the graph of {config.path}")
+    return entry
+
+
+def probe_agreement(config: ModelConfig, tokenizer: Any, forward: Any, reference: Any,
+                    dimension: int) -> tuple[float, float]:
+    """``(min, mean)`` cosine between two forwards' vectors of :data:`PROBE_TEXTS` through the shared pipeline."""
+    a = _probe(config, tokenizer, forward, dimension)
+    b = _probe(config, tokenizer, reference, dimension)
+    return _min_cosine(a, b), float(np.mean(_cosines(a, b)))
 
 
 def graph_io(session: Any, path: Path, hidden_size: int | None) -> tuple[tuple[str, ...], str, int]:
@@ -363,8 +387,13 @@ def _probe(config: ModelConfig, tokenizer: Any, forward: Any, dimension: int) ->
         pipe.close()
 
 
-def _min_cosine(a: NDArray[np.float32], b: NDArray[np.float32]) -> float:
+def _cosines(a: NDArray[np.float32], b: NDArray[np.float32]) -> NDArray[np.float32]:
     # both sides are L2-normalised rows (the probe pipelines normalise); an all-zero row counts as agreeing
     cos = np.sum(a * b, axis=1)
     zero = (np.linalg.norm(a, axis=1) < 1e-6) & (np.linalg.norm(b, axis=1) < 1e-6)
-    return float(np.where(zero, 1.0, cos).min())
+    out: NDArray[np.float32] = np.where(zero, np.float32(1.0), cos).astype(np.float32)
+    return out
+
+
+def _min_cosine(a: NDArray[np.float32], b: NDArray[np.float32]) -> float:
+    return float(_cosines(a, b).min())
