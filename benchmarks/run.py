@@ -1,4 +1,4 @@
-"""Side-by-side benchmark: sentence-transformers vs each vecembed backend (torch, onnx, onnx-int8, static).
+"""Side-by-side benchmark: sentence-transformers (torch, and its own onnx/openvino backends) vs each vecembed backend.
 
 Run it as a script (it is not a test)::
 
@@ -7,6 +7,9 @@ Run it as a script (it is not a test)::
     python benchmarks/run.py --json out.json --backends onnx,onnx-int8
 
 What it measures, all in one process so that ratios compare like with like:
+
+- the CPU: its model name and the instruction-set flags that decide which
+  backend is fastest (AVX2, AVX-512, VNNI, BF16, AMX), printed with every run;
 
 - throughput on (a) the STS-B dev sentences (short) and (b) long paragraphs
   (CPython's own docstrings, ~150-260 tokens each): texts/s, tokens/s and the
@@ -19,6 +22,13 @@ What it measures, all in one process so that ratios compare like with like:
 - where the time goes for the onnx backend: tokenise / forward / pool+rest;
 - quality: STS-B dev Spearman per backend, cosine agreement with ST.
 
+sentence-transformers' own faster backends are contenders too where they can
+run (``--st-backends``): ``st-openvino`` (its OpenVINO backend, exported once
+by optimum-intel into vecembed's cache), ``st-openvino-int8`` (that IR
+quantised by NNCF on vecembed's calibration set — ST's recipe calibrates on
+GLUE SST-2, a download) and ``st-onnx`` (needs optimum-onnx). One that cannot
+run here is listed as skipped, with the reason.
+
 Adapters (Chroma, Qdrant) plug their ingest benchmarks in with
 :func:`register_adapter_benchmark`; :func:`run_benchmarks` runs every
 registered one and reports it under ``"adapters"``.
@@ -28,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import csv
 import functools
 import json
@@ -55,7 +66,12 @@ ROOT = Path(__file__).resolve().parent.parent
 STS_FILE = ROOT / "tests" / "data" / "sts-dev.tsv"
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 BASELINE = "sentence-transformers"
-ALL_BACKENDS = ("torch", "onnx", "onnx-int8", "static")
+ALL_BACKENDS = ("torch", "onnx", "onnx-int8", "openvino", "openvino-int8", "static")
+#: sentence-transformers' own ONNX / OpenVINO backends (optimum); each skipped, with the reason, when it cannot run.
+ST_BACKENDS = ("st-onnx", "st-openvino", "st-openvino-int8")
+#: The /proc/cpuinfo flags that decide which backend and which int8 kernels are fastest.
+CPU_FLAGS = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
+             "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
 
 
 # -- corpora ---------------------------------------------------------------------------------------
@@ -91,6 +107,21 @@ def stdlib_paragraphs(tokenizer: Any, *, limit: int, low: int = 150, high: int =
     return found[:limit]
 
 
+def cpu_info() -> dict[str, Any]:
+    """The CPU's model name and which of :data:`CPU_FLAGS` it has (Linux ``/proc/cpuinfo``; else the platform)."""
+    model, flags = "", set[str]()
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and not model:
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    return {"model": model or platform.processor() or platform.machine(), "flags": [f for f in CPU_FLAGS if f in flags]}
+
+
 # -- backends --------------------------------------------------------------------------------------
 
 
@@ -124,10 +155,69 @@ def _st_runner(model_path: str) -> Runner:
     )
 
 
+def _st_backend_runner(name: str, model_path: str, calibration: list[str]) -> Runner:
+    """sentence-transformers on its own OpenVINO / ONNX backend (optimum); raises when that cannot run here."""
+    from sentence_transformers import SentenceTransformer
+
+    from vecembed import cache
+    from vecembed.progress import third_party_quiet
+
+    folder = cache.cache_dir() / "bench" / "st-openvino" / Path(model_path).name
+    kwargs: dict[str, Any] = {"device": "cpu"}
+    with third_party_quiet(None):
+        if name == "st-onnx":
+            path = model_path
+            kwargs["backend"] = "onnx"
+        else:
+            if not (folder / "openvino" / "openvino_model.xml").is_file():
+                # optimum-intel exports the model to OpenVINO IR once (ST's own path); saved, as ST advises
+                SentenceTransformer(model_path, backend="openvino", device="cpu").save_pretrained(str(folder))
+            path, kwargs["backend"] = str(folder), "openvino"
+            if name == "st-openvino-int8":
+                int8 = folder / "openvino" / "openvino_model_qint8_quantized.xml"
+                if not int8.is_file():
+                    _nncf_quantize_st(folder, calibration)
+                kwargs["model_kwargs"] = {"file_name": "openvino/openvino_model_qint8_quantized.xml"}
+        model = SentenceTransformer(path, **kwargs)
+    return Runner(
+        name,
+        lambda texts: model.encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True),
+        lambda text: model.encode([text], normalize_embeddings=True, convert_to_numpy=True)[0],
+        "from sentence_transformers import SentenceTransformer\n"
+        f"m = SentenceTransformer({path!r}, **{kwargs!r})\n"
+        "v = m.encode(['hello world'])\n",
+        notes={"batch_size": 32, "path": path, **{k: v for k, v in kwargs.items() if k != "device"}},
+    )
+
+
+def _nncf_quantize_st(folder: Path, calibration: list[str]) -> None:
+    """ST's static int8 OpenVINO model (``export_static_quantized_openvino_model``: NNCF, transformer preset),
+    calibrated on ``calibration`` instead of its GLUE SST-2 download; written beside the fp32 IR."""
+    import nncf
+    import openvino as ov
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(256)
+    core = ov.Core()
+    model = core.read_model(str(folder / "openvino" / "openvino_model.xml"))
+    names = [p.get_any_name() for p in model.inputs]
+    items = []
+    for text in calibration:
+        ids = np.array([tokenizer.encode(text).ids], dtype=np.int64)
+        arrays = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+        items.append({n: arrays[n] for n in names})
+    with contextlib.redirect_stdout(sys.stderr):  # NNCF's progress bars: not into the report on stdout
+        quantized = nncf.quantize(model, nncf.Dataset(items), model_type=nncf.ModelType.TRANSFORMER,
+                                  subset_size=len(items))
+    ov.save_model(quantized, str(folder / "openvino" / "openvino_model_qint8_quantized.xml"))
+
+
 def _vecembed_runner(name: str, options: dict[str, Any]) -> Runner:
     import vecembed
 
-    backend = "onnx" if name.startswith("onnx") else name
+    backend = name.removesuffix("-int8")
     provider = vecembed.load_provider(backend, **options)
     code_options = ", ".join(f"{k}={v!r}" for k, v in options.items())
     return Runner(
@@ -141,9 +231,9 @@ def _vecembed_runner(name: str, options: dict[str, Any]) -> Runner:
 
 
 def backend_options(name: str, model: str) -> dict[str, Any]:
-    if name == "onnx-int8":
+    if name in ("onnx-int8", "openvino-int8"):
         return {"model": model, "quantize": "int8", "device": "cpu"}
-    if name in ("onnx", "torch"):
+    if name in ("onnx", "torch", "openvino"):
         return {"model": model, "device": "cpu"}
     if name == "static":
         return {"model": model}
@@ -294,6 +384,7 @@ def run_benchmarks(
     quick: bool = False,
     *,
     backends: Sequence[str] = ALL_BACKENDS,
+    st_backends: Sequence[str] = ST_BACKENDS,
     model: str = MODEL_ID,
     rounds: int | None = None,
     cold_repeats: int | None = None,
@@ -321,8 +412,9 @@ def run_benchmarks(
         rows = rows[:300]
     corpora = {"short": short, "long": long}
     token_counts = {name: [len(e.ids) for e in tokenizer.encode_batch(texts)] for name, texts in corpora.items()}
-    log(f"vecembed {vecembed.__version__} · {platform.processor() or platform.machine()} · "
-        f"{os.cpu_count()} CPUs · model {resolved.name}")
+    cpu = cpu_info()
+    log(f"vecembed {vecembed.__version__} · {cpu['model']} · {os.cpu_count()} CPUs · model {resolved.name}")
+    log(f"CPU flags: {' '.join(cpu['flags']) or 'none of ' + ', '.join(CPU_FLAGS)}")
     log(f"corpora: short = {len(short)} STS-B dev sentences (mean {np.mean(token_counts['short']):.0f} tokens), "
         f"long = {len(long)} CPython docstrings (mean {np.mean(token_counts['long']):.0f} tokens)")
 
@@ -339,6 +431,18 @@ def run_benchmarks(
             runners.append(_vecembed_runner(name, backend_options(name, model)))
         except vecembed.VecembedError as exc:  # a missing extra skips that backend, it does not end the run
             skipped[name] = f"{type(exc).__name__}: {exc}"
+    if st_backends:
+        from vecembed.providers.openvino import calibration_texts
+
+        for name in st_backends:
+            try:
+                runners.insert(1 + sum(r.name.startswith("st-") for r in runners),
+                               _st_backend_runner(name, str(resolved.path), calibration_texts()))
+            except Exception as exc:  # ST raises a bare Exception for a missing optimum; ImportError for a mismatch
+                why = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+                if exc.__context__ is not None:  # what ST's message hides: the import that failed, and why
+                    why += f" ({type(exc.__context__).__name__}: {str(exc.__context__).splitlines()[0][:200]})"
+                skipped[name] = why
     for name, why in skipped.items():
         log(f"skipped {name}: {why}")
 
@@ -349,7 +453,8 @@ def run_benchmarks(
     flops = {c: model_flops(token_counts[c], config.hf_config) for c in corpora}
     results: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "gemm_fp32_gflops": roofline},
+                    "cpu": cpu["model"], "cpu_flags": cpu["flags"], "gemm_fp32_gflops": roofline,
+                    "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None},
         "model": resolved.name,
         "quick": quick,
         "rounds": rounds,
@@ -381,7 +486,7 @@ def run_benchmarks(
         entry["sts_spearman"] = spearman(vectors, sts_sentences(rows), rows)
         if runner.name == BASELINE:
             ref_vectors = vectors
-        elif ref_vectors is not None and runner.name != "static":
+        elif ref_vectors is not None and runner.name != "static" and vectors.shape == ref_vectors.shape:
             cos = np.sum(vectors * ref_vectors, axis=1)
             entry["cosine_vs_st"] = {"min": float(cos.min()), "mean": float(cos.mean())}
         if runner.provider is not None and hasattr(runner.provider, "pipeline") and runner.name != "static":
@@ -406,7 +511,10 @@ def run_benchmarks(
 
 def format_report(results: dict[str, Any]) -> str:
     """The results as the tables printed on the terminal."""
-    lines = []
+    machine = results["machine"]
+    flags = " ".join(machine.get("cpu_flags", []))
+    lines = [f"CPU: {machine.get('cpu', '?')} · {machine['cpus']} CPUs · flags: {flags}"
+             + (f" · load average {machine['load_average'][0]:.2f}" if machine.get("load_average") else "")]
     head = (f"{'backend':<22}{'short t/s':>10}{'×ST':>7}{'long t/s':>10}{'×ST':>7}{'long tok/s':>11}"
             f"{'GFLOP/s':>9}{'roof%':>7}{'p50 ms':>8}{'p95 ms':>8}{'cold s':>8}{'STS ρ':>8}{'min cos':>9}")
     lines.append(head)
@@ -429,11 +537,33 @@ def format_report(results: dict[str, Any]) -> str:
                 f"{name} {corpus}: total {b['total_s']:.3f}s = tokenise {100 * b['tokenize_share']:.1f}% · "
                 f"forward {100 * b['forward_share']:.1f}% · pool+batching+rest {100 * b['pool_and_rest_share']:.1f}%"
             )
+    lines.extend(_best_lines(results["backends"]))
     for name, why in results.get("skipped", {}).items():
         lines.append(f"skipped {name}: {why}")
     for name, result in results.get("adapters", {}).items():
         lines.append(f"adapter {name}: {json.dumps(result, default=float)[:400]}")
     return "\n".join(lines)
+
+
+def _best_lines(backends: dict[str, Any]) -> list[str]:
+    """The fastest vecembed backend and the fastest sentence-transformers variant, per measure."""
+    ours = {n: e for n, e in backends.items() if n != BASELINE and not n.startswith("st-") and n != "static"}
+    theirs = {n: e for n, e in backends.items() if n == BASELINE or n.startswith("st-")}
+    if not ours or not theirs:
+        return []
+    lines = []
+    for label, corpus, field_ in (("short", "short", "texts_per_s"), ("long", "long", "texts_per_s"),
+                                  ("query p50", "query", "p50_ms")):
+        sign = -1.0 if field_ == "p50_ms" else 1.0  # faster: more texts/s, fewer ms
+
+        def score(e: dict[str, Any], corpus: str = corpus, field_: str = field_, sign: float = sign) -> float:
+            return sign * float(e[corpus][field_])
+
+        a = max(ours, key=lambda n: score(ours[n]))
+        b = max(theirs, key=lambda n: score(theirs[n]))
+        ratio = score(ours[a]) / score(theirs[b]) if sign > 0 else score(theirs[b]) / score(ours[a])
+        lines.append(f"best {label}: vecembed {a} vs sentence-transformers' {b}: {ratio:.2f}x")
+    return lines
 
 
 def _register_adapters() -> None:
@@ -457,6 +587,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--backends", default=",".join(ALL_BACKENDS), help="comma-separated subset of "
                         + ", ".join(ALL_BACKENDS))
+    parser.add_argument("--st-backends", default=",".join(ST_BACKENDS),
+                        help="sentence-transformers' own backends to add (empty: none): " + ", ".join(ST_BACKENDS))
     parser.add_argument("--model", default=MODEL_ID)
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 3; quick 1)")
     parser.add_argument("--no-adapters", action="store_true",
@@ -465,10 +597,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_adapters:
         _register_adapters()
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    st_backends = [b.strip() for b in args.st_backends.split(",") if b.strip()]
     for b in backends:
         if b not in ALL_BACKENDS:
             parser.error(f"unknown backend {b!r}; valid: {', '.join(ALL_BACKENDS)}")
-    results = run_benchmarks(args.quick, backends=backends, model=args.model, rounds=args.rounds,
+    for b in st_backends:
+        if b not in ST_BACKENDS:
+            parser.error(f"unknown sentence-transformers backend {b!r}; valid: {', '.join(ST_BACKENDS)}")
+    results = run_benchmarks(args.quick, backends=backends, st_backends=st_backends, model=args.model,
+                             rounds=args.rounds,
                              log=lambda msg: print(msg, file=sys.stderr, flush=True))
     print(format_report(results))
     if args.json:
