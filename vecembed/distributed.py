@@ -739,7 +739,8 @@ def ingest_dataset(
     batch_size: int = DEFAULT_DATASET_BATCH_SIZE,
     concurrency: int | tuple[int, int] | None = None,
     num_cpus: float = 1,
-    write_num_cpus: float = 0.25,
+    write_num_cpus: float = 0,
+    write_concurrency: int | None = 4,
     skip_unchanged: bool = True,
     adopt: bool = False,
     max_retries: int = 3,
@@ -753,8 +754,10 @@ def ingest_dataset(
     each batch with the engine's rules, look up what a server store already holds (unchanged documents are
     not embedded again) and embed the rest; then:
 
-    * ``url=`` (a server): write tasks upsert in parallel (:class:`VecembedDatasink`, ``write_num_cpus``
-      each: writes mostly wait on the server);
+    * ``url=`` (a server): up to ``write_concurrency`` write tasks upsert in parallel
+      (:class:`VecembedDatasink`). They take ``write_num_cpus`` (default 0: a write mostly waits on the
+      server, and a CPU slot would make it wait for the actors, which may hold every CPU, and pile the
+      embedded blocks up in the object store meanwhile);
     * ``path=`` (an embedded database in a folder): the driver streams the embedded dataset
       (``iter_batches``) and is the only process that opens the folder.
 
@@ -801,7 +804,8 @@ def ingest_dataset(
                                         retry_backoff=retry_backoff, store_options=store_options)
                 sink.prepare()  # the collection is claimed already: this notes the identity and the count
                 sink._started = started
-                prepared.write_datasink(sink, ray_remote_args={"num_cpus": write_num_cpus})
+                prepared.write_datasink(sink, ray_remote_args={"num_cpus": write_num_cpus},
+                                        concurrency=write_concurrency)
                 if sink.report is None:  # pragma: no cover - Ray calls on_write_complete before returning
                     raise ProviderUnavailableError("Ray finished the write without reporting it")
                 return sink.report
@@ -841,11 +845,13 @@ _READERS = {".jsonl": "json", ".ndjson": "json", ".json": "json", ".csv": "csv",
             ".txt": "text", ".md": "text"}
 
 
-def read_dataset(paths: Sequence[str | os.PathLike[str]]) -> Dataset:
+def read_dataset(paths: Sequence[str | os.PathLike[str]], *, num_cpus: float = 0) -> Dataset:
     """Files as one dataset through Ray's readers: JSONL/JSON, CSV, Parquet, text (one document a line).
 
     JSONL/CSV/Parquet rows keep their columns (``id``, ``text``, ``metadata``...); a text file gives a
-    ``text`` column (ids derived from the text, blank lines dropped).
+    ``text`` column (ids derived from the text, blank lines dropped). Read tasks take ``num_cpus``
+    (default 0): reading is light next to embedding, and embedding actors that hold every CPU would
+    otherwise leave the reads, and so the whole job, waiting forever.
     """
     if isinstance(paths, str | os.PathLike) or not paths:
         raise InvalidInputError("read_dataset takes a non-empty list of files")
@@ -860,18 +866,19 @@ def read_dataset(paths: Sequence[str | os.PathLike[str]]) -> Dataset:
     parts: list[Dataset] = []
     for kind, files in groups.items():
         if kind == "json":
-            parts.append(ray.data.read_json(files, lines=True))
+            parts.append(ray.data.read_json(files, lines=True, num_cpus=num_cpus))
         elif kind == "csv":
-            parts.append(ray.data.read_csv(files))
+            parts.append(ray.data.read_csv(files, num_cpus=num_cpus))
         elif kind == "parquet":
-            parts.append(ray.data.read_parquet(files))
+            parts.append(ray.data.read_parquet(files, num_cpus=num_cpus))
         else:
-            parts.append(ray.data.read_text(files, drop_empty_lines=True))
+            parts.append(ray.data.read_text(files, drop_empty_lines=True, num_cpus=num_cpus))
     if len(parts) == 1:
         return parts[0]
     # Files of several kinds: one block format (Ray's readers give Arrow or pandas blocks, and a batch cannot
     # mix them) and one type for ids (``7`` in JSON, ``"a7"`` in CSV: both are str ids, as the engine has it).
-    first, *rest = (part.map_batches(_arrow_with_str_ids, batch_format="pyarrow") for part in parts)
+    first, *rest = (part.map_batches(_arrow_with_str_ids, batch_format="pyarrow", num_cpus=num_cpus)
+                    for part in parts)
     return first.union(*rest)
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -30,14 +32,20 @@ def test_readme_python_block_runs(index: int, tmp_path: Path, minilm_path: Path,
     env.pop("VECEMBED_CHROMA_URL", None)
     env.pop("VECEMBED_QDRANT_URL", None)
     code = _on_test_servers(BLOCKS[index], request)
+    if "import ray" in code:  # the Scaling out block starts a local Ray cluster: in a private temp dir
+        env["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="vr-", dir="/tmp")  # short: Ray's socket paths are limited
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=300, check=False)
+    if "RAY_TMPDIR" in env:
+        shutil.rmtree(env["RAY_TMPDIR"], ignore_errors=True)
     assert proc.returncode == 0, f"README python block {index} failed:\n{BLOCKS[index]}\n{proc.stderr[-3000:]}"
     if "[['1']]" in BLOCKS[index]:
         assert "[['1']]" in proc.stdout  # the Chroma example's promised answer
     if "faq-1" in BLOCKS[index]:  # the store example: the report, the re-run skipping both, the promised hit
         lines = proc.stdout.splitlines()
         assert "2 written" in lines[0] and lines[1] == "2" and lines[2].startswith("faq-1 ")
+    if "scaled-docs" in BLOCKS[index]:  # the Ray example: every document written once
+        assert proc.stdout.splitlines()[-1] == "1000 1000"
     if "server-docs" in BLOCKS[index]:  # the server examples: two documents, found again through a second client
         assert proc.stdout.splitlines() == ["2", "a"]
     if "served-docs" in BLOCKS[index]:  # the `vecembed serve` clients: OpenAI's, then the remote provider in a store
