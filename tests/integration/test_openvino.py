@@ -119,6 +119,27 @@ def test_second_int8_load_reuses_the_cache_without_nncf(openvino_int8_provider: 
     assert record is not None and record["mean_agreement"] >= ov_backend.INT8_MIN_MEAN_COSINE
 
 
+def test_int8_on_a_cpu_without_vnni_points_to_onnx(openvino_int8_provider: Any, monkeypatch: pytest.MonkeyPatch,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(ov_backend, "cpu_flags", lambda: frozenset({"avx", "avx2", "fma"}))
+    with caplog.at_level("WARNING", logger="vecembed.providers.openvino"):
+        vecembed.load_provider("openvino", model=MODEL_ID, quantize="int8").close()
+    assert "quantize='int8'" in caplog.text and "avx512_vnni" in caplog.text
+    caplog.clear()
+    monkeypatch.setattr(ov_backend, "cpu_flags", lambda: frozenset({"avx2", "avx512_vnni"}))
+    with caplog.at_level("WARNING", logger="vecembed.providers.openvino"):
+        vecembed.load_provider("openvino", model=MODEL_ID, quantize="int8").close()
+    assert "dot-product" not in caplog.text
+
+
+def test_cpu_flags_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    flags = ov_backend.cpu_flags()
+    if Path("/proc/cpuinfo").is_file():
+        assert "sse2" in flags or not flags  # x86 Linux lists sse2; other architectures have other names
+    monkeypatch.setattr(Path, "read_text", lambda self, **kw: (_ for _ in ()).throw(OSError("no procfs")))
+    assert ov_backend.cpu_flags() == frozenset()
+
+
 def test_concurrent_callers_get_single_thread_vectors(openvino_provider: Any, sts_sentences: list[str]) -> None:
     texts = sts_sentences[:160]
     want = openvino_provider.embed_documents(texts)
