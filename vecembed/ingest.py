@@ -370,10 +370,12 @@ def ingest(
     identity check.
     """
     start = time.perf_counter()
-    batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
+    preferred = getattr(store, "preferred_batch_size", None) if batch_size is None else None
+    batch_size = preferred or DEFAULT_BATCH_SIZE if batch_size is None else batch_size
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InvalidInputError(f"batch_size must be a positive int, got {batch_size!r}")
-    chunk_size = batch_size * CHUNK_BATCHES if chunk_size is None else chunk_size
+    if chunk_size is None:  # a store's larger writes keep the usual chunk: one write a chunk
+        chunk_size = max(batch_size, DEFAULT_BATCH_SIZE * CHUNK_BATCHES) if preferred else batch_size * CHUNK_BATCHES
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < batch_size:
         raise InvalidInputError(f"chunk_size must be an int >= batch_size ({batch_size}), got {chunk_size!r}")
     documents = _documents_iterable(documents)

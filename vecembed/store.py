@@ -163,6 +163,10 @@ class VectorStore(Protocol):
     Implement only database calls: no embedding, no identity policy, no retries
     (the engine retries what :meth:`is_transient` calls passing). Ids are the
     normalised caller ids (``str``); vectors are float32 ``(n, dim)``.
+
+    Optional: ``preferred_batch_size`` (an int), the documents per write the engine
+    uses when the caller names none (default 128) — for a database whose cost per
+    write call is high next to its cost per record.
     """
 
     #: The database's name, as registered ("chroma", "qdrant").

@@ -76,6 +76,12 @@ def _client_for_url(url: str) -> ClientAPI:
         ) from None
 
 
+#: Documents per write into an embedded Chroma (the engine's default is 128). Its write is CPU work in this
+#: process; measured on 2 cores (2,000 STS-B sentences, 384-d, persistent): 0.91 s CPU in writes of 128,
+#: 0.75 s in writes of 1,024 — less per-call work that no overlap could hide.
+EMBEDDED_BATCH_SIZE = 1024
+
+
 class ChromaStore:
     """One Chroma collection as a :class:`~vecembed.store.VectorStore`."""
 
@@ -91,11 +97,13 @@ class ChromaStore:
         location: str,
         provider: EmbeddingProvider | None = None,
         owns_client: bool = False,
+        preferred_batch_size: int | None = None,
     ) -> None:
         self.client = client
         self.collection = collection
         self.location = location
         self.provider = provider
+        self.preferred_batch_size = preferred_batch_size
         self._owns_client = owns_client
         self._native: Collection | None = None
 
@@ -246,6 +254,7 @@ def open_chroma_store(
         Path(path).mkdir(parents=True, exist_ok=True)
         return ChromaStore(
             chromadb.PersistentClient(path=str(path)), collection, location=str(path), provider=provider,
-            owns_client=True,
+            owns_client=True, preferred_batch_size=EMBEDDED_BATCH_SIZE,
         )
-    return ChromaStore(chromadb.EphemeralClient(), collection, location="memory", provider=provider, owns_client=True)
+    return ChromaStore(chromadb.EphemeralClient(), collection, location="memory", provider=provider, owns_client=True,
+                       preferred_batch_size=EMBEDDED_BATCH_SIZE)

@@ -33,6 +33,7 @@ from vecembed.identity import (
 )
 from vecembed.ingest import content_hash, ingest, normalize_id, prepare_records, text_id, validate_metadata
 from vecembed.progress import Progress, progress_enabled
+from vecembed.providers.mock import MockProvider
 from vecembed.retry import call_with_retry, is_transient_default
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -404,3 +405,21 @@ def test_two_stores_claiming_one_collection_at_once_cannot_both_write() -> None:
             t.join()
         assert sorted(outcomes) == ["refused", "wrote"], (trial, outcomes)
         assert client.count("race").count == 1
+
+
+@pytest.mark.parametrize(("kind", "sizes"), [("chroma", [1024, 1024, 452]), ("qdrant", [128] * 19 + [68])])
+def test_a_store_may_prefer_larger_writes(kind: str, sizes: list[int], tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # An embedded Chroma writes 1,024 documents a call (its per-call cost is CPU here); others keep 128;
+    # a batch_size the caller names wins.
+    pytest.importorskip("chromadb" if kind == "chroma" else "qdrant_client")
+    with vecembed.open_store(kind, "prefs", MockProvider(dimension=8), path=str(tmp_path)) as s:
+        written: list[int] = []
+        real = s.backend.write
+        monkeypatch.setattr(s.backend, "write", lambda records, vectors: (written.append(len(records)),
+                                                                         real(records, vectors)))
+        assert s.ingest([f"text {i}" for i in range(2500)]).written == 2500
+        assert written == sizes
+        written.clear()
+        assert s.ingest([f"more {i}" for i in range(300)], batch_size=100).written == 300
+        assert written == [100, 100, 100] and s.count() == 2800
