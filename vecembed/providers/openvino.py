@@ -14,8 +14,10 @@ also needs nncf; both come with ``pip install 'vecembed[openvino]'``).
 
 Which backend is faster depends on the CPU: measured on a 2-core AMD EPYC with
 AVX-512 VNNI and BF16 (README, "Speed and quality"), OpenVINO int8 was the
-fastest backend; the issue that brought this backend found it slower than ONNX
-Runtime int8 on a CPU with AVX2 only. ``benchmarks/run.py`` tells on yours.
+fastest backend; without int8 dot-product instructions (VNNI, AMX) it falls
+back to AVX2 code and was slower than ONNX Runtime int8 and than its own fp32
+(:data:`INT8_DOT_PRODUCT_FLAGS`; the provider warns). ``benchmarks/run.py``
+prints the CPU's flags and tells on yours.
 """
 
 from __future__ import annotations
@@ -150,8 +152,8 @@ class OpenVinoProvider(TransformerProvider):
     Options beyond :class:`~vecembed.providers.transformer.TransformerProvider`'s:
     ``quantize`` (``None``, or ``"int8"``: NNCF static quantisation calibrated on
     real sentences, built once and cached), ``device`` (``auto`` or ``cpu``: the
-    CPU; ``gpu``: an Intel GPU, when OpenVINO sees one), ``threads`` (inference
-    threads; default the number of physical cores). fp32 runs with OpenVINO's
+    CPU; ``gpu``: an Intel GPU, when OpenVINO sees one), ``threads`` (CPU
+    inference threads; default the number of physical cores). fp32 runs with OpenVINO's
     f32 precision hint: on CPUs with bf16 units OpenVINO would otherwise compute
     in bf16 and the vectors would no longer be sentence-transformers'. Inputs
     keep dynamic shapes (batches are length-sorted already). Safe to call from
