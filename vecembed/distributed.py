@@ -406,9 +406,10 @@ def table_records(
             f"the dataset has no column {embedding_column!r} (columns: {', '.join(table.column_names)}); "
             "embed it first with embed_dataset(), or use ingest_dataset()"
         )
-    vectors = np.ascontiguousarray(BlockAccessor.for_block(table).to_numpy(embedding_column), dtype=np.float32)
-    if vectors.ndim != 2 and len(vectors):
-        vectors = np.stack([np.asarray(v, dtype=np.float32) for v in vectors])
+    raw: Any = BlockAccessor.for_block(table).to_numpy(embedding_column)
+    if raw.dtype == object:  # a list column (vectors computed elsewhere) rather than Ray's tensor column
+        raw = np.stack([np.asarray(v, dtype=np.float32) for v in raw]) if len(raw) else np.zeros((0, 0))
+    vectors = np.ascontiguousarray(raw, dtype=np.float32)
     if STATE_COLUMN in table.column_names:
         ids, texts, metas, hashes = (table.column(c).to_pylist()
                                      for c in (ID_COLUMN, TEXT_COLUMN, METADATA_COLUMN, HASH_COLUMN))
@@ -870,7 +871,7 @@ def read_dataset(paths: Sequence[str | os.PathLike[str]], *, num_cpus: float = 0
         elif kind == "csv":
             parts.append(ray.data.read_csv(files, num_cpus=num_cpus))
         elif kind == "parquet":
-            parts.append(ray.data.read_parquet(files, num_cpus=num_cpus))
+            parts.append(_read_parquet(files, num_cpus))
         else:
             parts.append(ray.data.read_text(files, drop_empty_lines=True, num_cpus=num_cpus))
     if len(parts) == 1:
@@ -880,6 +881,20 @@ def read_dataset(paths: Sequence[str | os.PathLike[str]], *, num_cpus: float = 0
     first, *rest = (part.map_batches(_arrow_with_str_ids, batch_format="pyarrow", num_cpus=num_cpus)
                     for part in parts)
     return first.union(*rest)
+
+
+def _read_parquet(files: list[str], num_cpus: float) -> Dataset:
+    # Ray 2.60's datasource v2 lists Parquet files in a task of its own that takes one CPU whatever num_cpus
+    # says: with actors on every CPU it never runs. The v1 reader honours num_cpus.
+    context = ray.data.DataContext.get_current()
+    saved = getattr(context, "use_datasource_v2", None)
+    if saved is not None:
+        context.use_datasource_v2 = False
+    try:
+        return ray.data.read_parquet(files, num_cpus=num_cpus)
+    finally:
+        if saved is not None:
+            context.use_datasource_v2 = saved
 
 
 def _arrow_with_str_ids(table: Any) -> Any:

@@ -220,19 +220,26 @@ def test_a_collection_of_another_model_is_refused_before_the_job(vd: Any, chroma
 def test_the_cli_ingests_files_with_the_ray_engine(
     vd: Any, chroma_server: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from vecembed.cli import main
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
-    first, second = tmp_path / "a.jsonl", tmp_path / "b.csv"
+    from vecembed.cli import main
+    from vecembed.ingest import text_id
+
+    first, second, third, fourth = (tmp_path / n for n in ("a.jsonl", "b.csv", "c.parquet", "d.txt"))
     first.write_text("".join(json.dumps({"id": f"a{i}", "text": f"alpha text {i}"}) + "\n" for i in range(30)))
     second.write_text("id,text\n" + "".join(f"b{i},beta text {i}\n" for i in range(20)))
+    pq.write_table(pa.table({"id": list(range(100, 110)), "text": [f"gamma text {i}" for i in range(10)]}), third)
+    fourth.write_text("delta one\n\ndelta two\n")  # a text file: one document a line, ids from the text
     # two one-CPU actors hold both CPUs: the readers take none, or the job would wait forever
-    args = ["ingest", str(first), str(second), "--engine", "ray", "--workers", "2", "--db", "chroma",
-            "--collection", "ray-cli", "--url", chroma_server.url, "--backend", "mock", "--json"]
+    args = ["ingest", str(first), str(second), str(third), str(fourth), "--engine", "ray", "--workers", "2",
+            "--db", "chroma", "--collection", "ray-cli", "--url", chroma_server.url, "--backend", "mock", "--json"]
     assert main(args) == 0
     payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert (payload["documents"], payload["written"], payload["count"]) == (50, 50, 50)
+    assert (payload["documents"], payload["written"], payload["count"]) == (62, 62, 62)
     stored = set(chroma_vectors(chroma_server.client(), "ray-cli"))
-    assert stored == {f"a{i}" for i in range(30)} | {f"b{i}" for i in range(20)}
+    assert stored == ({f"a{i}" for i in range(30)} | {f"b{i}" for i in range(20)} | {str(i) for i in range(100, 110)}
+                      | {text_id("delta one"), text_id("delta two")})
 
 
 def test_the_readme_command_runs_as_written(vd: Any, chroma_server: Any, tmp_path: Path) -> None:

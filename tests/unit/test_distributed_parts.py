@@ -147,6 +147,17 @@ def test_records_are_prepared_embedded_and_written_with_counts() -> None:
             vd.write_records(store.backend, store._caller, records, states, np.zeros((2, 16), np.float32))
 
 
+def test_vectors_as_list_columns_and_int_ids_from_files_are_read() -> None:
+    import pyarrow as pa
+
+    table = pa.table({"id": [1, 2], "text": ["a", "b"], "embedding": [[1.0, 0.0], [0.0, 1.0]]})
+    records, _, vectors = vd.table_records(table)
+    assert vectors.dtype == np.float32 and vectors.tolist() == [[1.0, 0.0], [0.0, 1.0]]
+    assert [r.id for r in records] == ["1", "2"]
+    cast = vd._arrow_with_str_ids(table)
+    assert cast.column("id").to_pylist() == ["1", "2"] and vd._arrow_with_str_ids(cast) is cast
+
+
 def test_counts_add_and_the_report_counts_from_the_store() -> None:
     total = vd.BlockCounts(rows=3, new=2, repeats=1) + vd.BlockCounts(rows=2, unchanged=1, changed=1, batches=1)
     assert (total.rows, total.new, total.unchanged, total.changed, total.repeats, total.batches) == (5, 2, 1, 1, 1, 1)
