@@ -27,11 +27,11 @@ def ray_local() -> Iterator[Any]:
     if ray.is_initialized():  # pragma: no cover - a previous module's session left connected
         ray.shutdown()
     temp = private_temp_dir()
-    ray.init(num_cpus=2, _temp_dir=temp, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
-    import ray.data
-
-    ray.data.DataContext.get_current().enable_progress_bars = False
     try:
+        ray.init(num_cpus=2, _temp_dir=temp, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+        import ray.data
+
+        ray.data.DataContext.get_current().enable_progress_bars = False
         yield ray
     finally:
         ray.shutdown()
