@@ -173,6 +173,8 @@ def _st_backend_runner(name: str, model_path: str, calibration: list[str]) -> Ru
                 # optimum-intel exports the model to OpenVINO IR once (ST's own path); saved, as ST advises
                 SentenceTransformer(model_path, backend="openvino", device="cpu").save_pretrained(str(folder))
             path, kwargs["backend"] = str(folder), "openvino"
+            # named either way: with both files in the folder ST would warn and pick the first
+            kwargs["model_kwargs"] = {"file_name": "openvino/openvino_model.xml"}
             if name == "st-openvino-int8":
                 int8 = folder / "openvino" / "openvino_model_qint8_quantized.xml"
                 if not int8.is_file():
