@@ -223,6 +223,9 @@ def test_bad_options_are_refused() -> None:
         vecembed.load_provider("onnx", model=MODEL_ID, quantize="int4")
     with pytest.raises(InvalidInputError, match="device"):
         vecembed.load_provider("onnx", model=MODEL_ID, device="tpu")
+    for threads in (0, True, 1.5):  # one rule with the openvino backend: True is not a thread count
+        with pytest.raises(InvalidInputError, match="threads must be a positive int"):
+            vecembed.load_provider("onnx", model=MODEL_ID, threads=threads)
 
 
 def test_another_runtime_gets_the_cached_graph(onnx_provider: Any, onnx_int8_provider: Any, minilm_path: Path,

@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 from vecembed._deps import require
 from vecembed.errors import InvalidInputError, ModelLoadError, ProviderUnavailableError
 from vecembed.pipeline import Batch
-from vecembed.providers.onnx_graph import QUANTIZATIONS, OnnxGraph, ensure_onnx_graph, graph_io, run_graph
+from vecembed.providers.onnx_graph import OnnxGraph, check_runtime_options, ensure_onnx_graph, graph_io, run_graph
 from vecembed.providers.transformer import TransformerProvider
 
 __all__ = ["OnnxProvider", "physical_cores"]
@@ -67,10 +67,7 @@ class OnnxProvider(TransformerProvider):
         threads: int | None = None,
         **options: Any,
     ) -> None:
-        if quantize not in QUANTIZATIONS:
-            raise InvalidInputError(f"quantize must be None or 'int8', got {quantize!r}")
-        if threads is not None and (not isinstance(threads, int) or threads <= 0):
-            raise InvalidInputError(f"threads must be a positive int, got {threads!r}")
+        check_runtime_options(quantize, threads)
         self._ort: Any = require("onnxruntime", "onnx", "the onnx backend")
         self._quantize = quantize
         self._threads = threads or physical_cores()

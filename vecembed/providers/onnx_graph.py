@@ -50,6 +50,7 @@ __all__ = [
     "PROBE_TEXTS",
     "QUANTIZATIONS",
     "OnnxGraph",
+    "check_runtime_options",
     "ensure_onnx_graph",
     "export_onnx",
     "graph_cache_entry",
@@ -151,6 +152,15 @@ def ensure_onnx_graph(
     agreement = record.get("agreement")
     return OnnxGraph(target, "int8", cached=True,
                      agreement=float(agreement) if isinstance(agreement, int | float) else None)
+
+
+def check_runtime_options(quantize: str | None, threads: int | None) -> None:
+    """The options every runtime over these graphs shares: ``quantize`` in :data:`QUANTIZATIONS`, a positive
+    int ``threads`` (or None); anything else raises :class:`~vecembed.errors.InvalidInputError`."""
+    if quantize not in QUANTIZATIONS:
+        raise InvalidInputError(f"quantize must be None or 'int8', got {quantize!r}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads <= 0):
+        raise InvalidInputError(f"threads must be a positive int, got {threads!r}")
 
 
 def graph_cache_entry(model: ModelConfig | str | os.PathLike[str]) -> Path:

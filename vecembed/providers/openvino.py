@@ -43,7 +43,7 @@ from vecembed.pipeline import Batch, TextPipeline
 from vecembed.progress import progress_enabled
 from vecembed.providers.onnx import physical_cores
 from vecembed.providers.onnx_graph import (
-    QUANTIZATIONS,
+    check_runtime_options,
     ensure_onnx_graph,
     graph_cache_entry,
     graph_io,
@@ -171,10 +171,7 @@ class OpenVinoProvider(TransformerProvider):
         threads: int | None = None,
         **options: Any,
     ) -> None:
-        if quantize not in QUANTIZATIONS:
-            raise InvalidInputError(f"quantize must be None or 'int8', got {quantize!r}")
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads <= 0):
-            raise InvalidInputError(f"threads must be a positive int, got {threads!r}")
+        check_runtime_options(quantize, threads)
         if not isinstance(device, str) or device.lower() not in _DEVICES:
             raise InvalidInputError(f"device must be 'auto', 'cpu' or 'gpu', got {device!r}")
         self._ov: Any = require("openvino", "openvino", "the openvino backend")
