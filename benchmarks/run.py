@@ -144,14 +144,19 @@ def _st_runner(model_path: str) -> Runner:
 
     with third_party_quiet(None):  # transformers' load report and bars: only where a person watches
         model = SentenceTransformer(model_path, device="cpu")
+    return _st_model_runner(BASELINE, model, f"{model_path!r}, device='cpu'", {})
+
+
+def _st_model_runner(name: str, model: Any, arguments: str, notes: dict[str, Any]) -> Runner:
+    """A runner over a loaded SentenceTransformer (``arguments``: how the cold-start code builds it again)."""
     return Runner(
-        BASELINE,
+        name,
         lambda texts: model.encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True),
         lambda text: model.encode([text], normalize_embeddings=True, convert_to_numpy=True)[0],
         "from sentence_transformers import SentenceTransformer\n"
-        f"m = SentenceTransformer({model_path!r}, device='cpu')\n"
+        f"m = SentenceTransformer({arguments})\n"
         "v = m.encode(['hello world'])\n",
-        notes={"batch_size": 32},
+        notes={"batch_size": 32, **notes},
     )
 
 
@@ -181,15 +186,8 @@ def _st_backend_runner(name: str, model_path: str, calibration: list[str]) -> Ru
                     _nncf_quantize_st(folder, calibration)
                 kwargs["model_kwargs"] = {"file_name": "openvino/openvino_model_qint8_quantized.xml"}
         model = SentenceTransformer(path, **kwargs)
-    return Runner(
-        name,
-        lambda texts: model.encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True),
-        lambda text: model.encode([text], normalize_embeddings=True, convert_to_numpy=True)[0],
-        "from sentence_transformers import SentenceTransformer\n"
-        f"m = SentenceTransformer({path!r}, **{kwargs!r})\n"
-        "v = m.encode(['hello world'])\n",
-        notes={"batch_size": 32, "path": path, **{k: v for k, v in kwargs.items() if k != "device"}},
-    )
+    return _st_model_runner(name, model, f"{path!r}, **{kwargs!r}",
+                            {"path": path, **{k: v for k, v in kwargs.items() if k != "device"}})
 
 
 def _nncf_quantize_st(folder: Path, calibration: list[str]) -> None:
