@@ -28,6 +28,7 @@ PROVIDERS: dict[str, str] = {
     "torch": "vecembed.providers.torch:TorchProvider",
     "onnx": "vecembed.providers.onnx:OnnxProvider",
     "openvino": "vecembed.providers.openvino:OpenVinoProvider",
+    "gguf": "vecembed.providers.gguf:GgufProvider",
     "static": "vecembed.providers.static:StaticProvider",
     "mock": "vecembed.providers.mock:MockProvider",
     "remote": "vecembed.providers.remote:RemoteProvider",

@@ -12,6 +12,7 @@ import importlib.metadata
 import importlib.util
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ __all__ = [
     "ModelPackage",
     "ResolvedModel",
     "download_allowed",
+    "find_hub_file",
     "resolve_model",
     "weights_digest",
 ]
@@ -131,16 +133,14 @@ def _from_package(model: str, tried: list[str]) -> ResolvedModel | None:
     return ResolvedModel(pkg.model_id, path, "package", f"{pkg.distribution}=={version}")
 
 
-def _from_hf_cache(model: str, tried: list[str]) -> ResolvedModel | None:
-    known = MODEL_PACKAGES.get(_canonical_id(model))
-    if "/" not in model and known is not None:
-        model = known.model_id  # a bare known name ("all-MiniLM-L6-v2") lives under its organisation
+def _hf_snapshots(model: str, tried: list[str]) -> Iterator[tuple[Path, list[Path]]]:
+    """Each local Hugging Face cache's folder of ``model`` with its snapshots, newest (``refs/main``) first."""
     folder = "models--" + model.strip().replace("/", "--")
-    for cache in _hf_cache_dirs():
-        repo = cache / folder
+    for hub in _hf_cache_dirs():
+        repo = hub / folder
         if not repo.is_dir():
             # The hub keeps the id's case in folder names; compare case-insensitively as the hub does.
-            matches = [p for p in cache.glob("models--*") if p.name.lower() == folder.lower()] if cache.is_dir() else []
+            matches = [p for p in hub.glob("models--*") if p.name.lower() == folder.lower()] if hub.is_dir() else []
             if not matches:
                 tried.append(f"Hugging Face cache: {repo} (absent)")
                 continue
@@ -151,6 +151,14 @@ def _from_hf_cache(model: str, tried: list[str]) -> ResolvedModel | None:
         candidates = [snapshots / revision] if revision else []
         if snapshots.is_dir():
             candidates += sorted(snapshots.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True)
+        yield repo, candidates
+
+
+def _from_hf_cache(model: str, tried: list[str]) -> ResolvedModel | None:
+    known = MODEL_PACKAGES.get(_canonical_id(model))
+    if "/" not in model and known is not None:
+        model = known.model_id  # a bare known name ("all-MiniLM-L6-v2") lives under its organisation
+    for repo, candidates in _hf_snapshots(model, tried):
         for snap in candidates:
             if snap.is_dir() and _is_model_dir(snap):
                 return ResolvedModel(model.strip(), snap, "hf-cache", snap.name)
@@ -179,6 +187,45 @@ def _download(
         tried.append(f"download from the Hugging Face hub: failed ({type(exc).__name__}: {exc})")
         return None
     return ResolvedModel(model.strip(), Path(path), "download", Path(path).name)
+
+
+@dataclass(frozen=True)
+class HubFile:
+    """One file of a hub repository found on disk (the local Hugging Face cache, or just downloaded)."""
+
+    path: Path
+    source: str  # "hf-cache" or "download"
+
+
+def find_hub_file(repo_id: str, filename: str, *, allow_download: bool | None = None) -> HubFile:
+    """``filename`` of hub repository ``repo_id``: from the local Hugging Face cache, else downloaded alone.
+
+    For repositories of many large files (GGUF quantisations) where fetching the whole snapshot, as
+    :func:`resolve_model` does, would be wasteful. Downloads follow the same rule as :func:`resolve_model`.
+    Raises :class:`ModelNotFoundError` naming every place tried.
+    """
+    tried: list[str] = []
+    for repo, candidates in _hf_snapshots(repo_id, tried):
+        for snap in candidates:
+            if (snap / filename).is_file():
+                return HubFile((snap / filename).resolve(), "hf-cache")
+        tried.append(f"Hugging Face cache: {repo} (no {filename})")
+    if allow_download is False:
+        tried.append("download from the Hugging Face hub: skipped (allow_download=False)")
+    elif allow_download is None and not download_allowed():
+        tried.append("download from the Hugging Face hub: skipped (offline: VECEMBED_OFFLINE/HF_HUB_OFFLINE set)")
+    else:
+        try:
+            from huggingface_hub import hf_hub_download
+        except ImportError:
+            tried.append("download from the Hugging Face hub: skipped (pip install 'vecembed[hub]' to enable)")
+        else:
+            try:
+                return HubFile(Path(hf_hub_download(repo_id=repo_id.strip(), filename=filename)), "download")
+            except Exception as exc:  # network down, file or repo absent, auth: all mean "not found here"
+                tried.append(f"download from the Hugging Face hub: failed ({type(exc).__name__}: {exc})")
+    raise ModelNotFoundError(f"{repo_id}/{filename}", tried,
+                             hint="Give the path of a local .gguf file, or allow downloads.")
 
 
 def resolve_model(

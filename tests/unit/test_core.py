@@ -61,7 +61,7 @@ def test_model_not_found_lists_every_place_tried() -> None:
 
 
 def test_unknown_backend_lists_valid_ones() -> None:
-    valid = "valid backends: mock, onnx, openvino, remote, static, torch"
+    valid = "valid backends: gguf, mock, onnx, openvino, remote, static, torch"
     with pytest.raises(UnknownProviderError, match=valid) as err:
         vecembed.load_provider("tensorflow")
     assert isinstance(err.value, KeyError) and not str(err.value).startswith("'")  # not KeyError's quoting

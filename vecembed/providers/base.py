@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vecembed.aio import Worker
 from vecembed.errors import InvalidInputError, ProviderUnavailableError
 from vecembed.health import probe_provider
 from vecembed.types import Embeddings, EmbeddingStats, EmbedResult, HealthReport, ModelInfo
 
-__all__ = ["ProviderBase"]
+if TYPE_CHECKING:
+    from vecembed.pipeline import TextPipeline
+
+__all__ = ["PipelineProvider", "ProviderBase"]
 
 
 class ProviderBase:
@@ -115,6 +118,50 @@ class ProviderBase:
             return f"<{type(self).__name__}>"
         return f"<{type(self).__name__} {info.name} dim={info.dimension} {info.device}>"
 
+
+
+class PipelineProvider(ProviderBase):
+    """A backend whose vectors come from the shared :class:`~vecembed.pipeline.TextPipeline`.
+
+    It sets ``pipeline`` and ``_info`` and says its prompts; the protocol's calls are these, the same for
+    every such backend (torch, onnx, openvino, gguf).
+    """
+
+    pipeline: TextPipeline
+    _info: ModelInfo
+
+    @property
+    def document_prompt(self) -> str:
+        """Prepended to every document (the model's own, or the caller's override); "" for none."""
+        return ""
+
+    @property
+    def query_prompt(self) -> str:
+        """Prepended to every query; "" for none."""
+        return ""
+
+    @property
+    def info(self) -> ModelInfo:
+        return self._info
+
+    def embed_documents(self, texts: Sequence[str]) -> Embeddings:
+        """Document vectors (with the model's document prompt, if any)."""
+        return self.embed_documents_counted(texts).vectors
+
+    def embed_documents_counted(self, texts: Sequence[str]) -> EmbedResult:
+        """:meth:`embed_documents` with this call's token and truncation counts."""
+        self._check_open()
+        return self.pipeline.embed_counted(texts, prompt=self.document_prompt, what="documents")
+
+    def embed_queries(self, texts: Sequence[str]) -> Embeddings:
+        """Query vectors (with the model's query prompt, if any)."""
+        self._check_open()
+        return self.pipeline.embed(texts, prompt=self.query_prompt, what="queries")
+
+    def close(self) -> None:
+        if not self._closed:
+            self.pipeline.close()
+        super().close()
 
 def _snapshot(texts: Any) -> Any:
     """A copy of a list of texts taken before the worker thread runs (the caller may change theirs meanwhile).

@@ -8,7 +8,6 @@ pooling, prompts, fingerprint and :class:`~vecembed.types.ModelInfo` all live he
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -16,14 +15,14 @@ from numpy.typing import NDArray
 
 from vecembed.model_config import ModelConfig, load_model_config, load_tokenizer
 from vecembed.pipeline import Batch, TextPipeline
-from vecembed.providers.base import ProviderBase
+from vecembed.providers.base import PipelineProvider
 from vecembed.resolve import ResolvedModel, resolve_model, weights_digest
-from vecembed.types import Embeddings, EmbedResult, ModelInfo, make_fingerprint
+from vecembed.types import ModelInfo, make_fingerprint
 
 __all__ = ["TransformerProvider"]
 
 
-class TransformerProvider(ProviderBase):
+class TransformerProvider(PipelineProvider):
     """Base of the backends that run a transformer's forward pass over the shared pipeline.
 
     Options common to those backends: ``model`` (local dir, hub id or packaged
@@ -129,30 +128,15 @@ class TransformerProvider(ProviderBase):
             "document_prompt": self.config.document_prompt,
         }
 
-    # -- the protocol --------------------------------------------------------------------------
+    # -- the protocol: PipelineProvider's, with the model's prompts --------------------------------
 
     @property
-    def info(self) -> ModelInfo:
-        return self._info
+    def document_prompt(self) -> str:
+        return self.config.document_prompt
 
-    def embed_documents(self, texts: Sequence[str]) -> Embeddings:
-        """Document vectors (with the model's document prompt, if any)."""
-        return self.embed_documents_counted(texts).vectors
-
-    def embed_documents_counted(self, texts: Sequence[str]) -> EmbedResult:
-        """:meth:`embed_documents` with this call's token and truncation counts."""
-        self._check_open()
-        return self.pipeline.embed_counted(texts, prompt=self.config.document_prompt, what="documents")
-
-    def embed_queries(self, texts: Sequence[str]) -> Embeddings:
-        """Query vectors (with the model's query prompt, if any)."""
-        self._check_open()
-        return self.pipeline.embed(texts, prompt=self.config.query_prompt, what="queries")
-
-    def close(self) -> None:
-        if not self._closed:
-            self.pipeline.close()
-        super().close()
+    @property
+    def query_prompt(self) -> str:
+        return self.config.query_prompt
 
     @staticmethod
     def _as_float32(x: Any) -> NDArray[np.float32]:

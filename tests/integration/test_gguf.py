@@ -1,0 +1,200 @@
+"""The gguf backend (llama.cpp) against sentence-transformers: F16 parity, Q8_0 quality, identity, threads, stores."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest_plugins = ["backend_fixtures"]
+pytestmark = pytest.mark.integration
+pytest.importorskip("llama_cpp", reason="pip install 'vecembed[gguf]'")
+
+import vecembed  # noqa: E402
+from vecembed.errors import InvalidInputError, MissingDependencyError, ProviderUnavailableError  # noqa: E402
+
+MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+LONG_TEXTS = [
+    "Embeddings turn text into vectors so that similar meanings end up close together. " * 12,
+    "The quick brown fox jumps over the lazy dog; " * 40,  # well past 256 tokens: truncated
+]
+
+
+def _spearman(vectors: np.ndarray, sentences: list[str], rows: list[tuple[float, str, str]]) -> float:
+    from scipy.stats import spearmanr
+
+    index = {s: i for i, s in enumerate(sentences)}
+    a = vectors[[index[r[1]] for r in rows]]
+    b = vectors[[index[r[2]] for r in rows]]
+    return float(spearmanr(np.sum(a * b, axis=1), [r[0] for r in rows]).statistic)
+
+
+@pytest.fixture(scope="module")
+def st_vectors(st_model: Any, sts_sentences: list[str]) -> np.ndarray:
+    out: np.ndarray = st_model.encode(sts_sentences + LONG_TEXTS, batch_size=64, normalize_embeddings=True,
+                                      convert_to_numpy=True)
+    return out
+
+
+def test_f16_matches_sentence_transformers_on_sts_dev(gguf_provider: Any, st_vectors: np.ndarray,
+                                                      sts_sentences: list[str],
+                                                      sts_rows: list[tuple[float, str, str]]) -> None:
+    """The issue's bar: min cosine >= 0.999 on every STS-B dev sentence, Spearman within 0.002."""
+    got = gguf_provider.embed_documents(sts_sentences + LONG_TEXTS)
+    assert got.shape == st_vectors.shape and got.dtype == np.float32
+    cosine = np.sum(got * st_vectors, axis=1)
+    assert cosine.min() >= 0.999, f"min cosine {cosine.min()} at {sts_sentences[int(cosine.argmin())]!r}"
+    n = len(sts_sentences)
+    ours, theirs = _spearman(got[:n], sts_sentences, sts_rows), _spearman(st_vectors[:n], sts_sentences, sts_rows)
+    assert abs(ours - theirs) <= 0.002, (ours, theirs)
+
+
+def test_q8_0_stays_close_and_is_another_vector_space(gguf_q8_provider: Any, gguf_provider: Any,
+                                                      st_vectors: np.ndarray, sts_sentences: list[str]) -> None:
+    texts = sts_sentences[:1000]  # the benchmark measures all of them; 1,000 keep this test short
+    got = gguf_q8_provider.embed_documents(texts)
+    cosine = np.sum(got * st_vectors[: len(texts)], axis=1)
+    assert cosine.mean() >= 0.99, cosine.mean()
+    assert gguf_q8_provider.info.quantization == "q8_0" and gguf_provider.info.quantization == "f16"
+    assert gguf_q8_provider.info.fingerprint != gguf_provider.info.fingerprint
+
+
+def test_the_gguf_space_is_not_the_onnx_one(gguf_provider: Any, onnx_provider: Any) -> None:
+    """Another file, another fingerprint: a store written by onnx refuses gguf until someone proves them equal."""
+    assert gguf_provider.info.fingerprint != onnx_provider.info.fingerprint
+    assert gguf_provider.info.backend == "gguf" and gguf_provider.info.dimension == 384
+
+
+def test_truncation_keeps_the_end_token_and_is_counted(gguf_provider: Any, st_vectors: np.ndarray,
+                                                       sts_sentences: list[str]) -> None:
+    result = gguf_provider.embed_documents_counted(["short one", *LONG_TEXTS])
+    assert result.truncated == 1  # the second long text only (the first is ~180 tokens)
+    cosine = np.sum(result.vectors[1:] * st_vectors[len(sts_sentences):], axis=1)
+    assert cosine.min() >= 0.999  # cut as sentence-transformers cuts: [CLS] + 254 tokens + [SEP]
+    ids = gguf_provider.pipeline.tokenize([LONG_TEXTS[1]]).ids[0]
+    assert len(ids) == 256 and ids[0] == 101 and ids[-1] == 102
+
+
+def test_the_converted_file_loaded_by_path_is_the_same_model(gguf_provider: Any, tmp_path: Path) -> None:
+    copy = tmp_path / "minilm-f16.gguf"
+    copy.write_bytes(Path(gguf_provider.model_file).read_bytes())
+    with vecembed.load_provider("gguf", model=copy) as direct:
+        assert direct.info.fingerprint == gguf_provider.info.fingerprint
+        assert direct.info.max_tokens == 256 and direct.info.normalized and direct.info.pooling == "mean"
+        texts = ["A man is playing a guitar.", "Zwei Hunde spielen im Schnee — ¿qué tal? 東京", ""]
+        np.testing.assert_allclose(direct.embed_documents(texts), gguf_provider.embed_documents(texts), atol=1e-6)
+
+
+def test_overrides_change_the_fingerprint_and_the_vectors(gguf_provider: Any) -> None:
+    path = gguf_provider.model_file
+    with vecembed.load_provider("gguf", model=path, pooling="cls", normalize=False, max_tokens=128,
+                                query_prompt="query: ") as other:
+        assert other.info.pooling == "cls" and not other.info.normalized and other.info.max_tokens == 128
+        assert other.info.fingerprint != gguf_provider.info.fingerprint
+        v = other.embed_documents(["A man is playing a guitar."])[0]
+        assert abs(float(np.linalg.norm(v)) - 1.0) > 1e-3  # not normalised
+        q = other.embed_queries(["cats"])[0]
+        np.testing.assert_allclose(q, other.embed_documents(["query: cats"])[0], atol=1e-6)
+    with pytest.raises(InvalidInputError, match=r"llama\.cpp pools"):
+        vecembed.load_provider("gguf", model=path, pooling="max")
+    with pytest.raises(InvalidInputError, match="context length 512"):
+        vecembed.load_provider("gguf", model=path, max_tokens=1024)
+
+
+def test_threads_share_the_provider_safely(gguf_provider: Any, sts_sentences: list[str]) -> None:
+    """One context: calls from four threads are serialised and each gets its own texts' vectors."""
+    chunks = [sts_sentences[i * 40:(i + 1) * 40] for i in range(4)]
+    want = [gguf_provider.embed_documents(c) for c in chunks]
+    got: dict[int, np.ndarray] = {}
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            for _ in range(3):
+                got[i] = gguf_provider.embed_documents(chunks[i])
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for i in range(4):
+        np.testing.assert_allclose(got[i], want[i], atol=1e-6)
+
+
+def test_a_pool_of_contexts_runs_forwards_at_once(gguf_provider: Any, sts_sentences: list[str]) -> None:
+    with vecembed.load_provider("gguf", model=gguf_provider.model_file, contexts=2, n_threads=1) as pooled:
+        assert pooled.info.extra["contexts"] == 2
+        inside = [0]
+        most = [0]
+        lock = threading.Lock()
+        real = pooled._decode
+
+        def counting(context: Any, batch: Any) -> Any:
+            with lock:
+                inside[0] += 1
+                most[0] = max(most[0], inside[0])
+            try:
+                return real(context, batch)
+            finally:
+                with lock:
+                    inside[0] -= 1
+
+        pooled._decode = counting
+        texts = sts_sentences[:200]
+        results: list[np.ndarray] = []
+        threads = [threading.Thread(target=lambda: results.append(pooled.embed_documents(texts))) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(results) == 4 and most[0] == 2  # two contexts: two forwards at once, never more
+        for r in results:
+            np.testing.assert_allclose(r, gguf_provider.embed_documents(texts), atol=1e-5)
+
+
+def test_health_and_close(gguf_provider: Any) -> None:
+    provider = vecembed.load_provider("gguf", model=gguf_provider.model_file)
+    report = provider.health_check()
+    assert report.ok, report.detail
+    provider.close()
+    provider.close()  # twice is fine
+    assert not provider.health_check().ok
+    with pytest.raises(ProviderUnavailableError):
+        provider.embed_documents(["x"])
+
+
+def test_missing_extra_names_the_pip_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)
+    with pytest.raises(MissingDependencyError, match=r"vecembed\[gguf\]"):
+        vecembed.load_provider("gguf")
+
+
+def test_chroma_function_and_qdrant_store_use_the_gguf_provider(gguf_provider: Any, tmp_path: Path) -> None:
+    """The adapters take it as any provider: identity recorded, search by meaning, and Chroma rebuilds it."""
+    pytest.importorskip("chromadb")
+    pytest.importorskip("qdrant_client")
+    import chromadb
+    import vecembed_chroma
+
+    docs = ["The cat sits on the mat.", "A man is playing a guitar.", "Stocks fell sharply on Monday."]
+    with vecembed.open_store("qdrant", "gguf-docs", gguf_provider) as store:
+        assert store.ingest(docs).written == 3
+        assert store.search("a musician with an instrument", k=1)[0].text == docs[1]
+        assert store.ingest(docs).skipped == 3
+    client = chromadb.PersistentClient(path=str(tmp_path / "chroma"))
+    ef = vecembed_chroma.ChromaEmbeddingFunction(gguf_provider)
+    assert ef.get_config()["options"] == {"model": MODEL_ID, "quantize": "f16"}
+    col = client.create_collection("gguf-docs", embedding_function=ef)
+    col.add(ids=["0", "1", "2"], documents=docs)
+    rebuilt = vecembed_chroma.ChromaEmbeddingFunction.build_from_config(ef.get_config())
+    assert rebuilt.provider.info.fingerprint == gguf_provider.info.fingerprint
+    again = client.get_collection("gguf-docs", embedding_function=rebuilt)
+    assert again.query(query_texts=["share prices dropped"], n_results=1)["ids"] == [["2"]]
