@@ -152,6 +152,8 @@ def _infer_options(provider: EmbeddingProvider) -> tuple[dict[str, Any], bool]:
         if info.query_prompt:
             opts["query_prompt"] = info.query_prompt
         return opts, True
+    if isinstance(info.extra.get("load_options"), dict):  # a backend that says how it is found again (gguf)
+        return dict(info.extra["load_options"]), True
     # Model-backed backends: a model found on disk by path is referred to by that path,
     # one found by id (package, Hugging Face cache, download) by its id, which resolves
     # on another machine too.

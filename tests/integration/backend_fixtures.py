@@ -73,6 +73,25 @@ def openvino_int8_provider(openvino_provider: Any) -> Iterator[Any]:
         yield provider
 
 
+@pytest.fixture(scope="session")
+def gguf_provider(vecembed_cache: Path, minilm_path: Path) -> Iterator[Any]:
+    """MiniLM converted to GGUF F16 once per session (under a second) and run on llama.cpp."""
+    pytest.importorskip("llama_cpp", reason="pip install 'vecembed[gguf]'")
+    import vecembed
+
+    with vecembed.load_provider("gguf", model=MODEL_ID, quantize="f16") as provider:
+        yield provider
+
+
+@pytest.fixture(scope="session")
+def gguf_q8_provider(vecembed_cache: Path, minilm_path: Path) -> Iterator[Any]:
+    pytest.importorskip("llama_cpp", reason="pip install 'vecembed[gguf]'")
+    import vecembed
+
+    with vecembed.load_provider("gguf", model=MODEL_ID, quantize="q8_0") as provider:
+        yield provider
+
+
 def write_static_model(path: Path, vectors: np.ndarray, tokenizer_json: str, *, normalize: bool = True,
                        max_length: int | None = 512, extra_tensors: dict[str, np.ndarray] | None = None) -> Path:
     """A model2vec-format directory: model.safetensors ("embeddings"), tokenizer.json, config.json."""

@@ -22,6 +22,8 @@ BACKENDS = {
     "openvino": "openvino_provider",
     "openvino-int8": "openvino_int8_provider",
     "static": "static_provider",
+    "gguf": "gguf_provider",
+    "gguf-q8_0": "gguf_q8_provider",
 }
 TEXTS = [
     "A man is playing a guitar.",

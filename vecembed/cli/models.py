@@ -37,9 +37,16 @@ def register(commands: Any) -> None:
     add_provider_options(embed)
     embed.set_defaults(handler=cmd_embed)
 
-    export = commands.add_parser("export", help="export a model to ONNX (cached) for the onnx backend")
+    export = commands.add_parser("export", help="export a model to ONNX (cached) for the onnx backend, "
+                                 "or convert it to GGUF for the gguf backend")
     export.add_argument("--model", "-m", default=None, help="model to export (default: all-MiniLM-L6-v2)")
     export.add_argument("--int8", action="store_true", help="also write the int8 dynamically quantised model")
+    export.add_argument("--format", choices=("onnx", "gguf"), default="onnx",
+                        help="onnx (default) or gguf (llama.cpp; a BERT model)")
+    export.add_argument("--quantize", choices=("f32", "f16", "q8_0"), default=None,
+                        help="GGUF type: f16 (default), q8_0 or f32 (--format gguf only)")
+    export.add_argument("--out", "-o", default=None, help="also copy the GGUF file here (--format gguf only; "
+                        "it is always cached)")
     export.set_defaults(handler=cmd_export)
 
     distill = commands.add_parser("distill", help="distill a transformer into static embeddings (model2vec)")
@@ -151,8 +158,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     process) reuse it. A model that ships its own ``model.onnx`` is used as is.
     """
     from vecembed.model_config import load_model_config
-    from vecembed.providers.onnx_graph import ensure_onnx_graph
     from vecembed.resolve import resolve_model
+
+    if args.format == "gguf":
+        return _export_gguf(args)
+    if args.quantize is not None or args.out is not None:
+        raise CliError("--quantize and --out go with --format gguf (the ONNX export takes --int8)")
+    from vecembed.providers.onnx_graph import ensure_onnx_graph
 
     require("onnxruntime", "onnx", "the onnx backend")  # fail before a long export, as loading the backend did
     resolved = resolve_model(args.model)
@@ -164,6 +176,35 @@ def cmd_export(args: argparse.Namespace) -> int:
         agreement = f", agreement {graph.agreement:.4f}" if graph.agreement is not None else ""
         echo(f"{resolved.name} ({graph.quantization or 'fp32'}{agreement}): {graph.path}")
         echo(f"ready in {time.perf_counter() - start:.1f} s (cached: later loads reuse it)", err=True)
+    return 0
+
+
+def _export_gguf(args: argparse.Namespace) -> int:
+    """``export --format gguf``: the file ``load_provider("gguf", quantize=...)`` converts to and caches."""
+    import shutil
+
+    from vecembed.model_config import load_model_config
+    from vecembed.providers.gguf_convert import ensure_gguf
+    from vecembed.resolve import resolve_model
+
+    if args.int8:
+        raise CliError("--int8 is the ONNX export's; for GGUF pass --quantize q8_0")
+    require("gguf", "gguf", "converting a model to GGUF")
+    start = time.perf_counter()
+    resolved = resolve_model(args.model)
+    quantize = args.quantize or "f16"
+    path = ensure_gguf(load_model_config(resolved.path), quantize, name=resolved.name)
+    if args.out:
+        out = Path(args.out)
+        if out.is_dir():
+            out = out / f"{resolved.name.rsplit('/', 1)[-1]}-{quantize}.gguf"
+        if out.exists():
+            raise CliError(f"--out {out} exists; choose a new file name")
+        shutil.copyfile(path, out)
+        path = out
+    echo(str(path))
+    echo(f"GGUF {quantize.upper()} ready in {time.perf_counter() - start:.1f} s; use it with: "
+         f"vecembed info --backend gguf --model {path}", err=True)
     return 0
 
 
