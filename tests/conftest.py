@@ -6,9 +6,11 @@ Integration tests never download anything: the model comes from the
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -83,3 +85,31 @@ def mock_provider() -> Iterator[Any]:
 
     with vecembed.load_provider("mock", dimension=64) as provider:
         yield provider
+
+
+class LoopThread:
+    """An event loop running in a thread of its own: an asyncio app's loop, beside a test's sync calls."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="test-event-loop", daemon=True)
+        self.thread.start()
+
+    def run(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
+        """The coroutine's result, run on the loop (a bound on the test, so a bug fails rather than hangs)."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout=120)
+
+    def stop(self) -> None:
+        if self.loop.is_running():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(timeout=30)
+        if not self.loop.is_closed():
+            self.loop.close()
+
+
+@pytest.fixture
+def loop_thread() -> Iterator[LoopThread]:
+    """A :class:`LoopThread`, stopped and closed after the test."""
+    running = LoopThread()
+    yield running
+    running.stop()

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from vecembed.errors import (
     CollectionNotFoundError,
     DimensionMismatchError,
+    EventLoopError,
     IngestError,
     InvalidInputError,
     MissingDependencyError,
@@ -61,6 +62,7 @@ __all__ = [
     "EmbeddingProvider",
     "EmbeddingStats",
     "Embeddings",
+    "EventLoopError",
     "HealthReport",
     "Hit",
     "IngestError",

@@ -14,7 +14,10 @@ matches its meaning, so callers can catch either::
     ├── ModelMismatchError        (also ValueError)    a collection recorded with another model's fingerprint
     ├── ProviderUnavailableError  (also RuntimeError)  a backend or database that cannot serve right now
     │   └── IngestError                                an ingest that stopped part-way; .report counts what stays
-    └── CollectionNotFoundError   (also LookupError)   a collection opened with create=False that does not exist
+    ├── CollectionNotFoundError   (also LookupError)   a collection opened with create=False that does not exist
+    └── EventLoopError            (also RuntimeError)  a store on a native async client used where its event loop
+                                                       cannot run the call (a sync call on that loop, a stopped
+                                                       loop, a sync open_store)
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 __all__ = [
     "CollectionNotFoundError",
     "DimensionMismatchError",
+    "EventLoopError",
     "IngestError",
     "InvalidInputError",
     "MissingDependencyError",
@@ -135,6 +139,14 @@ class CollectionNotFoundError(VecembedError, LookupError):
         self.collection = collection
         self.location = location
         super().__init__(message)
+
+
+class EventLoopError(VecembedError, RuntimeError):
+    """A store on a native async client (``AsyncQdrantClient``, chromadb's ``AsyncHttpClient``) called where its
+    event loop cannot run the call: a sync method on that loop's own thread (it would wait for itself forever),
+    a loop that stopped or closed, or a sync ``open_store`` given an async client. Raised before anything is
+    sent, except for a loop that stops during a call: that call may or may not have reached the database.
+    """
 
 
 class IngestError(ProviderUnavailableError):

@@ -166,7 +166,10 @@ class VectorStore(Protocol):
 
     Optional: ``preferred_batch_size`` (an int), the documents per write the engine
     uses when the caller names none (default 128) — for a database whose cost per
-    write call is high next to its cost per record.
+    write call is high next to its cost per record. ``loop`` (an asyncio event loop):
+    the loop of the native async client the store's calls run on (through a
+    :class:`vecembed.aio.LoopBridge`); :class:`Store` then refuses its sync methods on
+    that loop's own thread, where they would wait for themselves.
     """
 
     #: The database's name, as registered ("chroma", "qdrant").
@@ -320,6 +323,12 @@ class Store:
         self.adopt = adopt
         self.identity = CollectionIdentity.of(provider.info, vector_name=vector_name)
         self._caller = StoreCaller(backend, max_retries=max_retries, retry_backoff=retry_backoff)
+        self._loop = getattr(backend, "loop", None)
+        if self._loop is not None:
+            # A native async client: a worker thread waits while its call runs on the loop, so a second one can
+            # embed the next query meanwhile (providers serve several threads; the database calls still go
+            # one at a time through the caller).
+            self.async_concurrency = 2
         if self._verify() is None and not create:
             raise CollectionNotFoundError(
                 f"{backend.db} has no collection {backend.collection!r} at {backend.location}",
@@ -341,6 +350,13 @@ class Store:
     @property
     def location(self) -> str:
         return self.backend.location
+
+    def _off_loop(self, call: str) -> None:
+        """Refuse a sync call on the event loop of the store's async client (it would wait for itself)."""
+        if self._loop is not None:
+            from vecembed.aio import refuse_on_loop
+
+            refuse_on_loop(self._loop, f"store.{call}()", f"`await store.a{call}(...)`")
 
     def _verify(self) -> tuple[CollectionState, Verdict] | None:
         state = self._caller(self.backend.state)
@@ -395,6 +411,7 @@ class Store:
         """
         from vecembed.ingest import ingest
 
+        self._off_loop("ingest")
         return ingest(
             self.backend,
             self.provider,
@@ -410,6 +427,7 @@ class Store:
         """The ``k`` nearest documents to ``query``, best first; ``where``: metadata values that must all equal."""
         if not isinstance(query, str):
             raise InvalidInputError(f"query must be a str, got {type(query).__name__}; use search_many() for a list")
+        self._off_loop("search")
         return self.search_many([query], k=k, where=where)[0]
 
     def search_many(
@@ -418,6 +436,7 @@ class Store:
         """:meth:`search` for several queries, embedded in one call and sent in one request where possible."""
         from vecembed.ingest import check_text
 
+        self._off_loop("search_many")
         if isinstance(queries, str) or not isinstance(queries, Sequence):
             raise InvalidInputError(f"queries must be a list of str, got {type(queries).__name__}")
         for i, query in enumerate(queries):
@@ -433,6 +452,7 @@ class Store:
 
     def count(self) -> int:
         """Documents in the collection (0 before the first ingest created it)."""
+        self._off_loop("count")
         return int(self._caller(self.backend.count))
 
     def delete(self, ids: Iterable[str | int]) -> int:
@@ -442,6 +462,7 @@ class Store:
         """
         from vecembed.ingest import normalize_id
 
+        self._off_loop("delete")
         if isinstance(ids, str | bytes | Mapping):
             raise InvalidInputError(f"ids must be a list of str or int, got {type(ids).__name__}")
         wanted = [normalize_id(doc_id, f"ids[{i}]") for i, doc_id in enumerate(ids)]
@@ -491,7 +512,8 @@ class Store:
     # -- async: the same calls on this store's worker threads, for asyncio apps (FastAPI, ...) ----
 
     #: Calls the async methods may run at once on this store; 1 (one database call at a time, off the event
-    #: loop) suits every store, embedded ones included. Set it before the first async call.
+    #: loop) suits every store, embedded ones included; 2 on a native async client. Set it before the first
+    #: async call.
     async_concurrency: int = 1
     _worker: Worker | None = None
 
@@ -549,10 +571,16 @@ async def aopen_store(db: str, collection: str, provider: EmbeddingProvider, **o
     The returned :class:`Store` has ``aingest``, ``asearch``, ``asearch_many``, ``acount``,
     ``adelete``, ``ahealth_check`` and ``aclose``, each running the sync call on the
     store's own worker threads (``store.async_concurrency`` at once, 1 by default).
-    """
-    import asyncio
 
-    return await asyncio.to_thread(open_store, db, collection, provider, **options)
+    ``client=`` may be a native async client of this event loop (``qdrant_client.AsyncQdrantClient``,
+    ``await chromadb.AsyncHttpClient(...)``): every database call then runs as a coroutine on this
+    loop (:class:`vecembed.aio.LoopBridge`), under the same engine and checks as a sync client's.
+    Use such a store through its async methods, or its sync ones from other threads while the loop
+    runs; a sync call on the loop itself raises :class:`~vecembed.errors.EventLoopError`.
+    """
+    from vecembed.aio import run_on_thread
+
+    return await run_on_thread(open_store, db, collection, provider, **options)
 
 
 def open_store(

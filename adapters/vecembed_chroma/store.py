@@ -7,26 +7,31 @@ Registered as the ``chroma`` entry point of ``vecembed.stores``::
     vecembed.open_store("chroma", "docs", provider, path="./db")          # chromadb.PersistentClient
     vecembed.open_store("chroma", "docs", provider, url="http://127.0.0.1:8000")   # chromadb.HttpClient
     vecembed.open_store("chroma", "docs", provider, client=my_client)     # any chromadb client
+    await vecembed.aopen_store("chroma", "docs", provider, client=await chromadb.AsyncHttpClient(...))
     vecembed.open_store("chroma", "docs", provider)                       # chromadb.EphemeralClient
 
 A collection it creates uses the cosine space, records the identity in its
 metadata and carries a :class:`~vecembed_chroma.ChromaEmbeddingFunction` for the
 provider, so plain chromadb code (after ``import vecembed_chroma``) can query it
-by text with the same model.
+by text with the same model. An async client (``AsyncClientAPI``) is used through a
+:class:`vecembed.aio.LoopBridge`: its calls, and those of the async collections it
+returns, run on its event loop.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlparse
 
 import chromadb
-from chromadb.api import ClientAPI
+from chromadb.api import AsyncClientAPI, ClientAPI
+from chromadb.api.models.AsyncCollection import AsyncCollection
 from chromadb.api.models.Collection import Collection
 from chromadb.errors import InternalError, NotFoundError, UniqueConstraintError
 
+from vecembed.aio import LoopBridge, bridge_async_client
 from vecembed.errors import InvalidInputError, ProviderUnavailableError
 from vecembed.health import timed_check
 from vecembed.identity import RECORD_HASH_KEY, CollectionIdentity
@@ -105,6 +110,8 @@ class ChromaStore:
         self.provider = provider
         self.preferred_batch_size = preferred_batch_size
         self._owns_client = owns_client
+        #: The event loop of a bridged async client (the Store refuses sync calls on it); None otherwise.
+        self.loop = client.loop if isinstance(client, LoopBridge) else None
         self._native: Collection | None = None
 
     # -- the collection ---------------------------------------------------------------------------
@@ -238,15 +245,23 @@ def open_chroma_store(
     provider: EmbeddingProvider | None = None,
     path: str | None = None,
     url: str | None = None,
-    client: ClientAPI | None = None,
+    client: ClientAPI | AsyncClientAPI | None = None,
     **options: Any,
 ) -> ChromaStore:
-    """The ``chroma`` entry point: a :class:`ChromaStore` on ``client``, a server ``url``, a ``path``, or in memory."""
+    """The ``chroma`` entry point: a :class:`ChromaStore` on ``client``, a server ``url``, a ``path``, or in memory.
+
+    An async client (``await chromadb.AsyncHttpClient(...)``) needs :func:`vecembed.aopen_store` (its calls
+    run on that event loop); a sync ``open_store`` refuses it with :class:`~vecembed.errors.EventLoopError`.
+    """
     if options:
         raise InvalidInputError(f"the chroma store takes no options {sorted(options)}; it takes path=, url=, client=")
     if not 3 <= len(collection) <= 512:
         raise InvalidInputError(f"a Chroma collection name has 3 to 512 characters, got {collection!r}")
     if client is not None:
+        if isinstance(client, AsyncClientAPI):
+            # The bridge has ClientAPI's method names, each waiting for the async client's coroutine; the
+            # AsyncCollections it returns are bridged the same way.
+            client = cast(ClientAPI, bridge_async_client(client, db="chroma", wrap=(AsyncCollection,)))
         return ChromaStore(client, collection, location="client", provider=provider)
     if url is not None:
         return ChromaStore(_client_for_url(url), collection, location=url, provider=provider, owns_client=True)

@@ -8,11 +8,14 @@ Registered as the ``qdrant`` entry point of ``vecembed.stores``::
     vecembed.open_store("qdrant", "docs", provider, path="./qdrant")         # local mode on disk
     vecembed.open_store("qdrant", "docs", provider, url="http://127.0.0.1:6333")
     vecembed.open_store("qdrant", "docs", provider, client=my_client, vector_name="text")
+    await vecembed.aopen_store("qdrant", "docs", provider, client=AsyncQdrantClient(url=...))  # in an event loop
 
 Points: the id is ``uuid5`` of the caller's id (a canonical UUID string is kept
 as is), the payload holds the caller's metadata at the top level (so filters
 name its keys directly) beside ``vecembed:id``, ``vecembed:text`` and
-``vecembed:hash``. Where local mode sets the pace: it commits every point to
+``vecembed:hash``. An ``AsyncQdrantClient`` (same method names, coroutines) is used
+through a :class:`vecembed.aio.LoopBridge`: the calls below run on its event loop.
+Where local mode sets the pace: it commits every point to
 sqlite on its own (10–20 ms a point on disk), so there the writes, not the
 embedding, are the bottleneck.
 """
@@ -22,11 +25,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from qdrant_client import QdrantClient, models
+from qdrant_client import AsyncQdrantClient, QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
+from vecembed.aio import LoopBridge, bridge_async_client
 from vecembed.errors import InvalidInputError, ProviderUnavailableError
 from vecembed.health import timed_check
 from vecembed.identity import (
@@ -197,6 +201,8 @@ class QdrantStore:
         self.location = location
         self.vector_name = vector_name
         self._owns_client = owns_client
+        #: The event loop of a bridged AsyncQdrantClient (the Store refuses sync calls on it); None otherwise.
+        self.loop = client.loop if isinstance(client, LoopBridge) else None
 
     # -- the collection ---------------------------------------------------------------------------
 
@@ -326,17 +332,22 @@ def open_qdrant_store(
     provider: Any = None,
     path: str | None = None,
     url: str | None = None,
-    client: QdrantClient | None = None,
+    client: QdrantClient | AsyncQdrantClient | None = None,
     vector_name: str | None = None,
     **options: Any,
 ) -> QdrantStore:
     """The ``qdrant`` entry point: a :class:`QdrantStore` on ``client``, a server ``url``, a local ``path`` or memory.
 
     ``options`` other than ``vector_name`` go to ``QdrantClient(url=..., **options)`` (e.g. ``api_key``, ``timeout``).
+    An ``AsyncQdrantClient`` needs :func:`vecembed.aopen_store` (its calls run on that event loop);
+    a sync ``open_store`` refuses it with :class:`~vecembed.errors.EventLoopError`.
     """
     if client is not None:
         if options:
             raise InvalidInputError(f"client options {sorted(options)} cannot apply to a client passed in")
+        if isinstance(client, AsyncQdrantClient):
+            # The bridge has QdrantClient's method names, each waiting for the async client's coroutine.
+            client = cast(QdrantClient, bridge_async_client(client, db="qdrant"))
         return QdrantStore(client, collection, location="client", vector_name=vector_name)
     if url is not None:
         return QdrantStore(
