@@ -4,6 +4,10 @@ Parametrised over Chroma in memory, Chroma on disk, a real Chroma server (``chro
 fixture), Qdrant in memory, Qdrant on disk, and a real Qdrant server (``VECEMBED_QDRANT_URL`` or
 testcontainers; skips with the reason when neither answers). A new store passes by adding its kinds here.
 
+The ``*-async-*`` kinds run the same tests over native async clients (``AsyncQdrantClient``, chromadb's
+``AsyncHttpClient``) that belong to an event loop running in a thread of its own: the store is opened with
+``aopen_store`` on that loop, and the tests' sync calls send every database call to it through the bridge.
+
 Each test checks the contract through the public API (:func:`vecembed.open_store`) and the database through
 its own client (what is really stored), with the mock provider (fast, deterministic) unless a real model is
 the point.
@@ -41,7 +45,7 @@ pytest_plugins = ["backend_fixtures"]  # onnx_provider, on a private ONNX cache 
 
 KINDS = (
     "chroma-memory", "chroma-path", "chroma-server", "qdrant-memory", "qdrant-path", "qdrant-server",
-    "qdrant-edge-path", "pgvector-server",
+    "qdrant-edge-path", "pgvector-server", "qdrant-async-memory", "qdrant-async-server", "chroma-async-server",
 )
 
 
@@ -54,8 +58,15 @@ class Target:
     open_kwargs: dict[str, Any]
     raw: Any  # chromadb client / QdrantClient, bypassing vecembed
     cleanup: list[Callable[[], None]] = field(default_factory=list)
+    loop: Any = None  # the LoopThread (tests/conftest.py) whose loop a native async client belongs to
 
     def open(self, provider: Any, collection: str, **kwargs: Any) -> vecembed.Store:
+        if self.loop is not None:
+            store: vecembed.Store = self.loop.run(
+                vecembed.aopen_store(self.db, collection, provider, **self.open_kwargs, **kwargs)
+            )
+            assert store.backend.loop is self.loop.loop  # every database call goes to the client's own loop
+            return store
         return vecembed.open_store(self.db, collection, provider, **self.open_kwargs, **kwargs)
 
     def raw_count(self, collection: str) -> int | None:
@@ -146,11 +157,37 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
 
         url = request.getfixturevalue("pg_url")
         yield Target(kind, "pgvector", {"url": url}, PgRaw(url))
+    elif "-async-" in kind:
+        yield from _async_target(kind, request)
     else:
         url = request.getfixturevalue("qdrant_server_url")
         client = QdrantClient(url=url, timeout=30)
         yield Target(kind, "qdrant", {"url": url}, client)
         client.close()
+
+
+def _async_target(kind: str, request: pytest.FixtureRequest) -> Iterator[Target]:
+    """A native async client on a loop in its own thread; the raw view is the same client, bridged to that loop."""
+    from chromadb.api.models.AsyncCollection import AsyncCollection
+    from qdrant_client import AsyncQdrantClient
+
+    from vecembed.aio import LoopBridge
+
+    server = {"chroma-async-server": "chroma_server", "qdrant-async-server": "qdrant_server_url"}.get(kind)
+    where = request.getfixturevalue(server) if server else None  # skips first when no server answers
+    loop = request.getfixturevalue("loop_thread")
+    client: Any
+    if kind == "chroma-async-server":
+        import chromadb
+
+        client = loop.run(chromadb.AsyncHttpClient(host=where.host, port=where.port, ssl=where.ssl))
+        db = "chroma"
+    else:
+        client = AsyncQdrantClient(url=where, timeout=30) if where else AsyncQdrantClient(":memory:")
+        db = "qdrant"
+    yield Target(kind, db, {"client": client}, LoopBridge(client, loop.loop, wrap=(AsyncCollection,)), loop=loop)
+    if db == "qdrant":
+        loop.run(client.close())  # the loop itself stops after this (the loop_thread fixture)
 
 
 @pytest.fixture
@@ -300,7 +337,7 @@ def test_resume_after_a_failure_mid_ingest(
 def test_transient_write_errors_are_retried(
     target: Target, name: str, provider: CountingProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = vecembed.open_store(target.db, name, provider, retry_backoff=0.0, **target.open_kwargs)
+    store = target.open(provider, name, retry_backoff=0.0)
     real_write = store.backend.write
     calls = {"n": 0}
 
