@@ -48,6 +48,8 @@ def test_readme_python_block_runs(index: int, tmp_path: Path, minilm_path: Path,
         assert proc.stdout.splitlines()[-1] == "1000 1000"
     if "server-docs" in BLOCKS[index]:  # the server examples: two documents, found again through a second client
         assert proc.stdout.splitlines() == ["2", "a"]
+    if "async-client-docs" in BLOCKS[index]:  # the native async client example: the promised hit
+        assert proc.stdout.splitlines() == ["plane"]
     if "served-docs" in BLOCKS[index]:  # the `vecembed serve` clients: OpenAI's, then the remote provider in a store
         assert proc.stdout.splitlines() == ["384 4", "True", "a"]
 
