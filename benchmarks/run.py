@@ -66,7 +66,7 @@ ROOT = Path(__file__).resolve().parent.parent
 STS_FILE = ROOT / "tests" / "data" / "sts-dev.tsv"
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 BASELINE = "sentence-transformers"
-ALL_BACKENDS = ("torch", "onnx", "onnx-int8", "openvino", "openvino-int8", "static")
+ALL_BACKENDS = ("torch", "onnx", "onnx-int8", "openvino", "openvino-int8", "static", "gguf", "gguf-q8_0")
 #: sentence-transformers' own ONNX / OpenVINO backends (optimum); each skipped, with the reason, when it cannot run.
 ST_BACKENDS = ("st-onnx", "st-openvino", "st-openvino-int8")
 #: The /proc/cpuinfo flags that decide which backend and which int8 kernels are fastest.
@@ -217,7 +217,7 @@ def _nncf_quantize_st(folder: Path, calibration: list[str]) -> None:
 def _vecembed_runner(name: str, options: dict[str, Any]) -> Runner:
     import vecembed
 
-    backend = name.removesuffix("-int8")
+    backend = name.split("-")[0]  # onnx-int8 -> onnx, gguf-q8_0 -> gguf
     provider = vecembed.load_provider(backend, **options)
     code_options = ", ".join(f"{k}={v!r}" for k, v in options.items())
     return Runner(
@@ -237,6 +237,8 @@ def backend_options(name: str, model: str) -> dict[str, Any]:
         return {"model": model, "device": "cpu"}
     if name == "static":
         return {"model": model}
+    if name in ("gguf", "gguf-q8_0"):  # the transformer converted to GGUF once (F16 / Q8_0), run on llama.cpp
+        return {"model": model, "quantize": "q8_0" if name == "gguf-q8_0" else "f16"}
     raise ValueError(f"unknown backend {name!r}; valid: {', '.join(ALL_BACKENDS)}")
 
 

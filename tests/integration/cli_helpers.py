@@ -53,6 +53,7 @@ README_COMMANDS: dict[str, str] = {
     "ingest_jsonl": "vecembed ingest docs.jsonl --db qdrant --collection docs",  # test_readme_cli.py
     "search_jsonl": 'vecembed search "a cat on a windowsill" --db qdrant --collection docs -k 1',
     "export": "vecembed export --int8",  # test_readme_cli.py
+    "export_gguf": "vecembed export --format gguf --quantize q8_0 --out .",  # test_readme_cli.py
     "distill": "vecembed distill --dim 256",  # test_readme_cli.py (on a tiny transformer: see there)
     "bench": "vecembed bench --quick",  # test_readme_cli.py
     "serve": "vecembed serve --port 8080 --api-key change-me",  # server_fixtures.readme_server (README's client block)

@@ -82,6 +82,24 @@ def test_export(tmp_path: Path, minilm_path: Path, vecembed_cache: Path) -> None
     assert "(int8, agreement 0.9" in lines[1]
 
 
+def test_export_gguf(tmp_path: Path, minilm_path: Path, vecembed_cache: Path) -> None:
+    """The README's GGUF export writes the file the gguf backend converts to; `info` runs it on llama.cpp."""
+    pytest.importorskip("gguf", reason="pip install 'vecembed[gguf]'")
+    proc = run_cli(*readme_args("export_gguf"), cwd=tmp_path)
+    written = tmp_path / "all-MiniLM-L6-v2-q8_0.gguf"
+    assert proc.stdout.strip() == str(written) and written.read_bytes()[:4] == b"GGUF"
+    assert "vecembed info --backend gguf --model" in proc.stderr
+    again = run_cli(*readme_args("export_gguf"), cwd=tmp_path, check=False)
+    assert again.returncode != 0 and "exists" in again.stderr  # never overwrites a file
+    pytest.importorskip("llama_cpp", reason="pip install 'vecembed[gguf]'")
+    import vecembed
+
+    info = json.loads(run_cli("info", "--backend", "gguf", "--model", str(written), "--json",
+                              cwd=tmp_path).stdout)["info"]
+    with vecembed.load_provider("gguf", quantize="q8_0") as converted:
+        assert info["fingerprint"] == converted.info.fingerprint and info["quantization"] == "q8_0"
+
+
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random one-layer BERT with a 30-word vocabulary: distilling it takes a second, not minutes."""

@@ -32,6 +32,9 @@ def test_readme_python_block_runs(index: int, tmp_path: Path, minilm_path: Path,
     env.pop("VECEMBED_CHROMA_URL", None)
     env.pop("VECEMBED_QDRANT_URL", None)
     code = _on_test_servers(BLOCKS[index], request)
+    if 'load_provider("gguf"' in code:  # the GGUF block: llama.cpp, converting into the session's private cache
+        pytest.importorskip("llama_cpp", reason="pip install 'vecembed[gguf]'")
+        env["VECEMBED_CACHE"] = str(request.getfixturevalue("vecembed_cache"))
     if "import ray" in code:  # the Scaling out block starts a local Ray cluster: in a private temp dir
         env["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="vr-", dir="/tmp")  # short: Ray's socket paths are limited
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True,
@@ -50,6 +53,8 @@ def test_readme_python_block_runs(index: int, tmp_path: Path, minilm_path: Path,
         assert proc.stdout.splitlines() == ["2", "a"]
     if "async-client-docs" in BLOCKS[index]:  # the native async client example: the promised hit
         assert proc.stdout.splitlines() == ["plane"]
+    if "gguf-docs" in BLOCKS[index]:  # the GGUF block: MiniLM converted to Q8_0, one 384-d vector
+        assert proc.stdout.splitlines() == ["q8_0 384 (1, 384)"]
     if "served-docs" in BLOCKS[index]:  # the `vecembed serve` clients: OpenAI's, then the remote provider in a store
         assert proc.stdout.splitlines() == ["384 4", "True", "a"]
 

@@ -201,7 +201,7 @@ def _export_gguf(args: argparse.Namespace) -> int:
         if out.exists():
             raise CliError(f"--out {out} exists; choose a new file name")
         shutil.copyfile(path, out)
-        path = out
+        path = out.resolve()
     echo(str(path))
     echo(f"GGUF {quantize.upper()} ready in {time.perf_counter() - start:.1f} s; use it with: "
          f"vecembed info --backend gguf --model {path}", err=True)
