@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from backend_fixtures import sts_spearman
 
 pytest_plugins = ["backend_fixtures"]
 pytestmark = pytest.mark.integration
@@ -22,15 +23,6 @@ LONG_TEXTS = [
     "Embeddings turn text into vectors so that similar meanings end up close together. " * 12,
     "The quick brown fox jumps over the lazy dog; " * 40,  # well past 256 tokens: truncated
 ]
-
-
-def _spearman(vectors: np.ndarray, sentences: list[str], rows: list[tuple[float, str, str]]) -> float:
-    from scipy.stats import spearmanr
-
-    index = {s: i for i, s in enumerate(sentences)}
-    a = vectors[[index[r[1]] for r in rows]]
-    b = vectors[[index[r[2]] for r in rows]]
-    return float(spearmanr(np.sum(a * b, axis=1), [r[0] for r in rows]).statistic)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +41,7 @@ def test_f16_matches_sentence_transformers_on_sts_dev(gguf_provider: Any, st_vec
     cosine = np.sum(got * st_vectors, axis=1)
     assert cosine.min() >= 0.999, f"min cosine {cosine.min()} at {sts_sentences[int(cosine.argmin())]!r}"
     n = len(sts_sentences)
-    ours, theirs = _spearman(got[:n], sts_sentences, sts_rows), _spearman(st_vectors[:n], sts_sentences, sts_rows)
+    ours, theirs = sts_spearman(got[:n], sts_sentences, sts_rows), sts_spearman(st_vectors[:n], sts_sentences, sts_rows)
     assert abs(ours - theirs) <= 0.002, (ours, theirs)
 
 

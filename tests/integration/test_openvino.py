@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from backend_fixtures import sts_spearman
 
 pytest_plugins = ["backend_fixtures"]
 pytestmark = pytest.mark.integration
@@ -32,15 +33,6 @@ LONG_TEXTS = [
     "Embeddings turn text into vectors so that similar meanings end up close together. " * 12,
     "The quick brown fox jumps over the lazy dog; " * 40,  # truncated at 256 tokens
 ]
-
-
-def _spearman(vectors: np.ndarray, sentences: list[str], rows: list[tuple[float, str, str]]) -> float:
-    from scipy.stats import spearmanr
-
-    index = {s: i for i, s in enumerate(sentences)}
-    a = vectors[[index[r[1]] for r in rows]]
-    b = vectors[[index[r[2]] for r in rows]]
-    return float(spearmanr(np.sum(a * b, axis=1), [r[0] for r in rows]).statistic)
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +76,8 @@ def test_int8_stays_close_to_fp32(ov_fp32_vectors: np.ndarray, ov_int8_vectors: 
     cosine = np.sum(ov_fp32_vectors * ov_int8_vectors, axis=1)
     assert cosine.mean() >= 0.99, f"mean cosine {cosine.mean()}"
     assert cosine.min() < 0.9999  # it really is another model, not the fp32 one again
-    rho32 = _spearman(ov_fp32_vectors, sts_sentences, sts_rows)
-    rho8 = _spearman(ov_int8_vectors, sts_sentences, sts_rows)
+    rho32 = sts_spearman(ov_fp32_vectors, sts_sentences, sts_rows)
+    rho8 = sts_spearman(ov_int8_vectors, sts_sentences, sts_rows)
     assert rho32 > 0.8  # all-MiniLM-L6-v2 scores ~0.87 on STS-B dev
     assert abs(rho32 - rho8) <= 0.003, f"STS-B Spearman fp32 {rho32:.4f} vs int8 {rho8:.4f}"
 
