@@ -245,3 +245,26 @@ def test_a_hub_file_comes_from_the_local_cache_then_the_download(tmp_path: Path,
 def test_filename_needs_a_model(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="give model="):
         locate_gguf(None, filename="x.gguf", quantize=None, allow_download=False)
+
+
+def test_conversion_needs_neither_torch_nor_transformers(tiny: tuple[Path, dict[str, np.ndarray]],
+                                                         tmp_path: Path) -> None:
+    """In a process where importing torch or transformers fails, the conversion still writes its file."""
+    import os
+    import subprocess
+    import sys
+
+    folder, _ = tiny
+    code = (
+        "import sys\n"
+        "sys.modules['torch'] = None\nsys.modules['transformers'] = None\n"
+        "from vecembed.model_config import load_model_config\n"
+        "from vecembed.providers.gguf_convert import ensure_gguf\n"
+        f"print(ensure_gguf(load_model_config(__import__('pathlib').Path({str(folder)!r})), 'q8_0', name='tiny'))\n"
+    )
+    env = {**os.environ, "VECEMBED_CACHE": str(tmp_path / "fresh-cache")}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    written = Path(proc.stdout.strip())
+    assert written.is_relative_to(tmp_path / "fresh-cache") and written.read_bytes()[:4] == b"GGUF"
