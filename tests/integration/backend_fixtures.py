@@ -22,16 +22,6 @@ import pytest
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
 
-def sts_spearman(vectors: np.ndarray, sentences: list[str], rows: list[tuple[float, str, str]]) -> float:
-    """STS-B Spearman of ``vectors`` (one row per sentence of ``sentences``) against the rows' gold scores."""
-    from scipy.stats import spearmanr
-
-    index = {s: i for i, s in enumerate(sentences)}
-    a = vectors[[index[r[1]] for r in rows]]
-    b = vectors[[index[r[2]] for r in rows]]
-    return float(spearmanr(np.sum(a * b, axis=1), [r[0] for r in rows]).statistic)
-
-
 @pytest.fixture(scope="session")
 def vecembed_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A private vecembed cache for the session (exports happen once per session, never in the user's cache)."""

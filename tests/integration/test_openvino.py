@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from backend_fixtures import sts_spearman
+from sts_helpers import sts_spearman
 
 pytest_plugins = ["backend_fixtures"]
 pytestmark = pytest.mark.integration
