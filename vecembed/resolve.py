@@ -26,6 +26,7 @@ __all__ = [
     "ResolvedModel",
     "download_allowed",
     "find_hub_file",
+    "is_model_dir",
     "resolve_model",
     "weights_digest",
 ]
@@ -104,7 +105,8 @@ def _hf_cache_dirs() -> list[Path]:
     return seen
 
 
-def _is_model_dir(path: Path) -> bool:
+def is_model_dir(path: Path) -> bool:
+    """Whether ``path`` holds a transformer (a Hugging Face ``config.json`` or sentence-transformers' modules)."""
     return (path / "config.json").is_file() or (path / "modules.json").is_file()
 
 
@@ -123,7 +125,7 @@ def _from_package(model: str, tried: list[str]) -> ResolvedModel | None:
         )
         return None
     path = Path(next(iter(spec.submodule_search_locations))) / pkg.subdir
-    if not _is_model_dir(path):
+    if not is_model_dir(path):
         tried.append(f"installed model package {pkg.distribution!r}: {path} holds no model files")
         return None
     try:
@@ -160,7 +162,7 @@ def _from_hf_cache(model: str, tried: list[str]) -> ResolvedModel | None:
         model = known.model_id  # a bare known name ("all-MiniLM-L6-v2") lives under its organisation
     for repo, candidates in _hf_snapshots(model, tried):
         for snap in candidates:
-            if snap.is_dir() and _is_model_dir(snap):
+            if snap.is_dir() and is_model_dir(snap):
                 return ResolvedModel(model.strip(), snap, "hf-cache", snap.name)
         tried.append(f"Hugging Face cache: {repo} (no complete snapshot)")
     return None
@@ -249,7 +251,7 @@ def resolve_model(
 
     path = Path(text).expanduser()
     if path.is_dir():
-        if _is_model_dir(path):
+        if is_model_dir(path):
             return ResolvedModel(path.name, path.resolve(), "local", None)
         tried.append(f"local directory {path.resolve()}: exists but has no config.json or modules.json")
     elif path.exists():

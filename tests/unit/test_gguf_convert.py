@@ -268,3 +268,17 @@ def test_conversion_needs_neither_torch_nor_transformers(tiny: tuple[Path, dict[
     assert proc.returncode == 0, proc.stderr
     written = Path(proc.stdout.strip())
     assert written.is_relative_to(tmp_path / "fresh-cache") and written.read_bytes()[:4] == b"GGUF"
+
+
+def test_a_transformer_folder_holding_a_gguf_file(tiny: tuple[Path, dict[str, np.ndarray]]) -> None:
+    """Its GGUF file is used as it is; quantize= converts the transformer instead; filename= must exist."""
+    folder, _ = tiny
+    converted = locate_gguf(folder, filename=None, quantize="q8_0", allow_download=False)
+    with pytest.raises(ModelNotFoundError, match="none there"):
+        locate_gguf(folder, filename="x.gguf", quantize=None, allow_download=False)
+    (folder / "shipped.gguf").write_bytes(converted.path.read_bytes())
+    shipped = locate_gguf(folder, filename=None, quantize=None, allow_download=False)
+    assert shipped.path == (folder / "shipped.gguf").resolve() and shipped.source == "file"
+    again = locate_gguf(folder, filename=None, quantize="f16", allow_download=False)
+    assert again.source == "converted" and again.path.name == "model-f16.gguf"
+    assert again.options == {"model": str(folder.resolve()), "quantize": "f16"}

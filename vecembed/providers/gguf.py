@@ -60,7 +60,7 @@ from vecembed.providers.gguf_convert import (
     META_QUERY_PROMPT,
     ensure_gguf,
 )
-from vecembed.resolve import find_hub_file, resolve_model
+from vecembed.resolve import find_hub_file, is_model_dir, resolve_model
 from vecembed.types import POOLING_MODES, ModelInfo, make_fingerprint
 
 __all__ = ["LLAMA_POOLING", "GgufProvider", "gguf_file_digest", "locate_gguf"]
@@ -146,12 +146,16 @@ def locate_gguf(
             return _Located(path.resolve(), path.name, "file", {"model": str(path.resolve())})
         if path.is_dir():
             files = sorted(p for p in path.rglob("*.gguf") if p.is_file())
-            if files:
+            # a folder of GGUF files gives one; a transformer's folder is converted when quantize= asks for it
+            if files and (quantize is None or not is_model_dir(path)):
                 if quantize is not None:
-                    raise InvalidInputError(f"quantize={quantize!r} converts a transformer; {path} holds GGUF files")
+                    raise InvalidInputError(f"quantize={quantize!r} converts a transformer; {path} holds GGUF files "
+                                            "and no transformer")
                 chosen = _pick(files, filename, str(path))
                 return _Located(chosen.resolve(), f"{path.name}/{chosen.name}", "file",
                                 {"model": str(chosen.resolve())})
+            if filename is not None:
+                raise ModelNotFoundError(str(path), [f"{path}: no GGUF file {filename!r} (none there)"])
         elif filename is not None:
             text = os.fspath(model)
             found = find_hub_file(text, filename, allow_download=allow_download)
