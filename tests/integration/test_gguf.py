@@ -95,6 +95,9 @@ def test_overrides_change_the_fingerprint_and_the_vectors(gguf_provider: Any) ->
         vecembed.load_provider("gguf", model=path, pooling="max")
     with pytest.raises(InvalidInputError, match="context length 512"):
         vecembed.load_provider("gguf", model=path, max_tokens=1024)
+    for bad in ({"batch_size": 0}, {"n_threads": -1}, {"contexts": True}, {"quantize": "q4_0"}):
+        with pytest.raises(InvalidInputError, match=next(iter(bad))):
+            vecembed.load_provider("gguf", model=path, **bad)
 
 
 def test_threads_share_the_provider_safely(gguf_provider: Any, sts_sentences: list[str]) -> None:

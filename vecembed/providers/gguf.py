@@ -328,7 +328,8 @@ class GgufProvider(PipelineProvider):
     ) -> None:
         if quantize is not None and quantize not in GGUF_TYPES:
             raise InvalidInputError(f"quantize must be one of {', '.join(GGUF_TYPES)} (or None), got {quantize!r}")
-        for label, value in (("n_threads", n_threads), ("n_ctx", n_ctx), ("max_tokens", max_tokens)):
+        for label, value in (("n_threads", n_threads), ("n_ctx", n_ctx), ("max_tokens", max_tokens),
+                             ("batch_size", batch_size), ("max_batch_tokens", max_batch_tokens)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise InvalidInputError(f"{label} must be a positive int, got {value!r}")
         if isinstance(contexts, bool) or not isinstance(contexts, int) or contexts < 1:
