@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from vecembed.cache import file_sha256
 from vecembed.errors import ModelNotFoundError
@@ -25,6 +26,7 @@ __all__ = [
     "ModelPackage",
     "ResolvedModel",
     "download_allowed",
+    "file_digest",
     "find_hub_file",
     "is_model_dir",
     "resolve_model",
@@ -168,19 +170,33 @@ def _from_hf_cache(model: str, tried: list[str]) -> ResolvedModel | None:
     return None
 
 
-def _download(
-    model: str, tried: list[str], cache_dir: str | os.PathLike[str] | None, *, force: bool
-) -> ResolvedModel | None:
-    if not force and not download_allowed():
+def _may_download(tried: list[str], allow_download: bool | None) -> Any:
+    """``huggingface_hub`` when a download may be tried, else None with the reason added to ``tried``.
+
+    ``allow_download=True`` wins over the offline variables; ``None`` follows them (:func:`download_allowed`).
+    """
+    if allow_download is False:
+        tried.append("download from the Hugging Face hub: skipped (allow_download=False)")
+        return None
+    if allow_download is None and not download_allowed():
         tried.append("download from the Hugging Face hub: skipped (offline: VECEMBED_OFFLINE/HF_HUB_OFFLINE set)")
         return None
     try:
-        from huggingface_hub import snapshot_download
+        import huggingface_hub
     except ImportError:
         tried.append("download from the Hugging Face hub: skipped (pip install 'vecembed[hub]' to enable)")
         return None
+    return huggingface_hub
+
+
+def _download(
+    model: str, tried: list[str], cache_dir: str | os.PathLike[str] | None, *, allow_download: bool | None
+) -> ResolvedModel | None:
+    hub = _may_download(tried, allow_download)
+    if hub is None:
+        return None
     try:
-        path = snapshot_download(
+        path = hub.snapshot_download(
             repo_id=model.strip(),
             allow_patterns=HUB_PATTERNS,
             cache_dir=None if cache_dir is None else str(cache_dir),
@@ -212,20 +228,12 @@ def find_hub_file(repo_id: str, filename: str, *, allow_download: bool | None = 
             if (snap / filename).is_file():
                 return HubFile((snap / filename).resolve(), "hf-cache")
         tried.append(f"Hugging Face cache: {repo} (no {filename})")
-    if allow_download is False:
-        tried.append("download from the Hugging Face hub: skipped (allow_download=False)")
-    elif allow_download is None and not download_allowed():
-        tried.append("download from the Hugging Face hub: skipped (offline: VECEMBED_OFFLINE/HF_HUB_OFFLINE set)")
-    else:
+    hub = _may_download(tried, allow_download)
+    if hub is not None:
         try:
-            from huggingface_hub import hf_hub_download
-        except ImportError:
-            tried.append("download from the Hugging Face hub: skipped (pip install 'vecembed[hub]' to enable)")
-        else:
-            try:
-                return HubFile(Path(hf_hub_download(repo_id=repo_id.strip(), filename=filename)), "download")
-            except Exception as exc:  # network down, file or repo absent, auth: all mean "not found here"
-                tried.append(f"download from the Hugging Face hub: failed ({type(exc).__name__}: {exc})")
+            return HubFile(Path(hub.hf_hub_download(repo_id=repo_id.strip(), filename=filename)), "download")
+        except Exception as exc:  # network down, file or repo absent, auth: all mean "not found here"
+            tried.append(f"download from the Hugging Face hub: failed ({type(exc).__name__}: {exc})")
     raise ModelNotFoundError(f"{repo_id}/{filename}", tried,
                              hint="Give the path of a local .gguf file, or allow downloads.")
 
@@ -263,11 +271,7 @@ def resolve_model(
     if looks_like_id:
         found = _from_package(text, tried) or _from_hf_cache(text, tried)
         if found is None:
-            if allow_download is False:
-                tried.append("download from the Hugging Face hub: skipped (allow_download=False)")
-            else:
-                # an explicit allow_download=True wins over the offline variables
-                found = _download(text, tried, cache_dir, force=allow_download is True)
+            found = _download(text, tried, cache_dir, allow_download=allow_download)
         if found is not None:
             return found
     else:
@@ -304,13 +308,18 @@ def weights_digest(model_dir: Path) -> str:
             break
     else:
         raise ModelNotFoundError(str(model_dir), [f"{model_dir / rel}: absent" for rel in WEIGHT_FILES])
-    st = f.stat()
-    key = (str(f.resolve()), st.st_size, st.st_mtime_ns)
+    return file_digest(f)
+
+
+def file_digest(path: Path) -> str:
+    """``sha256:`` + the first 32 hex digits of the file's sha256, cached per (path, size, mtime)."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     with _digest_lock:
         cached = _digest_cache.get(key)
     if cached is not None:
         return cached
-    digest = f"sha256:{file_sha256(f)[:32]}"
+    digest = f"sha256:{file_sha256(path)[:32]}"
     with _digest_lock:
         _digest_cache[key] = digest
     return digest

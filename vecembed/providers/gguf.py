@@ -46,7 +46,6 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from vecembed import cache
 from vecembed._deps import require
 from vecembed.errors import InvalidInputError, ModelLoadError, ModelNotFoundError, ProviderUnavailableError
 from vecembed.model_config import load_model_config
@@ -60,10 +59,10 @@ from vecembed.providers.gguf_convert import (
     META_QUERY_PROMPT,
     ensure_gguf,
 )
-from vecembed.resolve import find_hub_file, is_model_dir, resolve_model
+from vecembed.resolve import file_digest, find_hub_file, is_model_dir, resolve_model
 from vecembed.types import POOLING_MODES, ModelInfo, make_fingerprint
 
-__all__ = ["LLAMA_POOLING", "GgufProvider", "gguf_file_digest", "locate_gguf"]
+__all__ = ["LLAMA_POOLING", "GgufProvider", "locate_gguf"]
 
 log = logging.getLogger(__name__)
 
@@ -79,25 +78,8 @@ _MAX_SEQ = 256
 _DEFAULT_MAX_TOKENS_CAP = 8192
 _GGUF_MAGIC = b"GGUF"
 
-_digest_cache: dict[tuple[str, int, int], str] = {}
-_digest_lock = threading.Lock()
 _backend_lock = threading.Lock()
 _backend_ready = False
-
-
-def gguf_file_digest(path: Path) -> str:
-    """``sha256:`` + the first 32 hex digits of the file's sha256 (cached per path, size and mtime)."""
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    with _digest_lock:
-        found = _digest_cache.get(key)
-    if found is None:
-        record = cache.is_verified(path)  # a converted file's sidecar already holds its sha256 (and checks it)
-        digest = str(record["sha256"]) if record and "sha256" in record else cache.file_sha256(path)
-        found = f"sha256:{digest[:32]}"
-        with _digest_lock:
-            _digest_cache[key] = found
-    return found
 
 
 @dataclass(frozen=True)
@@ -399,7 +381,6 @@ class GgufProvider(PipelineProvider):
             context = _Context(llama, self._model, params, capacity, n_seq)
             self._all_contexts.append(context)
             self._contexts.put(context)
-        self._threads = threads
         vocab = llama.llama_model_get_vocab(self._model)
         self.tokenizer = LlamaTokenizer(llama, vocab)
         dim = int(getattr(llama, "llama_model_n_embd_out", llama.llama_model_n_embd)(self._model))
@@ -419,7 +400,7 @@ class GgufProvider(PipelineProvider):
             device="cpu",
             dtype=str(file_type or "unknown"),
             fingerprint=make_fingerprint(
-                weights_id=gguf_file_digest(located.path),
+                weights_id=file_digest(located.path),
                 pooling=pool_name,
                 normalized=self._normalize,
                 dimension=dim,
