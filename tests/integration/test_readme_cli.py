@@ -77,7 +77,7 @@ def test_export(tmp_path: Path, minilm_path: Path, vecembed_cache: Path) -> None
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 2
     fp32, int8 = (Path(line.rsplit(": ", 1)[1]) for line in lines)
-    assert fp32.name == "model.onnx" and int8.name == "model-int8.onnx"
+    assert fp32.name == "model.onnx" and int8.name == "model-int8-v2.onnx"
     assert fp32.is_file() and int8.is_file() and fp32.is_relative_to(vecembed_cache)
     assert "(int8, agreement 0.9" in lines[1]
 
