@@ -241,9 +241,18 @@ class StoreFactory(Protocol):
     ) -> VectorStore: ...
 
 
+#: Stores that ship inside vecembed itself. They are declared as entry points too (pyproject.toml); listed here
+#: as well so that the reference store works from a source checkout whose installed metadata predates it.
+_BUILTIN_STORES = {"memory": "vecembed.memory_store:open_memory_store"}
+
+
 @functools.cache
 def _entry_points() -> dict[str, importlib_metadata.EntryPoint]:
-    return {ep.name: ep for ep in importlib_metadata.entry_points(group=STORE_ENTRY_POINTS)}
+    builtin = {
+        name: importlib_metadata.EntryPoint(name=name, value=value, group=STORE_ENTRY_POINTS)
+        for name, value in _BUILTIN_STORES.items()
+    }
+    return {**builtin, **{ep.name: ep for ep in importlib_metadata.entry_points(group=STORE_ENTRY_POINTS)}}
 
 
 def available_stores() -> list[str]:
