@@ -29,7 +29,10 @@ from vecembed.errors import (
 )
 from vecembed.identity import (
     CollectionIdentity,
+    IdentitySource,
+    RecordedIdentity,
     Verdict,
+    read_chroma_identity,
     verify_identity,
 )
 from vecembed.ingest import content_hash, ingest, normalize_id, prepare_records, text_id, validate_metadata
@@ -54,6 +57,31 @@ def test_identity_round_trips_through_metadata() -> None:
     assert CollectionIdentity.from_metadata({"owner": "me"}) is None
     assert CollectionIdentity.without_identity(meta) == {"owner": "me"}
     assert all(isinstance(v, str | int) for v in one.to_metadata().values())  # every database takes them
+
+
+def test_the_chroma_reader_reads_metadata_then_a_vecembed_function_config() -> None:
+    config = {"name": "vecembed", "type": "known", "config": {
+        "backend": "onnx", "model": "m", "options": {"model": "m", "quantize": "int8"}, "fingerprint": "ve1-cfg",
+        "dimension": 8, "normalized": True, "rebuildable": True}}
+    by_config = read_chroma_identity(None, {"embedding_function": config, "hnsw": {"space": "l2"}})
+    assert by_config == RecordedIdentity(
+        ident("ve1-cfg", distance="euclid", quantization="int8"), IdentitySource.EMBEDDING_FUNCTION)
+    assert (by_config.fingerprint, by_config.model, by_config.dimension) == ("ve1-cfg", "m", 8)
+    # vecembed's metadata comes first; anything else records nothing
+    assert read_chroma_identity(ident("ve1-meta").to_metadata(), {"embedding_function": config}) == RecordedIdentity(
+        ident("ve1-meta"), IdentitySource.METADATA)
+    nothing = RecordedIdentity(None, IdentitySource.NONE)
+    for stored in ({"name": "default", "type": "known", "config": {}}, {"type": "legacy"}, None,
+                   {**config, "name": "sentence_transformer"}, {**config, "config": {"model": "m"}}, "garbage"):
+        assert read_chroma_identity({"owner": "me"}, {"embedding_function": stored}) == nothing
+    assert read_chroma_identity(None, None) == nothing and nothing.fingerprint is None
+    with pytest.raises(InvalidInputError):
+        RecordedIdentity(None, IdentitySource.METADATA)
+    # a config vouches for a provider: no adopt needed, and the claim copies it into the metadata
+    assert verify_identity("c", ident("ve1-cfg"), recorded=ident("ve1-cfg"), source=IdentitySource.EMBEDDING_FUNCTION,
+                           count=5) is Verdict.RECORD
+    with pytest.raises(ModelMismatchError):
+        verify_identity("c", ident("ve1-other"), recorded=ident("ve1-cfg"), source=IdentitySource.EMBEDDING_FUNCTION)
 
 
 def test_verify_identity_policy() -> None:
