@@ -157,8 +157,10 @@ class GuardedCollection(Collection):
     @classmethod
     def wrap(cls, collection: Collection, ef: ChromaEmbeddingFunction) -> GuardedCollection:
         """A guarded view of ``collection`` (same client, same server-side collection) embedding with ``ef``."""
-        # The Collection constructor is chromadb's public way to bind a model to a client;
-        # the client object is only reachable through the collection's _client attribute.
+        # The Collection constructor is chromadb's public way to bind a model to a client; in chromadb 1.5.9
+        # the server client and the data loader are only reachable through the collection's _client and
+        # _data_loader attributes, and client.get_collection(name, embedding_function=ef) refuses ef for a
+        # collection that stores another function's name ("default" when made without one).
         guarded = cls(
             client=collection._client,
             model=collection.get_model(),
