@@ -488,7 +488,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     dbs = args.db or vecembed.available_stores()
     if args.memory:  # first, and from a parent that holds no model: each measurement is a fresh child
         for db in dbs:
-            _emit(bench_ingest_memory(db, mode="memory" if db == "qdrant" else "path"))
+            _emit(bench_ingest_memory(db, mode="memory" if db in ("qdrant", "memory") else "path"))
     if args.latency:
         for size in (int(x) for x in args.latency_sizes.split(",")):
             for db, mode in parse_targets(args.latency):
