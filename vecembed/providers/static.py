@@ -348,10 +348,19 @@ class StaticProvider(ProviderBase):
         in token order, as ``np.add.reduceat`` and model2vec's ``sum`` add them, whichever texts share a
         block: batch composition and threads never change a vector.
         """
+        table, mapping, weights = self.embeddings, self._mapping, self._weights
+        if len(counts) == 1:
+            # one text (a query): one gather and a sum over the tokens adds them in the same order, with a
+            # third of the steps
+            if counts[0]:
+                vectors = table.take(flat if mapping is None else mapping[flat], axis=0)
+                if weights is not None:
+                    vectors *= weights[flat][:, None]
+                out[0] = vectors.sum(axis=0) / np.float32(counts[0])
+            return
         starts = np.cumsum(counts) - counts
         order = np.argsort(-counts, kind="stable")
         filled = int(np.count_nonzero(counts))
-        table, mapping, weights = self.embeddings, self._mapping, self._weights
         for at in range(0, filled, _GATHER_ROWS):
             rows = order[at : min(at + _GATHER_ROWS, filled)]
             lengths = counts[rows]
