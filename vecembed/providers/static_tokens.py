@@ -112,11 +112,16 @@ class _Sequences:
     ids: NDArray[np.int64]
 
     def extended(self, seqs: Sequence[Sequence[int]]) -> _Sequences:
+        """A copy with ``seqs`` appended (numbered from ``len(self.length)`` on)."""
         lengths = np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs))
         new_ids = np.fromiter((i for s in seqs for i in s), dtype=np.int64, count=int(lengths.sum()))
         starts = len(self.ids) + np.cumsum(lengths) - lengths
         return _Sequences(np.concatenate((self.start, starts)), np.concatenate((self.length, lengths)),
                           np.concatenate((self.ids, new_ids)))
+
+
+def _extend(sequences: _Sequences, seqs: Sequence[Sequence[int]]) -> _Sequences:
+    return sequences.extended(seqs) if seqs else sequences
 
 
 class _Generation:
@@ -220,30 +225,35 @@ class ChunkTokenizer:
         words = list(dict.fromkeys(missed))
         seqs = [e.ids for e in self._encode(words, add_special_tokens=False)]
         with self._lock:
+            # cached: short chunks, while this call's generation is current and has room for them
             cache_them = generation is self._generation
-            if cache_them and generation.chunks + len(words) > self.max_entries:
+            cached = [(w, s) for w, s in zip(words, seqs, strict=True) if len(w) <= self.max_chunk_chars]
+            if cache_them and generation.chunks + len(cached) > self.max_entries:
                 # full: retire it (calls still on it finish unchanged); later calls fill a new one
                 self._generation = self._new_generation()
                 cache_them = False
-            base = generation.sequences
-            multi = [s for s in seqs if len(s) != 1]
-            sequences = base.extended(multi) if multi else base
+            if not cache_them:
+                cached = []
+            cached_words = {w for w, _ in cached}
+            local = [(w, s) for w, s in zip(words, seqs, strict=True) if w not in cached_words]
+            # sequences numbered in the order they are appended: the cached ones (into the generation),
+            # then this call's own (a copy that only this call sees, so the generation never grows with them)
             assigned: dict[str, int] = {}
-            k = len(base.length)
-            for word, seq in zip(words, seqs, strict=True):
+            k = len(generation.sequences.length)
+            for word, seq in (*cached, *local):
                 if len(seq) == 1:
                     assigned[word] = seq[0]
                 else:
                     assigned[word] = self._vocab + k
                     k += 1
+            shared = _extend(generation.sequences, [s for _, s in cached if len(s) != 1])
             if cache_them:
                 # sequences first, then the slots that point into them (lock-free readers rely on that order)
-                generation.sequences = sequences
-                keep = {w: s for w, s in assigned.items() if len(w) <= self.max_chunk_chars}
-                generation.slots.update(keep)
-                generation.chunks += len(keep)
+                generation.sequences = shared
+                generation.slots.update((w, assigned[w]) for w, _ in cached)
+                generation.chunks += len(cached)
         slots[missing] = np.fromiter(map(assigned.__getitem__, missed), dtype=np.int64, count=len(missed))
-        return sequences
+        return _extend(shared, [s for _, s in local if len(s) != 1])
 
     def _expand(self, slots: NDArray[np.int64], sequences: _Sequences, n: int) -> TokenIds:
         """Chunk slots (separators between texts) -> every text's token ids and lengths."""
