@@ -103,10 +103,10 @@ def test_long_chunks_are_not_cached() -> None:
     texts = ["the cat", "a" * 9 + " dog", "supercalifragilistic"]
     assert_same(chunked.token_ids(texts), reference(bert_tokenizer(), texts))
     assert len(chunked) == 3  # "the", "cat", "dog"
-    held = len(chunked._generation.sequences.ids)
+    held = chunked._generation.sequences.used
     for _ in range(3):  # the long chunks' ids are never kept, however often they come back
         assert_same(chunked.token_ids(texts), reference(bert_tokenizer(), texts))
-    assert len(chunked._generation.sequences.ids) == held and len(chunked) == 3
+    assert chunked._generation.sequences.used == held and len(chunked) == 3
 
 
 def test_cache_off_and_empty_inputs() -> None:
@@ -207,3 +207,18 @@ def test_threads_share_one_cache() -> None:
     assert not failures, failures[:2]
     assert len(checked) == 6 * 40
     assert len(chunked) <= 40
+
+
+def test_learning_a_word_appends_in_place() -> None:
+    # a stream of small batches with a new word each (a server's requests) must not copy the whole cache per call
+    chunked = ChunkTokenizer(bert_tokenizer(), max_entries=10_000)
+    tokenizer = bert_tokenizer()
+    chunked.token_ids(["warm up the cache."])
+    sequences = chunked._generation.sequences
+    for i in range(100):
+        texts = [f"the cat{i}. ran"]
+        assert_same(chunked.token_ids(texts), reference(tokenizer, texts))
+    assert chunked._generation.sequences is sequences and sequences.count > 100
+    many = [f"dog{i}," for i in range(3000)]  # beyond the first capacity: one bigger copy, still exact
+    assert_same(chunked.token_ids(many), reference(tokenizer, many))
+    assert chunked._generation.sequences is not sequences

@@ -103,33 +103,51 @@ class TokenIds:
     lengths: NDArray[np.int64]
 
 
-@dataclass(frozen=True)
 class _Sequences:
-    """Ids of the multi-token (or zero-token) chunks: chunk k's ids are ``ids[start[k] : start[k] + length[k]]``."""
+    """Ids of the multi-token (or zero-token) chunks: sequence k's are ``ids[start[k] : start[k] + length[k]]``.
 
-    start: NDArray[np.int64]
-    length: NDArray[np.int64]
-    ids: NDArray[np.int64]
+    Appended to in place (capacity doubling), so learning a few new words costs what they hold, not a copy
+    of everything cached. Entries below ``count`` never change, so a lock-free reader may index any k it
+    got from a slot while a writer (holding the cache lock) appends above it.
+    """
 
-    def extended(self, seqs: Sequence[Sequence[int]]) -> _Sequences:
-        """A copy with ``seqs`` appended (numbered from ``len(self.length)`` on)."""
+    def __init__(self, capacity: int = 1024, id_capacity: int = 4096) -> None:
+        self.start = np.zeros(max(capacity, 1), dtype=np.int64)
+        self.length = np.zeros(max(capacity, 1), dtype=np.int64)
+        self.ids = np.zeros(max(id_capacity, 1), dtype=np.int64)
+        self.count = 0  # sequences held
+        self.used = 0  # ids held
+
+    def append(self, seqs: Sequence[Sequence[int]]) -> _Sequences:
+        """Append ``seqs`` (numbered from ``count`` on); returns ``self``, or a bigger copy when they do not fit."""
+        if not seqs:
+            return self
         lengths = np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs))
         new_ids = np.fromiter((i for s in seqs for i in s), dtype=np.int64, count=int(lengths.sum()))
-        starts = len(self.ids) + np.cumsum(lengths) - lengths
-        return _Sequences(np.concatenate((self.start, starts)), np.concatenate((self.length, lengths)),
-                          np.concatenate((self.ids, new_ids)))
+        count, used = self.count, self.used
+        target = self
+        if count + len(seqs) > len(self.start) or used + len(new_ids) > len(self.ids):
+            target = _Sequences(max(2 * len(self.start), count + len(seqs)),
+                                max(2 * len(self.ids), used + len(new_ids)))
+            target.start[:count] = self.start[:count]
+            target.length[:count] = self.length[:count]
+            target.ids[:used] = self.ids[:used]
+        target.start[count : count + len(seqs)] = used + np.cumsum(lengths) - lengths
+        target.length[count : count + len(seqs)] = lengths
+        target.ids[used : used + len(new_ids)] = new_ids
+        target.count, target.used = count + len(seqs), used + len(new_ids)
+        return target
 
 
-def _extend(sequences: _Sequences, seqs: Sequence[Sequence[int]]) -> _Sequences:
-    return sequences.extended(seqs) if seqs else sequences
+#: Slots from ``vocab + _LOCAL`` on number sequences that only one call sees (chunks it does not cache).
+_LOCAL = 1 << 40
 
 
 class _Generation:
     """One cache generation: chunk -> slot (a token id, or ``vocab + k`` for sequence k) and the sequences."""
 
     def __init__(self) -> None:
-        # sequence 0 is the separator chunk's: no ids
-        self.sequences = _Sequences(np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(0, np.int64))
+        self.sequences = _Sequences().append([()])  # sequence 0 is the separator chunk's: no ids
         self.slots: dict[str, int] = {}
         self.chunks = 0  # cached chunks, the separator not counted
 
@@ -208,73 +226,77 @@ class ChunkTokenizer:
         generation = self._generation
         slots = np.fromiter(map(generation.slots.get, chunks, repeat(-1)), dtype=np.int64, count=len(chunks))
         missing = np.flatnonzero(slots < 0)
-        # read after the lookup: a generation's sequences are replaced before its dict learns their slots
-        sequences = generation.sequences
-        if len(missing):
-            sequences = self._learn(generation, chunks, missing, slots)
-        return self._expand(slots, sequences, n)
+        local = self._learn(generation, chunks, missing, slots) if len(missing) else None
+        # read after the lookup (and after learning): sequences are appended before the dict learns their slots
+        return self._expand(slots, generation.sequences, local, n)
 
     def _learn(self, generation: _Generation, chunks: list[str], missing: NDArray[np.intp],
-               slots: NDArray[np.int64]) -> _Sequences:
+               slots: NDArray[np.int64]) -> _Sequences | None:
         """Tokenise the chunks not in the cache (once each), fill their ``slots``, and cache them if they fit.
 
-        Returns the sequences this call must expand with: the generation's, or a copy extended just for this
-        call when the chunks are not cached (too long, the cache full, or the generation retired meanwhile).
+        Chunks that are not cached (too long, the cache full, or this generation retired meanwhile) get
+        sequences only this call sees, numbered from ``vocab + _LOCAL``: returned (``None`` when there are none).
         """
         missed = [chunks[i] for i in missing.tolist()]
         words = list(dict.fromkeys(missed))
         seqs = [e.ids for e in self._encode(words, add_special_tokens=False)]
+        assigned: dict[str, int] = {}
+        local: list[list[int]] = []
         with self._lock:
             # cached: short chunks, while this call's generation is current and has room for them
             cache_them = generation is self._generation
-            cached = [(w, s) for w, s in zip(words, seqs, strict=True) if len(w) <= self.max_chunk_chars]
-            if cache_them and generation.chunks + len(cached) > self.max_entries:
+            fits = [len(w) <= self.max_chunk_chars for w in words]
+            if cache_them and generation.chunks + sum(fits) > self.max_entries:
                 # full: retire it (calls still on it finish unchanged); later calls fill a new one
                 self._generation = self._new_generation()
                 cache_them = False
-            if not cache_them:
-                cached = []
-            cached_words = {w for w, _ in cached}
-            local = [(w, s) for w, s in zip(words, seqs, strict=True) if w not in cached_words]
-            # sequences numbered in the order they are appended: the cached ones (into the generation),
-            # then this call's own (a copy that only this call sees, so the generation never grows with them)
-            assigned: dict[str, int] = {}
-            k = len(generation.sequences.length)
-            for word, seq in (*cached, *local):
+            shared: list[list[int]] = []
+            cached: list[str] = []
+            for word, seq, fit in zip(words, seqs, fits, strict=True):
                 if len(seq) == 1:
                     assigned[word] = seq[0]
+                elif cache_them and fit:
+                    assigned[word] = self._vocab + generation.sequences.count + len(shared)
+                    shared.append(seq)
                 else:
-                    assigned[word] = self._vocab + k
-                    k += 1
-            shared = _extend(generation.sequences, [s for _, s in cached if len(s) != 1])
+                    assigned[word] = self._vocab + _LOCAL + len(local)
+                    local.append(seq)
+                if cache_them and fit:
+                    cached.append(word)
             if cache_them:
                 # sequences first, then the slots that point into them (lock-free readers rely on that order)
-                generation.sequences = shared
-                generation.slots.update((w, assigned[w]) for w, _ in cached)
+                generation.sequences = generation.sequences.append(shared)
+                generation.slots.update((w, assigned[w]) for w in cached)
                 generation.chunks += len(cached)
         slots[missing] = np.fromiter(map(assigned.__getitem__, missed), dtype=np.int64, count=len(missed))
-        return _extend(shared, [s for _, s in local if len(s) != 1])
+        return _Sequences(len(local), sum(map(len, local))).append(local) if local else None
 
-    def _expand(self, slots: NDArray[np.int64], sequences: _Sequences, n: int) -> TokenIds:
+    def _expand(self, slots: NDArray[np.int64], shared: _Sequences, local: _Sequences | None, n: int) -> TokenIds:
         """Chunk slots (separators between texts) -> every text's token ids and lengths."""
-        multi = slots >= self._vocab
+        multi = np.flatnonzero(slots >= self._vocab)
         index = slots[multi] - self._vocab
+        sources = [(multi, index, shared)]
+        if local is not None:
+            mine = index >= _LOCAL
+            sources = [(multi[~mine], index[~mine], shared), (multi[mine], index[mine] - _LOCAL, local)]
         chunk_len = np.ones(len(slots), dtype=np.int64)
-        seq_len = sequences.length[index]
-        chunk_len[multi] = seq_len
+        for where, k, table in sources:
+            chunk_len[where] = table.length[k]
         ends = np.cumsum(chunk_len)
         total = int(ends[-1]) if len(ends) else 0
         # a separator has no tokens: the running count at separator j is where text j + 1 starts
         bounds = np.concatenate(([0], ends[slots == self._vocab], [total]))
         starts = ends - chunk_len
         flat = np.empty(total, dtype=np.int64)
-        single = ~multi
+        single = slots < self._vocab
         flat[starts[single]] = slots[single]
-        if seq_len.any():
+        for where, k, table in sources:
             # every multi-token chunk's ids copied in one vectorised gather/scatter
-            within = np.arange(int(seq_len.sum())) - np.repeat(np.cumsum(seq_len) - seq_len, seq_len)
-            flat[np.repeat(starts[multi], seq_len) + within] = sequences.ids[
-                np.repeat(sequences.start[index], seq_len) + within]
+            lengths = table.length[k]
+            if lengths.any():
+                within = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+                source = np.repeat(table.start[k], lengths) + within
+                flat[np.repeat(starts[where], lengths) + within] = table.ids[source]
         return TokenIds(flat, np.diff(bounds))
 
 
