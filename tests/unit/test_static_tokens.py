@@ -137,6 +137,11 @@ def _tokenizer(kind: str) -> Any:
         tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     elif kind == "no-pre-tokenizer":
         tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    elif kind == "sequence-metaspace":  # a non-local step inside a sequence is found too
+        tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+        tok.normalizer = normalizers.Sequence([normalizers.NFD(), normalizers.Sequence([normalizers.Lowercase()])])
+        tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace(),
+                                                     pre_tokenizers.Metaspace(prepend_scheme="first")])
     elif kind == "dropout":
         tok = Tokenizer(models.BPE(vocab, [], unk_token="[UNK]", dropout=0.5))
         tok.pre_tokenizer = pre_tokenizers.Whitespace()
@@ -149,6 +154,7 @@ def _tokenizer(kind: str) -> Any:
 
 @pytest.mark.parametrize(("kind", "why"), [
     ("metaspace", "pre_tokenizer 'Metaspace'"),
+    ("sequence-metaspace", "pre_tokenizer 'Metaspace'"),
     ("bytelevel", "pre_tokenizer 'ByteLevel'"),
     ("replace", "normalizer 'Replace'"),
     ("no-pre-tokenizer", "no pre-tokenizer"),

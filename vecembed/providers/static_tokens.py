@@ -76,11 +76,12 @@ def chunk_local(tokenizer: Any) -> str | None:
     except (AttributeError, TypeError, ValueError) as exc:
         return f"tokenizer description not readable ({exc})"
     for part, allowed in (("normalizer", _LOCAL_NORMALIZERS), ("pre_tokenizer", _LOCAL_PRE_TOKENIZERS)):
-        step = spec.get(part)
-        steps = [] if step is None else step.get(part + "s", []) if step.get("type") == "Sequence" else [step]
-        for s in steps:
-            if s.get("type") not in allowed:
-                return f"{part} {s.get('type')!r} may act across whitespace"
+        types = _step_types(spec.get(part))
+        if types is None:
+            return f"{part} sequence not readable"
+        for kind in types:
+            if kind not in allowed:
+                return f"{part} {kind!r} may act across whitespace"
     if spec.get("pre_tokenizer") is None:
         return "no pre-tokenizer: the model sees whole texts"
     model = spec.get("model") or {}
@@ -93,6 +94,27 @@ def chunk_local(tokenizer: Any) -> str | None:
         if not content or any(c.isspace() for c in content):
             return f"added token {content!r} spans whitespace"
     return None
+
+
+def _step_types(step: Any) -> list[str] | None:
+    """The step types of a normaliser / pre-tokeniser description, sequences flattened; None if unreadable."""
+    if step is None:
+        return []
+    if not isinstance(step, dict):
+        return None
+    if step.get("type") != "Sequence":
+        return [str(step.get("type"))]
+    # a normaliser sequence lists "normalizers", a pre-tokeniser sequence "pretokenizers"
+    inner = step.get("normalizers", step.get("pretokenizers"))
+    if not isinstance(inner, list):
+        return None
+    types: list[str] = []
+    for item in inner:
+        found = _step_types(item)
+        if found is None:
+            return None
+        types += found
+    return types
 
 
 @dataclass(frozen=True)
