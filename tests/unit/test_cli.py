@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +69,59 @@ def test_binary_input_is_refused_with_file_and_offset(tmp_path: Path) -> None:
         read_documents(tmp_path / "notes")
     with pytest.raises(InvalidInputError, match="NUL byte on line 2"):
         read_documents("-", stdin=io.StringIO("text\nbin\x00ary\n"))
+
+
+_PEAK_RSS = """
+import resource, sys
+from vecembed.cli.inputs import read_documents
+try:
+    read_documents(sys.argv[1])
+except Exception as exc:
+    print(type(exc).__name__, exc)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
+"""
+
+
+def test_a_big_binary_file_is_refused_from_its_first_block(tmp_path: Path) -> None:
+    # Issue 22 #6: a 2 GB sparse file cost 2.1 GB RSS before it was refused (read whole, decoded, split).
+    pytest.importorskip("resource", reason="peak RSS is read with the resource module (POSIX)")
+    peaks = {}
+    for mib in (8, 512):
+        sparse = tmp_path / f"zeros-{mib}.txt"
+        with sparse.open("wb") as fh:
+            fh.truncate(mib << 20)  # a hole: no disk written, every byte reads as NUL
+        proc = subprocess.run([sys.executable, "-c", _PEAK_RSS, str(sparse)], capture_output=True, text=True,
+                              timeout=120, check=True)
+        message, peak = proc.stdout.strip().splitlines()
+        assert message == (f"InvalidInputError {sparse}: not a text file (a NUL byte at byte offset 0); "
+                           "nothing was read")
+        peaks[mib] = int(peak) / 1024
+    # 64x the file, the same memory (a few MiB of noise); before, the 512 MiB file alone added > 512 MiB
+    assert peaks[512] - peaks[8] < 24, peaks
+
+
+def test_text_streams_in_blocks_that_split_lines_and_characters(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Reading a block at a time must not change a document: lines and UTF-8 characters cut by a block boundary.
+    from vecembed.cli import inputs
+
+    monkeypatch.chdir(tmp_path)
+    text = "caf\u00e9 \u2603 one\r\ntwo\rthree\n\n\u00fcber four"
+    (tmp_path / "t.txt").write_text(text, encoding="utf-8", newline="")
+    (tmp_path / "bad.txt").write_bytes(text.encode("utf-8") + b" \xe2\x98")  # a character cut by the end
+    want = [("t.txt:1", "caf\u00e9 \u2603 one"), ("t.txt:2", "two"), ("t.txt:3", "three"),
+            ("t.txt:5", "\u00fcber four")]
+    size = len(text.encode("utf-8"))
+    for block in (1, 2, 3, 5, 1 << 20):
+        monkeypatch.setattr(inputs, "BLOCK_SIZE", block)
+        assert [(d.id, d.text) for d in read_documents("t.txt")] == want, block
+        with pytest.raises(InvalidInputError, match=rf"invalid byte b'\\xe2' at byte offset {size + 1}\)"):
+            read_documents("bad.txt")
+        stdin = read_documents("-", stdin=io.StringIO('\n{"text": "a"}\n{"text": "b\u00e9"}\n'))
+        assert [(d.id, d.text) for d in stdin] == [(None, "a"), (None, "b\u00e9")]  # stdin JSONL without ids
+        with pytest.raises(InvalidInputError, match="NUL byte on line 3"):
+            read_documents("-", stdin=io.StringIO("one\r\ntwo\nthr\x00ee\n"))
 
 
 def test_txt_one_document_per_non_blank_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
