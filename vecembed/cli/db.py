@@ -38,8 +38,9 @@ from vecembed.store import Hit, Store, available_stores, needs_server, open_stor
 
 __all__ = ["DATABASES", "cli_store", "format_hits", "parse_where", "register"]
 
-#: The databases the CLI offers: every installed store (chroma, pgvector, qdrant, qdrant-edge with vecembed[all]).
-DATABASES = tuple(available_stores()) or ("chroma", "qdrant")
+#: The databases the CLI offers: every installed store (chroma, pgvector, qdrant, qdrant-edge with vecembed[all])
+#: but ``memory``, whose collections end with the process: one CLI command could not see what the previous one wrote.
+DATABASES = tuple(db for db in available_stores() if db != "memory") or ("chroma", "qdrant")
 
 
 #: The ERROR line Ray 2.60's core worker prints for every Ray Data actor pool (ray-project/ray#57733): Ray Data
