@@ -1,4 +1,4 @@
-"""vecembed: text to vectors, offline and fast, plugged straight into Chroma and Qdrant.
+"""vecembed: text to vectors, offline and fast, plugged straight into Chroma, Qdrant, Qdrant Edge and pgvector.
 
 ::
 

@@ -55,11 +55,20 @@ from vecembed.errors import (
     VecembedError,
 )
 from vecembed.identity import CollectionIdentity, verify_identity
-from vecembed.ingest import DEFAULT_BATCH_SIZE, StoreCaller, check_text, normalize_id, prepare_records, text_id
+from vecembed.ingest import (
+    DEFAULT_BATCH_SIZE,
+    StoreCaller,
+    check_text,
+    normalize_id,
+    prepare_records,
+    text_id,
+    warn_truncated,
+)
+from vecembed.pipeline.text import truncation_reported_by_caller
 from vecembed.protocol import EmbeddingProvider
 from vecembed.registry import load_provider
 from vecembed.store import IngestReport, Record, Store, VectorStore, open_store, store_factory
-from vecembed.types import Embeddings
+from vecembed.types import Embeddings, EmbedResult
 
 _PURPOSE = "distributed embedding and ingest (vecembed.distributed)"
 require("ray", "ray", _PURPOSE)  # a missing ray names the extra to install
@@ -102,6 +111,8 @@ TEXT_COLUMN = "text"
 METADATA_COLUMN = "vecembed_metadata"  # the validated metadata as canonical JSON text
 HASH_COLUMN = "vecembed_hash"
 STATE_COLUMN = "vecembed_state"
+#: Texts of the actor's batch truncated to the model's max_tokens, on the batch's first row (the column sums up)
+TRUNCATED_COLUMN = "vecembed_truncated"
 
 #: What a prepared row is: not yet looked up / new / stored with other content / stored unchanged / a repeat.
 PENDING, NEW, CHANGED, UNCHANGED, REPEAT = 0, 1, 2, 3, 4
@@ -258,11 +269,20 @@ def classify(records: Sequence[Record], states: Sequence[int], stored: Mapping[s
 
 def embed_sorted(provider: EmbeddingProvider, texts: Sequence[str]) -> Embeddings:
     """``provider.embed_documents(texts)`` in input order, computed sorted by length (batches pad little)."""
+    return embed_sorted_counted(provider, texts).vectors
+
+
+def embed_sorted_counted(provider: EmbeddingProvider, texts: Sequence[str]) -> EmbedResult:
+    """:func:`embed_sorted` with the provider's truncation count (None when it does not count)."""
     dimension = provider.info.dimension
     if not texts:
-        return np.zeros((0, dimension), dtype=np.float32)
+        return EmbedResult(np.zeros((0, dimension), dtype=np.float32), tokens=0, truncated=0)
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    vectors = np.asarray(provider.embed_documents([texts[i] for i in order]), dtype=np.float32)
+    counted = getattr(provider, "embed_documents_counted", None)
+    result = counted([texts[i] for i in order]) if callable(counted) else None
+    if not isinstance(result, EmbedResult):
+        result = EmbedResult(np.asarray(provider.embed_documents([texts[i] for i in order])))
+    vectors = np.asarray(result.vectors, dtype=np.float32)
     if vectors.shape != (len(texts), dimension):
         raise DimensionMismatchError(
             f"the provider returned vectors of shape {vectors.shape} for {len(texts)} texts, expected "
@@ -272,7 +292,7 @@ def embed_sorted(provider: EmbeddingProvider, texts: Sequence[str]) -> Embedding
         )
     out = np.empty_like(vectors)
     out[order] = vectors
-    return out
+    return EmbedResult(out, tokens=result.tokens, truncated=result.truncated)
 
 
 # -- the actors ----------------------------------------------------------------------------------
@@ -351,9 +371,18 @@ class RecordEmbedder(BatchEmbedder):
             states = classify(records, states, stored)
         todo = [i for i, s in enumerate(states) if s in _EMBED]
         vectors = np.zeros((len(records), self.provider.info.dimension), dtype=np.float32)
+        truncated: int | None = 0
         if todo:
-            vectors[todo] = embed_sorted(self.provider, [records[i].text for i in todo])
-        return record_columns(records, states, vectors, self.output_column)
+            with truncation_reported_by_caller():  # the driver reports the job's total once
+                result = embed_sorted_counted(self.provider, [records[i].text for i in todo])
+            vectors[todo], truncated = result.vectors, result.truncated
+        columns = record_columns(records, states, vectors, self.output_column)
+        # -1: this provider does not count (the report says n/a); the count rides on the first row
+        column = np.zeros(len(records), dtype=np.int32)
+        if len(records):
+            column[0] = -1 if truncated is None else truncated
+        columns[TRUNCATED_COLUMN] = column
+        return columns
 
 
 def record_columns(records: Sequence[Record], states: Sequence[int], vectors: Embeddings,
@@ -386,6 +415,8 @@ class BlockCounts:
     changed: int = 0
     batches: int = 0
     retries: int = 0
+    truncated: int = 0
+    uncounted: int = 0  # rows whose truncation nobody counted (the report's truncated is then None: n/a)
 
     def __add__(self, other: BlockCounts) -> BlockCounts:
         return BlockCounts(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
@@ -420,6 +451,14 @@ def table_records(
     records, states = prepare_rows(rows, id_column=id_column, text_column=text_column,
                                    metadata_columns=metadata_columns, nested=nested)
     return records, states, vectors
+
+
+def truncation_counts(table: Any) -> BlockCounts:
+    """The truncation counts a block carries (:data:`TRUNCATED_COLUMN`); a block without it is uncounted."""
+    if TRUNCATED_COLUMN not in table.column_names:
+        return BlockCounts(uncounted=table.num_rows)
+    values = [int(v) for v in table.column(TRUNCATED_COLUMN).to_pylist()]
+    return BlockCounts(truncated=sum(v for v in values if v > 0), uncounted=sum(1 for v in values if v < 0))
 
 
 def write_records(
@@ -482,9 +521,10 @@ def _worker_store(spec: StoreSpec, identity: CollectionIdentity, normalized: boo
     return opened
 
 
-def _summarise(db: str, collection: str, counts: BlockCounts, before: int, after: int, seconds: float,
-               truncated: int | None = None) -> IngestReport:
+def _summarise(db: str, collection: str, counts: BlockCounts, before: int, after: int,
+               seconds: float) -> IngestReport:
     written = max(0, after - before) + counts.changed
+    truncated = None if counts.uncounted else counts.truncated
     return IngestReport(
         db=db,
         collection=collection,
@@ -614,8 +654,9 @@ class VecembedDatasink(Datasink[BlockCounts]):
             after = int(call(backend.count))
         finally:
             backend.close()
+        self.truncated = None if counts.uncounted else counts.truncated
         self.report = _summarise(self.store.db, self.store.collection, counts, self._count_before or 0, after,
-                                 time.perf_counter() - self._started, self.truncated)
+                                 time.perf_counter() - self._started)
 
     # -- in the write tasks -------------------------------------------------------------------------
 
@@ -631,6 +672,7 @@ class VecembedDatasink(Datasink[BlockCounts]):
                 text_column=self.text_column, metadata_columns=self.metadata_columns, nested=self.nested)
             counts += write_records(backend, call, records, states, vectors, batch_size=self.batch_size,
                                     skip_unchanged=self.skip_unchanged)
+            counts += truncation_counts(table)
         return counts
 
 
@@ -809,15 +851,19 @@ def ingest_dataset(
                                         concurrency=write_concurrency)
                 if sink.report is None:  # pragma: no cover - Ray calls on_write_complete before returning
                     raise ProviderUnavailableError("Ray finished the write without reporting it")
-                return sink.report
-            counts = BlockCounts()
-            for batch in prepared.iter_batches(batch_size=None, batch_format="pyarrow"):
-                records, states, vectors = table_records(batch, nested=nested)
-                counts += write_records(store.backend, store._caller, records, states, vectors,
-                                        skip_unchanged=skip_unchanged)
-            return _summarise(db, collection, counts, before, store.count(), time.perf_counter() - started)
+                report = sink.report
+            else:
+                counts = BlockCounts()
+                for batch in prepared.iter_batches(batch_size=None, batch_format="pyarrow"):
+                    records, states, vectors = table_records(batch, nested=nested)
+                    counts += write_records(store.backend, store._caller, records, states, vectors,
+                                            skip_unchanged=skip_unchanged)
+                    counts += truncation_counts(batch)
+                report = _summarise(db, collection, counts, before, store.count(), time.perf_counter() - started)
         except Exception as exc:
             raise _job_failed(exc, store, before, started) from exc
+        warn_truncated(report, None, provider.info.max_tokens)  # the actors said nothing: one line for the job
+        return report
 
 
 def _job_failed(exc: Exception, store: Store, before: int, started: float) -> IngestError:
@@ -826,7 +872,8 @@ def _job_failed(exc: Exception, store: Store, before: int, started: float) -> In
         now = store.count()
     except Exception:  # pragma: no cover - the database itself went away
         now = before
-    done = _summarise(store.db, store.collection, BlockCounts(rows=max(0, now - before)), before, now,
+    rows = max(0, now - before)
+    done = _summarise(store.db, store.collection, BlockCounts(rows=rows, uncounted=rows), before, now,
                       time.perf_counter() - started)
     hint = ("fix the document named below, then re-run the same job: it skips what is stored. "
             if name == InvalidInputError.__name__

@@ -31,6 +31,7 @@ import functools
 import hashlib
 import itertools
 import json
+import logging
 import math
 import numbers
 import threading
@@ -50,6 +51,7 @@ from vecembed.errors import (
     VecembedError,
 )
 from vecembed.identity import RESERVED_PREFIX
+from vecembed.pipeline.text import truncation_reported_by_caller
 from vecembed.pipeline.validate import lone_surrogate
 from vecembed.progress import Progress
 from vecembed.protocol import EmbeddingProvider
@@ -68,7 +70,10 @@ __all__ = [
     "prepare_records",
     "text_id",
     "validate_metadata",
+    "warn_truncated",
 ]
+
+log = logging.getLogger("vecembed.ingest")
 
 T = TypeVar("T")
 
@@ -347,6 +352,15 @@ def _embed(provider: EmbeddingProvider, texts: list[str], dimension: int) -> Emb
     return EmbedResult(vectors, tokens=result.tokens, truncated=result.truncated)
 
 
+def warn_truncated(report: IngestReport, embedded: int | None, max_tokens: int) -> None:
+    """One warning for a whole ingest whose report counts truncated texts (its embed calls said nothing)."""
+    if not report.truncated:
+        return
+    of = "" if embedded is None else f" of {embedded}"
+    log.warning("%s collection %r: %d%s documents embedded were longer than the model's %d tokens and were "
+                "truncated (IngestReport.truncated)", report.db, report.collection, report.truncated, of, max_tokens)
+
+
 def ingest(
     store: VectorStore,
     provider: EmbeddingProvider,
@@ -398,7 +412,7 @@ def ingest(
         chunks = _prepared_chunks(documents, chunk_size, nested)
 
     retries_before = call.retries
-    counts = {"documents": 0, "written": 0, "skipped": 0, "duplicates": 0, "batches": 0}
+    counts = {"documents": 0, "written": 0, "skipped": 0, "duplicates": 0, "batches": 0, "embedded": 0}
     truncated: int | None = 0
     pending: list[Future[int]] = []
     claim = before_first_write
@@ -495,7 +509,9 @@ def ingest(
                 # than any order by characters (per-batch calls sorted by characters measured 6 % slower).
                 for lo in range(0, len(todo), chunk_size):
                     part = todo[lo : lo + chunk_size]
-                    result = _embed(provider, [r.text for r in part], dimension)
+                    with truncation_reported_by_caller():  # one line for the ingest, below, not one per call
+                        result = _embed(provider, [r.text for r in part], dimension)
+                    counts["embedded"] += len(part)
                     if truncated is not None:
                         truncated = None if result.truncated is None else truncated + result.truncated
                     bar.advance(settle())  # the writes of the previous part overlapped this embedding
@@ -533,4 +549,6 @@ def ingest(
         ) from exc
     finally:
         executor.shutdown(wait=True)
-    return report()
+    done = report()
+    warn_truncated(done, counts["embedded"], provider.info.max_tokens)
+    return done

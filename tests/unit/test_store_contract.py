@@ -250,6 +250,31 @@ def test_truncation_is_counted_per_call(store: Any) -> None:
     assert second.truncated == 2 and second.skipped == 1
 
 
+def test_an_ingest_logs_truncation_once_with_its_total(store: Any, monkeypatch: pytest.MonkeyPatch,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    # Issue 22 #10: the shared pipeline warned once per embed call, dozens of lines in one ingest.
+    import logging
+
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import Whitespace
+
+    from vecembed.pipeline import TextPipeline
+
+    tokenizer = Tokenizer(WordLevel({"[UNK]": 0, "[PAD]": 1, "w": 2}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = Whitespace()
+    pipe = TextPipeline(tokenizer, lambda b: np.ones((*b.input_ids.shape, 16), dtype=np.float32) + b.input_ids[
+        ..., None], dimension=16, max_tokens=4)
+    monkeypatch.setattr(store.provider, "embed_documents_counted", pipe.embed_counted)
+    docs = [" ".join(["w"] * (3 + i % 4)) + f" {i}" for i in range(40)]  # 1 in 4 fits in 4 tokens
+    with caplog.at_level(logging.DEBUG, logger="vecembed"):
+        report = store.ingest(iter(docs), batch_size=1)  # a stream: chunks of 8, five embed calls
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert report.truncated == 30 and report.batches == 40 and pipe.stats.batches >= 5
+    assert warnings == [f"{store.db} collection 'docs': 30 of 40 documents embedded were longer than the model's "
+                        f"{store.provider.info.max_tokens} tokens and were truncated (IngestReport.truncated)"]
+
+
 def test_retries_give_up_and_report_what_is_committed(store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     real_write = store.backend.write
     calls = {"n": 0}
