@@ -28,8 +28,9 @@ measured against the file), evicted least recently used first down to
 :data:`EVICT_TO` of it. On disk that is, between writes: the database file about
 ``max_bytes`` (measured at most 1.07x: evicted pages go back to the file system
 through incremental auto-vacuum, on files created by this version), its WAL at most
-``max_bytes / WAL_SHARE`` (1,000 pages at most) or the last write's pages when one
-write is larger, and the 32 KB WAL index. ``CacheStats.disk_bytes`` says what the files
+``max_bytes / WAL_SHARE`` (1,000 pages at most) or, when larger, the pages the last
+write changed (its rows and, when it evicted, about a tenth of ``max_bytes``), and the
+32 KB WAL index. ``CacheStats.disk_bytes`` says what the files
 take now.
 """
 
