@@ -32,7 +32,7 @@ from vecembed.errors import (
     ProviderUnavailableError,
 )
 from vecembed.health import timed_check
-from vecembed.identity import CollectionIdentity, Verdict, claiming, verify_identity
+from vecembed.identity import CollectionIdentity, IdentitySource, Verdict, claiming, verify_identity
 from vecembed.protocol import EmbeddingProvider
 from vecembed.types import Embeddings, HealthReport
 
@@ -145,13 +145,16 @@ class CollectionState:
     ``identity``: the recorded vecembed identity (None: none recorded). ``dimension`` /
     ``distance``: the vector size and distance the collection holds or was configured
     with, when the database knows. ``count``: its records — needed only when no
-    identity is recorded, so a store may leave it None otherwise.
+    identity is recorded, so a store may leave it None otherwise. ``source``: where
+    ``identity`` was read (Chroma: its metadata, or only a stored vecembed
+    embedding-function config, which the first claim copies into the metadata).
     """
 
     identity: CollectionIdentity | None
     dimension: int | None = None
     distance: str | None = None
     count: int | None = None
+    source: IdentitySource = IdentitySource.METADATA
 
 
 # -- the contract a database implements ------------------------------------------------------------
@@ -242,9 +245,18 @@ class StoreFactory(Protocol):
     ) -> VectorStore: ...
 
 
+#: Stores that ship inside vecembed itself. They are declared as entry points too (pyproject.toml); listed here
+#: as well so that the reference store works from a source checkout whose installed metadata predates it.
+_BUILTIN_STORES = {"memory": "vecembed.memory_store:open_memory_store"}
+
+
 @functools.cache
 def _entry_points() -> dict[str, importlib_metadata.EntryPoint]:
-    return {ep.name: ep for ep in importlib_metadata.entry_points(group=STORE_ENTRY_POINTS)}
+    builtin = {
+        name: importlib_metadata.EntryPoint(name=name, value=value, group=STORE_ENTRY_POINTS)
+        for name, value in _BUILTIN_STORES.items()
+    }
+    return {**builtin, **{ep.name: ep for ep in importlib_metadata.entry_points(group=STORE_ENTRY_POINTS)}}
 
 
 def available_stores() -> list[str]:
@@ -372,6 +384,7 @@ class Store:
             self.collection,
             self.identity,
             recorded=state.identity,
+            source=state.source if state.identity is not None else IdentitySource.NONE,
             stored_dimension=state.dimension,
             stored_distance=state.distance,
             count=state.count,
@@ -484,7 +497,7 @@ class Store:
             if checked is None:
                 missing = f"collection {self.collection!r} does not exist yet (ingest creates it)"
                 return False, missing, {"exists": False}
-            if checked[1] is Verdict.RECORD:
+            if checked[1] is Verdict.RECORD and checked[0].identity is None:
                 return False, (
                     f"collection {self.collection!r} records no vecembed identity yet (the next ingest records it)"
                 ), {"exists": True, "identity": False}

@@ -40,16 +40,10 @@ from vecembed.protocol import EmbeddingProvider
 from vecembed.retry import is_transient_default
 from vecembed.store import CollectionState, Hit, Record
 from vecembed.types import Embeddings, HealthReport
-from vecembed_chroma.collections import stored_dimension
+from vecembed_chroma._state import claim_metadata, collection_state, space
 from vecembed_chroma.embedding_function import ChromaEmbeddingFunction
 
 __all__ = ["ChromaStore", "open_chroma_store"]
-
-
-def _space(collection: Collection) -> str | None:
-    hnsw = (collection.configuration_json or {}).get("hnsw") or {}
-    space = hnsw.get("space") or (collection.metadata or {}).get("hnsw:space")
-    return str(space) if space else None
 
 
 def _similarity(distance: float, space: str | None) -> float:
@@ -137,13 +131,9 @@ class ChromaStore:
         self._native = native
         if native is None:
             return None
-        identity = CollectionIdentity.from_metadata(native.metadata)
-        return CollectionState(
-            identity=identity,
-            dimension=stored_dimension(native),
-            distance=_space(native),
-            count=None if identity is not None else native.count(),
-        )
+        # The one Chroma reader: vecembed's metadata, else a stored vecembed embedding-function config (a
+        # collection made with plain chromadb + ChromaEmbeddingFunction is that provider's, no adopt needed).
+        return collection_state(native)
 
     def create(self, identity: CollectionIdentity) -> None:
         kwargs: dict[str, Any] = {"metadata": identity.to_metadata()}
@@ -163,12 +153,7 @@ class ChromaStore:
 
     def record_identity(self, identity: CollectionIdentity) -> None:
         native = self._col()
-        # modify() replaces the metadata: keep the user's keys. "hnsw:*" keys must not be sent again
-        # (Chroma refuses any "change" of the distance); the space itself lives in the configuration.
-        kept = {
-            k: v for k, v in CollectionIdentity.without_identity(native.metadata).items() if not k.startswith("hnsw:")
-        }
-        native.modify(metadata={**kept, **identity.to_metadata()})
+        native.modify(metadata=claim_metadata(native, identity))
 
     # -- records ----------------------------------------------------------------------------------
 
@@ -198,7 +183,7 @@ class ChromaStore:
             where=_where(where),
             include=["documents", "metadatas", "distances"],
         )
-        space = _space(native)
+        distance = space(native)
         out: list[list[Hit]] = []
         for row, ids in enumerate(result["ids"]):
             docs = (result.get("documents") or [])[row] if result.get("documents") else [None] * len(ids)
@@ -206,7 +191,7 @@ class ChromaStore:
             dists = (result.get("distances") or [])[row] if result.get("distances") else [0.0] * len(ids)
             out.append(
                 [
-                    Hit(str(i), _similarity(float(d), space), t or "", CollectionIdentity.without_identity(m))
+                    Hit(str(i), _similarity(float(d), distance), t or "", CollectionIdentity.without_identity(m))
                     for i, t, m, d in zip(ids, docs, metas, dists, strict=True)
                 ]
             )

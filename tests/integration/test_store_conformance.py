@@ -1,8 +1,9 @@
 """The store conformance suite: every store vecembed ships passes the same tests, on every kind of deployment.
 
-Parametrised over Chroma in memory, Chroma on disk, a real Chroma server (``chroma run``, started by the
-fixture), Qdrant in memory, Qdrant on disk, and a real Qdrant server (``VECEMBED_QDRANT_URL`` or
-testcontainers; skips with the reason when neither answers). A new store passes by adding its kinds here.
+Parametrised over the reference ``memory`` store (:mod:`vecembed.memory_store`), Chroma in memory, Chroma on
+disk, a real Chroma server (``chroma run``, started by the fixture), Qdrant in memory, Qdrant on disk, and a
+real Qdrant server (``VECEMBED_QDRANT_URL`` or testcontainers; skips with the reason when neither answers).
+A new store passes by adding its kinds here.
 
 The ``*-async-*`` kinds run the same tests over native async clients (``AsyncQdrantClient``, chromadb's
 ``AsyncHttpClient``) that belong to an event loop running in a thread of its own: the store is opened with
@@ -45,7 +46,7 @@ pytestmark = pytest.mark.integration
 pytest_plugins = ["backend_fixtures"]  # onnx_provider, on a private ONNX cache for the session
 
 KINDS = (
-    "chroma-memory", "chroma-path", "chroma-server", "qdrant-memory", "qdrant-path", "qdrant-server",
+    "memory", "chroma-memory", "chroma-path", "chroma-server", "qdrant-memory", "qdrant-path", "qdrant-server",
     "qdrant-edge-path", "pgvector-server", "qdrant-async-memory", "qdrant-async-server", "chroma-async-server",
 )
 
@@ -57,7 +58,7 @@ class Target:
     kind: str
     db: str
     open_kwargs: dict[str, Any]
-    raw: Any  # chromadb client / QdrantClient, bypassing vecembed
+    raw: Any  # MemoryDatabase / chromadb client / QdrantClient, bypassing vecembed
     cleanup: list[Callable[[], None]] = field(default_factory=list)
     loop: Any = None  # the LoopThread (tests/conftest.py) whose loop a native async client belongs to
 
@@ -72,6 +73,9 @@ class Target:
 
     def raw_count(self, collection: str) -> int | None:
         """Records stored, read by the database's own client; None when the collection does not exist."""
+        if self.db == "memory":
+            found = self.raw.collection(collection)
+            return None if found is None else int(found.count())
         if self.db == "pgvector":
             return self.raw.count(collection)
         if self.db == "chroma":
@@ -90,6 +94,12 @@ class Target:
 
     def create_foreign(self, collection: str, vectors: np.ndarray) -> None:
         """A collection made with the database's own client (no vecembed record), holding ``vectors``."""
+        if self.db == "memory":
+            col = self.raw.create_collection(collection, dimension=vectors.shape[1])
+            if len(vectors):
+                col.upsert([f"f{i}" for i in range(len(vectors))], vectors,
+                           [(f"foreign {i}", {}, "") for i in range(len(vectors))])
+            return
         if self.db == "pgvector":
             self.raw.create_foreign(collection, vectors)
             return
@@ -124,7 +134,12 @@ class Target:
 @pytest.fixture(params=KINDS)
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
     kind = request.param
-    if kind == "chroma-memory":
+    if kind == "memory":
+        from vecembed.memory_store import MemoryDatabase
+
+        database = MemoryDatabase()
+        yield Target(kind, "memory", {"client": database}, database)
+    elif kind == "chroma-memory":
         import chromadb
 
         client = chromadb.EphemeralClient()

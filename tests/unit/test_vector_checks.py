@@ -103,6 +103,8 @@ def test_the_check_refuses_wrong_shapes_and_things_that_are_not_numbers() -> Non
 
 
 def _store_options(db: str, tmp_path: Path) -> dict[str, Any]:
+    if db == "memory":
+        return {}
     if db == "qdrant-edge":
         pytest.importorskip("qdrant_edge", reason="pip install 'vecembed[qdrant-edge]'")
         return {"path": str(tmp_path / "edge")}
@@ -110,7 +112,7 @@ def _store_options(db: str, tmp_path: Path) -> dict[str, Any]:
     return {}
 
 
-STORES = ["qdrant", "chroma", "qdrant-edge"]
+STORES = ["memory", "qdrant", "chroma", "qdrant-edge"]
 
 
 @pytest.mark.parametrize("breakage", sorted(BREAKAGES))

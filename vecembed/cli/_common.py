@@ -21,7 +21,7 @@ from vecembed.errors import (
     VecembedError,
 )
 from vecembed.protocol import EmbeddingProvider
-from vecembed.registry import available_providers, default_backend, load_provider
+from vecembed.registry import AUTO, auto_backend, available_providers, default_backend, load_provider
 
 __all__ = [
     "CliError",
@@ -96,11 +96,11 @@ def add_provider_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--backend",
         "-b",
-        choices=available_providers(),
+        choices=[*available_providers(), AUTO],
         default=None,
         # the rule, not its outcome: building the parser must not fail when no runtime is installed
         help="embedding backend (default: onnx when onnxruntime is installed, else torch; "
-        "mock = no model, for tests)",
+        "auto = chosen for this CPU, and said why; mock = no model, for tests)",
     )
     group.add_argument(
         "--model",
@@ -122,6 +122,9 @@ def open_provider(args: argparse.Namespace) -> EmbeddingProvider:
     options = parse_options(getattr(args, "opt", None))
     if args.model is not None:
         options["model"] = args.model
+    if backend == AUTO:
+        backend, why = auto_backend(options)
+        echo(f"backend auto: {backend} ({why})", err=True)
     try:
         return load_provider(backend, **options)
     except TypeError as exc:

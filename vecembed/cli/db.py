@@ -36,8 +36,9 @@ from vecembed.store import Hit, Store, available_stores, needs_server, open_stor
 
 __all__ = ["DATABASES", "cli_store", "format_hits", "parse_where", "register"]
 
-#: The databases the CLI offers: every installed store (Chroma and Qdrant with vecembed[all]).
-DATABASES = tuple(available_stores()) or ("chroma", "qdrant")
+#: The databases the CLI offers: every installed store (Chroma and Qdrant with vecembed[all]) but ``memory``,
+#: whose collections end with the process: one CLI command could not see what the previous one wrote.
+DATABASES = tuple(db for db in available_stores() if db != "memory") or ("chroma", "qdrant")
 
 
 def url_env(db: str) -> str:
