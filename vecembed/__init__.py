@@ -22,6 +22,7 @@ from vecembed.errors import (
     EventLoopError,
     IngestError,
     InvalidInputError,
+    InvalidVectorsError,
     MissingDependencyError,
     ModelLoadError,
     ModelMismatchError,
@@ -47,6 +48,7 @@ from vecembed.types import Embeddings, EmbeddingStats, EmbedResult, HealthReport
 
 if TYPE_CHECKING:
     from vecembed.embedding_cache import CachedProvider
+    from vecembed.providers.delegating import DelegatingProvider
     from vecembed.resolve import DEFAULT_MODEL
 
 __version__ = "0.1.0"
@@ -56,6 +58,7 @@ __all__ = [
     "CachedProvider",
     "CollectionIdentity",
     "CollectionNotFoundError",
+    "DelegatingProvider",
     "DimensionMismatchError",
     "Document",
     "EmbedResult",
@@ -68,6 +71,7 @@ __all__ = [
     "IngestError",
     "IngestReport",
     "InvalidInputError",
+    "InvalidVectorsError",
     "MissingDependencyError",
     "ModelInfo",
     "ModelLoadError",
@@ -98,6 +102,10 @@ def __getattr__(name: str) -> Any:
         from vecembed.embedding_cache import CachedProvider
 
         return CachedProvider
+    if name == "DelegatingProvider":
+        from vecembed.providers.delegating import DelegatingProvider
+
+        return DelegatingProvider
     if name == "distill":
         from vecembed.providers.static import distill
 

@@ -69,6 +69,7 @@ from vecembed.protocol import EmbeddingProvider
 from vecembed.registry import load_provider
 from vecembed.store import IngestReport, Record, Store, VectorStore, open_store, store_factory
 from vecembed.types import Embeddings, EmbedResult
+from vecembed.vectors import check_embeddings, provider_label
 
 _PURPOSE = "distributed embedding and ingest (vecembed.distributed)"
 require("ray", "ray", _PURPOSE)  # a missing ray names the extra to install
@@ -282,14 +283,12 @@ def embed_sorted_counted(provider: EmbeddingProvider, texts: Sequence[str]) -> E
     result = counted([texts[i] for i in order]) if callable(counted) else None
     if not isinstance(result, EmbedResult):
         result = EmbedResult(np.asarray(provider.embed_documents([texts[i] for i in order])))
-    vectors = np.asarray(result.vectors, dtype=np.float32)
-    if vectors.shape != (len(texts), dimension):
-        raise DimensionMismatchError(
-            f"the provider returned vectors of shape {vectors.shape} for {len(texts)} texts, expected "
-            f"({len(texts)}, {dimension})",
-            expected=dimension,
-            got=int(vectors.shape[-1]) if vectors.ndim else None,
-        )
+    info = provider.info
+    vectors = check_embeddings(
+        result.vectors, expected_rows=len(texts), dimension=dimension,
+        normalized=info.normalized, where=provider_label(info), outcome="nothing of this block was written",
+        row_name=lambda i: f"text {order[i]} of the block", provider=info.name,
+    )
     out = np.empty_like(vectors)
     out[order] = vectors
     return EmbedResult(out, tokens=result.tokens, truncated=result.truncated)
@@ -470,10 +469,16 @@ def write_records(
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     skip_unchanged: bool = True,
+    dimension: int | None = None,
+    normalized: bool = False,
 ) -> BlockCounts:
-    """Upsert the NEW and CHANGED records (PENDING ones looked up first) in batches; count what happened."""
-    if vectors.shape[0] != len(records):
-        raise DimensionMismatchError(f"{len(records)} records but {vectors.shape[0]} vectors in one block")
+    """Upsert the NEW and CHANGED records (PENDING ones looked up first) in batches; count what happened.
+
+    The vectors of the records to write are checked first (:func:`~vecembed.vectors.check_embeddings`:
+    ``dimension`` when given, finite, unit norm when ``normalized``): a bad one writes nothing of the block.
+    """
+    if len(vectors) != len(records):
+        raise DimensionMismatchError(f"{len(records)} records but {len(vectors)} vectors in one block")
     retries = call.retries
     pending = [r.id for r, s in zip(records, states, strict=True) if s == PENDING]
     stored = call(functools.partial(backend.stored_hashes, pending)) if pending and skip_unchanged else {}
@@ -481,9 +486,16 @@ def write_records(
     todo = [i for i, s in enumerate(states) if s in (NEW, CHANGED)]
     counts = BlockCounts(rows=len(records), repeats=states.count(REPEAT), unchanged=states.count(UNCHANGED),
                          new=states.count(NEW), changed=states.count(CHANGED))
+    if todo:  # the other rows are placeholders (zeros) for records that are not written
+        width = dimension if dimension is not None else int(vectors.shape[1]) if vectors.ndim == 2 else 0
+        checked = check_embeddings(
+            vectors[todo], expected_rows=len(todo), dimension=width, normalized=normalized,
+            where="the embedding column", outcome="nothing of this block was written",
+            row_name=lambda i: f"document {records[todo[i]].id!r}",
+        )
     for lo in range(0, len(todo), batch_size):
         part = todo[lo : lo + batch_size]
-        call(functools.partial(backend.write, [records[i] for i in part], vectors[part]))
+        call(functools.partial(backend.write, [records[i] for i in part], checked[lo : lo + batch_size]))
         counts.batches += 1
     counts.retries = call.retries - retries
     return counts
@@ -671,7 +683,8 @@ class VecembedDatasink(Datasink[BlockCounts]):
                 table, embedding_column=self.embedding_column, id_column=self.id_column,
                 text_column=self.text_column, metadata_columns=self.metadata_columns, nested=self.nested)
             counts += write_records(backend, call, records, states, vectors, batch_size=self.batch_size,
-                                    skip_unchanged=self.skip_unchanged)
+                                    skip_unchanged=self.skip_unchanged, dimension=self.identity.dimension,
+                                    normalized=self.normalized)
             counts += truncation_counts(table)
         return counts
 
@@ -857,7 +870,8 @@ def ingest_dataset(
                 for batch in prepared.iter_batches(batch_size=None, batch_format="pyarrow"):
                     records, states, vectors = table_records(batch, nested=nested)
                     counts += write_records(store.backend, store._caller, records, states, vectors,
-                                            skip_unchanged=skip_unchanged)
+                                            skip_unchanged=skip_unchanged, dimension=provider.info.dimension,
+                                            normalized=provider.info.normalized)
                     counts += truncation_counts(batch)
                 report = _summarise(db, collection, counts, before, store.count(), time.perf_counter() - started)
         except Exception as exc:

@@ -44,7 +44,6 @@ from typing import Any, TypeVar
 import numpy as np
 
 from vecembed.errors import (
-    DimensionMismatchError,
     IngestError,
     InvalidInputError,
     ProviderUnavailableError,
@@ -58,6 +57,7 @@ from vecembed.protocol import EmbeddingProvider
 from vecembed.retry import call_with_retry
 from vecembed.store import Document, IngestReport, Record, VectorStore
 from vecembed.types import Embeddings, EmbedResult
+from vecembed.vectors import check_embeddings, provider_label
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -336,19 +336,17 @@ def _prepared_chunks(documents: Iterable[Any], size: int, nested: bool) -> Itera
         yield records, duplicates, len(chunk)
 
 
-def _embed(provider: EmbeddingProvider, texts: list[str], dimension: int) -> EmbedResult:
+def _embed(provider: EmbeddingProvider, texts: list[str], dimension: int, ids: list[str]) -> EmbedResult:
     counted = getattr(provider, "embed_documents_counted", None)
     result = counted(texts) if callable(counted) else EmbedResult(provider.embed_documents(texts))
     if not isinstance(result, EmbedResult):  # a user's own provider with a method of that name
-        result = EmbedResult(np.asarray(result, dtype=np.float32))
-    vectors: Embeddings = np.ascontiguousarray(result.vectors, dtype=np.float32)
-    if vectors.shape != (len(texts), dimension):
-        raise DimensionMismatchError(
-            f"the provider returned vectors of shape {vectors.shape} for {len(texts)} documents, but the collection "
-            f"holds {dimension}-dimensional vectors; nothing of this batch was written",
-            expected=dimension,
-            got=int(vectors.shape[-1]) if vectors.ndim else None,
-        )
+        result = EmbedResult(result)
+    info = provider.info
+    vectors = check_embeddings(
+        result.vectors, expected_rows=len(texts), dimension=dimension, normalized=info.normalized,
+        where=provider_label(info), outcome="nothing of this batch was written", provider=info.name,
+        row_name=lambda i: f"document {ids[i]!r} (text {i} of the embed call)",
+    )
     return EmbedResult(vectors, tokens=result.tokens, truncated=result.truncated)
 
 
@@ -510,7 +508,7 @@ def ingest(
                 for lo in range(0, len(todo), chunk_size):
                     part = todo[lo : lo + chunk_size]
                     with truncation_reported_by_caller():  # one line for the ingest, below, not one per call
-                        result = _embed(provider, [r.text for r in part], dimension)
+                        result = _embed(provider, [r.text for r in part], dimension, [r.id for r in part])
                     counts["embedded"] += len(part)
                     if truncated is not None:
                         truncated = None if result.truncated is None else truncated + result.truncated

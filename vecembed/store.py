@@ -19,6 +19,7 @@ adapter by name.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
@@ -299,6 +300,11 @@ def _check_where(where: Any) -> dict[str, Any] | None:
         if not isinstance(value, str | int | float | bool):
             raise InvalidInputError(
                 f"where[{key!r}] = {value!r}: an exact-match filter takes a str, int, float or bool value"
+            )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidInputError(
+                f"where[{key!r}] = {value!r}: no stored value equals NaN or inf (metadata refuses them); "
+                "filter on a finite number"
             )
         out[key] = value
     return out or None

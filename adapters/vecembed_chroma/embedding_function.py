@@ -36,7 +36,6 @@ from contextvars import ContextVar
 from types import FrameType
 from typing import Any
 
-import numpy as np
 from chromadb.api.models.Collection import Collection
 from chromadb.api.models.CollectionCommon import CollectionCommon
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
@@ -60,6 +59,7 @@ from vecembed.identity import (
 from vecembed.protocol import EmbeddingProvider
 from vecembed.registry import PROVIDERS
 from vecembed.types import ModelInfo
+from vecembed.vectors import check_embeddings, provider_label
 from vecembed_chroma._state import claim_metadata
 
 __all__ = ["EF_NAME", "ChromaEmbeddingFunction", "checked_calls", "claim_key", "clear_provider_cache"]
@@ -348,18 +348,13 @@ class ChromaEmbeddingFunction(EmbeddingFunction[Documents]):
     # -- embedding --------------------------------------------------------------------------------
 
     def _rows(self, vectors: Any, n: int) -> Embeddings:
-        array = np.asarray(vectors, dtype=np.float32)
-        if array.ndim != 2 or array.shape[0] != n:
-            raise ProviderUnavailableError(
-                f"the provider returned an array of shape {array.shape} for {n} texts; expected ({n}, dim)"
-            )
-        if array.shape[1] != self.dimension:
-            raise DimensionMismatchError(
-                f"the provider returned vectors of dimension {array.shape[1]} but this embedding function is "
-                f"recorded with dimension {self.dimension} (model {self.model!r})",
-                expected=self.dimension,
-                got=int(array.shape[1]),
-            )
+        # The dimension this function is recorded with, not the provider's own: a provider swapped for one of
+        # another size is refused here, before Chroma writes anything.
+        info = self.provider.info
+        array = check_embeddings(
+            vectors, expected_rows=n, dimension=self.dimension, normalized=info.normalized,
+            where=provider_label(info), outcome=f"nothing was written (model {self.model!r})", provider=info.name,
+        )
         # A list of 1-D float32 arrays: what Chroma's own functions return, and the only
         # form that survives HttpClient for queries (lists of lists crash in .tolist()).
         return list(array)

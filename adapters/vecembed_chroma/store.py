@@ -20,6 +20,7 @@ returns, run on its event loop.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -224,6 +225,20 @@ class ChromaStore:
             self.client = None  # type: ignore[assignment]
 
 
+#: Chroma 1.5's rule for collection names (checked when a collection is created, in its Rust core).
+_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{1,510})[A-Za-z0-9]\Z")
+_IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}\Z")
+
+
+def check_collection_name(collection: str) -> None:
+    """Refuse, before anything is opened or embedded, a name Chroma would refuse when the collection is created."""
+    if not _NAME.match(collection) or ".." in collection or _IPV4.match(collection):
+        raise InvalidInputError(
+            f"{collection[:80]!r} is not a Chroma collection name: a name has 3 to 512 characters from "
+            "a-z A-Z 0-9 . _ -, starts and ends with a letter or digit, has no '..' and is not an IPv4 address"
+        )
+
+
 def open_chroma_store(
     collection: str,
     *,
@@ -240,8 +255,7 @@ def open_chroma_store(
     """
     if options:
         raise InvalidInputError(f"the chroma store takes no options {sorted(options)}; it takes path=, url=, client=")
-    if not 3 <= len(collection) <= 512:
-        raise InvalidInputError(f"a Chroma collection name has 3 to 512 characters, got {collection!r}")
+    check_collection_name(collection)
     if client is not None:
         if isinstance(client, AsyncClientAPI):
             # The bridge has ClientAPI's method names, each waiting for the async client's coroutine; the

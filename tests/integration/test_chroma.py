@@ -26,7 +26,7 @@ import vecembed_chroma as vc  # noqa: E402
 
 import vecembed  # noqa: E402
 from vecembed.errors import DimensionMismatchError, ModelMismatchError  # noqa: E402
-from vecembed.types import Embeddings, HealthReport, ModelInfo  # noqa: E402
+from vecembed.types import Embeddings  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -301,44 +301,23 @@ def test_persistent_subprocess_guards_and_needs_the_import(tmp_path: Path) -> No
 # -- retrieval on STS-B with the real model ---------------------------------------------------------------
 
 
-class RecordingProvider:
+class RecordingProvider(vecembed.DelegatingProvider):
     """Passes through to a provider and keeps every vector it returned, so numpy can search the same vectors."""
 
     def __init__(self, inner: Any) -> None:
-        self.inner = inner
+        super().__init__(inner, close_provider=False)
         self.documents: list[Embeddings] = []
         self.queries: list[Embeddings] = []
 
-    @property
-    def info(self) -> ModelInfo:
-        info: ModelInfo = self.inner.info
-        return info
-
     def embed_documents(self, texts: Sequence[str]) -> Embeddings:
-        out: Embeddings = self.inner.embed_documents(texts)
+        out = super().embed_documents(texts)
         self.documents.append(out)
         return out
 
     def embed_queries(self, texts: Sequence[str]) -> Embeddings:
-        out: Embeddings = self.inner.embed_queries(texts)
+        out = super().embed_queries(texts)
         self.queries.append(out)
         return out
-
-    def embed_query(self, text: str) -> Embeddings:
-        return self.embed_queries([text])[0]
-
-    def health_check(self) -> HealthReport:
-        report: HealthReport = self.inner.health_check()
-        return report
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> RecordingProvider:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        pass
 
 
 @pytest.mark.slow

@@ -30,6 +30,7 @@ from vecembed.errors import (
     DimensionMismatchError,
     IngestError,
     InvalidInputError,
+    InvalidVectorsError,
     ModelMismatchError,
 )
 from vecembed.types import EmbedResult
@@ -210,42 +211,16 @@ def name() -> str:
     return f"conf-{uuid.uuid4().hex[:12]}"
 
 
-class CountingProvider:
+class CountingProvider(vecembed.DelegatingProvider):
     """A provider that counts the documents it embeds (and can be told to fail after some)."""
 
     def __init__(self, inner: Any) -> None:
-        self.inner = inner
+        super().__init__(inner, close_provider=False)
         self.embedded = 0
-
-    @property
-    def info(self) -> Any:
-        return self.inner.info
-
-    def embed_documents(self, texts: Sequence[str]) -> Any:
-        return self.embed_documents_counted(texts).vectors
 
     def embed_documents_counted(self, texts: Sequence[str]) -> EmbedResult:
         self.embedded += len(texts)
-        result: EmbedResult = self.inner.embed_documents_counted(texts)
-        return result
-
-    def embed_queries(self, texts: Sequence[str]) -> Any:
-        return self.inner.embed_queries(texts)
-
-    def embed_query(self, text: str) -> Any:
-        return self.inner.embed_query(text)
-
-    def health_check(self) -> Any:
-        return self.inner.health_check()
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> CountingProvider:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
+        return super().embed_documents_counted(texts)
 
 
 @pytest.fixture
@@ -457,7 +432,7 @@ def test_filters(target: Target, name: str, provider: CountingProvider) -> None:
 def test_unrecorded_collection_is_refused_unless_adopted(
     target: Target, name: str, provider: CountingProvider
 ) -> None:
-    vectors = provider.inner.embed_documents(["foreign one", "foreign two"])
+    vectors = provider.provider.embed_documents(["foreign one", "foreign two"])
     target.create_foreign(name, vectors)
     with pytest.raises(ModelMismatchError, match="adopt"):
         target.open(provider, name)
@@ -528,3 +503,23 @@ def test_real_model_search_equals_exact_numpy_top10(
     assert recall >= 0.99
     for hits, row in zip(results, exact, strict=True):
         assert hits[0].score == pytest.approx(float(row.max()), abs=1e-4)
+
+
+@pytest.mark.parametrize("breakage", ["nan", "inf", "zero", "huge"])
+def test_a_bad_vector_writes_nothing(target: Target, name: str, provider: CountingProvider, breakage: str) -> None:
+    """Issue 22: a provider's NaN, inf, all-zero or 1000x vector is refused before the batch is written."""
+
+    class Poisoned(vecembed.DelegatingProvider):
+        def embed_documents_counted(self, texts: Sequence[str]) -> EmbedResult:
+            result = super().embed_documents_counted(texts)
+            vectors = result.vectors.copy()
+            for i, text in enumerate(texts):
+                if text == "poison":
+                    broken = {"nan": np.float32("nan"), "inf": np.float32("inf"), "zero": np.float32(0)}
+                    vectors[i] = vectors[i] * 1000 if breakage == "huge" else broken[breakage]
+            return EmbedResult(vectors, tokens=result.tokens, truncated=result.truncated)
+
+    with target.open(Poisoned(provider, close_provider=False), name) as store:
+        with pytest.raises(InvalidVectorsError, match=r"document 'd1' .*nothing of this batch was written"):
+            store.ingest([("d0", "a good text"), ("d1", "poison"), ("d2", "another good text")])
+        assert target.raw_count(name) in (None, 0) and store.count() == 0

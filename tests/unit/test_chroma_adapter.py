@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -26,7 +26,7 @@ from vecembed.errors import (  # noqa: E402
     ModelMismatchError,
     ProviderUnavailableError,
 )
-from vecembed.types import Embeddings, HealthReport, ModelInfo, make_fingerprint  # noqa: E402
+from vecembed.types import HealthReport, ModelInfo, make_fingerprint  # noqa: E402
 
 DOCS = [
     "the cat sat on the mat",
@@ -60,12 +60,12 @@ def _fresh_cache() -> Iterator[None]:
     vc.clear_provider_cache()
 
 
-class OwnProvider:
+class OwnProvider(vecembed.DelegatingProvider):
     """A user's provider that vecembed's registry does not know (wraps a mock for its vectors)."""
 
     def __init__(self, dimension: int = 32) -> None:
-        self._inner = vecembed.load_provider("mock", dimension=dimension, seed=99)
-        base = self._inner.info
+        super().__init__(vecembed.load_provider("mock", dimension=dimension, seed=99))
+        base = self.provider.info
         self._info = ModelInfo(
             name="acme/own-model",
             dimension=dimension,
@@ -79,27 +79,6 @@ class OwnProvider:
     @property
     def info(self) -> ModelInfo:
         return self._info
-
-    def embed_documents(self, texts: Sequence[str]) -> Embeddings:
-        return self._inner.embed_documents(texts)
-
-    def embed_queries(self, texts: Sequence[str]) -> Embeddings:
-        return self._inner.embed_queries(texts)
-
-    def embed_query(self, text: str) -> Embeddings:
-        return self._inner.embed_query(text)
-
-    def health_check(self) -> HealthReport:
-        return self._inner.health_check()
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def __enter__(self) -> OwnProvider:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
 
 # -- the embedding function itself ---------------------------------------------------------------

@@ -17,7 +17,7 @@ from tokenizers.models import WordLevel
 from tokenizers.pre_tokenizers import Whitespace
 from tokenizers.processors import TemplateProcessing
 
-from vecembed import EmbeddingStats, InvalidInputError
+from vecembed import DimensionMismatchError, EmbeddingStats, InvalidInputError
 from vecembed.pipeline import Batch, TextPipeline
 
 WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"] + [f"w{i}" for i in range(50)]
@@ -118,7 +118,7 @@ def test_invalid_item_embeds_nothing() -> None:
 
 def test_a_backend_returning_the_wrong_width_is_an_error_not_garbage() -> None:
     pipe = TextPipeline(make_tokenizer(), lambda b: TABLE[b.input_ids][:, :, :3], dimension=DIM, max_tokens=16)
-    with pytest.raises(RuntimeError, match="expected"):
+    with pytest.raises(DimensionMismatchError, match=r"shape \(1, 3\) for 1 texts, expected \(1, 6\)"):
         pipe.embed(["w1"])
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -29,6 +30,7 @@ from vecembed.pipeline.batching import plan_batches
 from vecembed.pipeline.pooling import l2_normalize, pool
 from vecembed.pipeline.validate import validate_texts
 from vecembed.types import Embeddings, EmbeddingStats, EmbedResult
+from vecembed.vectors import check_embeddings
 
 __all__ = ["Batch", "ForwardFn", "TextPipeline", "Tokenized", "truncation_reported_by_caller"]
 
@@ -201,11 +203,13 @@ class TextPipeline:
                 vectors = pool(hidden, batch.attention_mask, self.pooling)
                 if self.normalize:
                     vectors = l2_normalize(vectors)
-                if vectors.shape != (len(index), self.dimension):
-                    raise RuntimeError(
-                        f"backend returned vectors of shape {vectors.shape}, expected {(len(index), self.dimension)}"
-                    )
-                out[offset + index] = vectors
+                rows = offset + index
+                vectors = check_embeddings(
+                    vectors, expected_rows=len(index), dimension=self.dimension, normalized=self.normalize,
+                    where="the backend's forward pass", outcome="nothing was returned",
+                    row_name=functools.partial(_text_at, rows),
+                )
+                out[rows] = vectors
             offset += len(tok.lengths)
             total_tokens += int(tok.lengths.sum())
             truncated += tok.truncated
@@ -233,3 +237,8 @@ class TextPipeline:
             executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown(wait=True)
+
+
+def _text_at(rows: NDArray[np.intp], i: int) -> str:
+    """How a check names row ``i`` of a batch: by the text's position in the call."""
+    return f"text {int(rows[i])}"
