@@ -600,3 +600,121 @@ def test_cli_serve_options_are_checked(capsys: pytest.CaptureFixture[str]) -> No
         with pytest.raises(SystemExit):
             parser.parse_args(["serve", *bad])
     assert "expected a number >= 0" in capsys.readouterr().err
+
+
+# -- issue 22: fairness, /health from state, malformed fields, /info paths, empty key lists ------------------------
+
+
+class RecordingProvider(MockProvider):
+    """A mock provider that records each embed call (its texts) and each health check, and can be held at a gate."""
+
+    def __init__(self, *, fail_on_call: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+        self.calls: list[list[str]] = []
+        self.health_checks = 0
+        self.fail_on_call = fail_on_call
+
+    def embed_documents_counted(self, texts: Sequence[str]) -> EmbedResult:
+        self.calls.append(list(texts))
+        self.entered.set()
+        self.gate.wait(10)
+        if self.fail_on_call is not None and len(self.calls) == self.fail_on_call:
+            raise ProviderUnavailableError("the backend fell over")
+        return super().embed_documents_counted(texts)
+
+    def health_check(self) -> Any:
+        self.health_checks += 1
+        return super().health_check()
+
+
+def varied_texts(n: int) -> list[str]:
+    return [" ".join(f"w{i}x{j}" for j in range(1 + (i * 7) % 13)) for i in range(n)]
+
+
+def test_a_small_request_overtakes_the_rest_of_a_big_one() -> None:
+    """Issue 22 (2): a big request is cut into budget-sized calls; a request arriving meanwhile goes into the next."""
+    provider = RecordingProvider(dimension=16)
+    batcher = DynamicBatcher(provider, max_batch_texts=4, max_wait=0.0)
+    try:
+        provider.gate.clear()
+        big_texts = varied_texts(20)
+        big = batcher.submit(big_texts)
+        assert provider.entered.wait(5)
+        small = batcher.submit(["one word"])
+        provider.gate.set()
+        small_result = small.result(5)
+        big_result = big.result(5)
+        # the big request ran in calls of at most 4 texts, and the small one rode in the second call
+        assert max(len(call) for call in provider.calls) <= 4 and len(provider.calls) >= 5
+        assert "one word" in provider.calls[1]
+        # vectors and their order are the provider's own, whatever the chunks were
+        reference = MockProvider(dimension=16)
+        assert np.array_equal(big_result.vectors, reference.embed_documents(big_texts))
+        assert np.array_equal(small_result.vectors, reference.embed_documents(["one word"]))
+        assert big_result.tokens == sum(len(t.split()) for t in big_texts) and small_result.tokens == 2
+        assert batcher.queued_texts == 0
+    finally:
+        provider.gate.set()
+        batcher.close(timeout=5)
+    assert batcher.idle
+
+
+def test_big_requests_share_calls_by_least_service_and_respect_the_token_budget() -> None:
+    provider = RecordingProvider(dimension=8)
+    # a budget of 12 estimated tokens: 3 texts of "abcdefghi" (9 // 3 + 2 = 5 each) do not fit, 2 do
+    batcher = DynamicBatcher(provider, max_batch_texts=64, max_batch_tokens=12, max_wait=0.0)
+    try:
+        provider.gate.clear()
+        hold = batcher.submit(["hold"])
+        assert provider.entered.wait(5)
+        first = batcher.submit([f"a{i}cdefghi" for i in range(6)])
+        second = batcher.submit([f"b{i}cdefghi" for i in range(4)])
+        long_one = batcher.submit(["x" * 300])  # alone over the budget: still runs, in a call of its own
+        provider.gate.set()
+        for future in (hold, first, second, long_one):
+            future.result(5)
+        sizes = [len(call) for call in provider.calls[1:]]
+        assert all(size <= 2 for size in sizes)
+        # turns alternate between the two big requests (and the long text) instead of draining the first
+        owners = ["".join(sorted({t[0] for t in call})) for call in provider.calls[1:]]
+        assert owners[:3] == ["a", "b", "x"] and owners.index("x") < len(owners) - 1
+        assert np.array_equal(first.result().vectors,
+                              MockProvider(dimension=8).embed_documents([f"a{i}cdefghi" for i in range(6)]))
+    finally:
+        batcher.close(timeout=5)
+
+
+def test_a_failed_chunk_fails_its_request_and_drops_the_rest() -> None:
+    provider = RecordingProvider(dimension=8, fail_on_call=2)
+    batcher = DynamicBatcher(provider, max_batch_texts=2, max_wait=0.0)
+    try:
+        big = batcher.submit(varied_texts(10))
+        with pytest.raises(ProviderUnavailableError, match="fell over"):
+            big.result(5)
+        after = batcher.submit(["still served"]).result(5)
+        assert after.vectors.shape == (1, 8)
+        assert len(provider.calls) == 3 and batcher.queued_texts == 0  # the 3 chunks left were not run
+        empty = batcher.submit([]).result(5)
+        assert empty.vectors.shape == (0, 8) and empty.tokens == 0
+    finally:
+        batcher.close(timeout=5)
+
+
+def test_a_request_cancelled_before_it_ran_is_dropped() -> None:
+    provider = RecordingProvider(dimension=8)
+    batcher = DynamicBatcher(provider, max_wait=0.0)
+    try:
+        provider.gate.clear()
+        hold = batcher.submit(["hold"])
+        assert provider.entered.wait(5)
+        gone = batcher.submit(["a", "b", "c"])
+        assert gone.cancel() and batcher.queued_texts == 3
+        provider.gate.set()
+        hold.result(5)
+        batcher.submit(["next"]).result(5)
+        assert provider.calls[1:] == [["next"]] and batcher.queued_texts == 0
+    finally:
+        batcher.close(timeout=5)
