@@ -718,3 +718,47 @@ def test_a_request_cancelled_before_it_ran_is_dropped() -> None:
         assert provider.calls[1:] == [["next"]] and batcher.queued_texts == 0
     finally:
         batcher.close(timeout=5)
+
+
+DEEP = 1000
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"input": "a", "input_type": ["query"]}, "input_type"),
+        ({"input": "a", "input_type": 0}, "input_type"),
+        ({"input": "a", "input_type": {}}, "input_type"),
+        ({"input": "a", "input_type": ""}, "input_type"),
+        ({"input": "a", "encoding_format": 0}, "encoding_format"),
+        ({"input": "a", "encoding_format": {}}, "encoding_format"),
+        ({"input": "a", "encoding_format": ["float"]}, "encoding_format"),
+        ({"input": "a", "dimensions": [[[8]]]}, "dimensions"),
+        ({"input": "a", "dimensions": "8"}, "dimensions"),
+        ({"input": "a", "user": 3}, "user"),
+        ({"input": "a", "model": {"id": "m"}}, "model"),
+        ({"input": None}, "input"),
+        ({"input": {"text": "a"}}, "input"),
+        ({"input": [[1, [2]]]}, "input"),
+        ({"input": ["a", {"b": 1}]}, "input"),
+    ],
+)
+def test_every_malformed_field_is_a_400_naming_it(client_for: Any, body: Any, param: str) -> None:
+    """Issue 22 (4): never a 500, never silently the default."""
+    client = client_for(MockProvider(dimension=8))
+    wait_ready(client)
+    answer = client.post("/v1/embeddings", json=body)
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error["param"] == param and param in error["message"] and error["type"] == "invalid_request_error"
+
+
+def test_a_deeply_nested_input_is_a_400_not_a_recursion_error(client_for: Any) -> None:
+    client = client_for(MockProvider(dimension=8))
+    wait_ready(client)
+    for depth in (DEEP, 5000):  # under and over the JSON parser's own nesting limit
+        raw = b'{"input": ' + b"[" * depth + b"1" + b"]" * depth + b"}"
+        answer = client.post("/v1/embeddings", content=raw)
+        assert answer.status_code == 400, answer.text[:200]
+        assert set(answer.json()["error"]) == {"message", "type", "param", "code"}
+        assert len(answer.text) < 1000  # the message names the type, it does not echo the value
