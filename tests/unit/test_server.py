@@ -720,6 +720,42 @@ def test_a_request_cancelled_before_it_ran_is_dropped() -> None:
         batcher.close(timeout=5)
 
 
+def test_health_without_a_key_answers_from_state_and_never_runs_the_model(client_for: Any) -> None:
+    """Issue 22 (3): a flood of unauthenticated /health costs no forward pass; the deep probe needs the key."""
+    provider = RecordingProvider(dimension=8)
+    client = client_for(provider, api_keys=("k",), health_probe_interval=60.0)
+    wait_ready(client)
+    checks, calls = provider.health_checks, len(provider.calls)
+    assert checks == 1  # the one probe at start
+    for _ in range(50):
+        answer = client.get("/health")
+        assert answer.status_code == 200 and answer.json()["ok"] is True
+    assert provider.health_checks == checks and len(provider.calls) == calls
+    body = answer.json()
+    assert body["deep"] is False and body["last_probe"]["ok"] is True and "age_s" in body["last_probe"]
+    # the deep probe: key needed, and at most one per interval (the rest get the cached report)
+    refused = client.get("/health?deep=1")
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
+    deep = client.get("/health?deep=1", headers={"Authorization": "Bearer k"})
+    assert deep.status_code == 200 and deep.json()["deep"] is True and deep.json()["cached"] is True
+    assert provider.health_checks == checks  # the start probe is younger than 60 s
+    client.server.settings = type(client.server.settings)(api_keys=("k",), health_probe_interval=0.0)
+    fresh = client.get("/health?deep=1", headers={"Authorization": "Bearer k"})
+    assert fresh.json()["cached"] is False and provider.health_checks == checks + 1
+
+
+def test_health_turns_503_after_a_failed_call_and_back_after_a_success(client_for: Any) -> None:
+    provider = RecordingProvider(dimension=8, fail_on_call=1)
+    client = client_for(provider)
+    wait_ready(client)
+    failed = client.post("/v1/embeddings", json={"input": "x"})
+    assert failed.status_code == 503
+    down = client.get("/health")
+    assert down.status_code == 503 and "fell over" in down.json()["detail"]
+    assert client.post("/v1/embeddings", json={"input": "x"}).status_code == 200
+    assert client.get("/health").status_code == 200
+
+
 DEEP = 1000
 
 
@@ -762,3 +798,53 @@ def test_a_deeply_nested_input_is_a_400_not_a_recursion_error(client_for: Any) -
         assert answer.status_code == 400, answer.text[:200]
         assert set(answer.json()["error"]) == {"message", "type", "param", "code"}
         assert len(answer.text) < 1000  # the message names the type, it does not echo the value
+
+
+def test_info_shows_no_absolute_model_path(client_for: Any) -> None:
+    """Issue 22 (5): where the model lies on the server's disk is not /info's business."""
+    import dataclasses
+
+    class LocalModel(MockProvider):
+        @property
+        def info(self) -> Any:
+            return dataclasses.replace(super().info, extra={
+                "source": "local", "path": "/home/someone/models/my-model", "revision": None,
+                "files": ["/srv/cache/model.onnx", "tokenizer.json"]})
+
+    provider = LocalModel(dimension=8)
+    client = client_for(provider, api_keys=("k",))
+    wait_ready(client)
+    answer = client.get("/info", headers={"Authorization": "Bearer k"})
+    assert answer.status_code == 200
+    assert "/home/someone" not in answer.text and "/srv/cache" not in answer.text
+    model = answer.json()["model"]
+    assert model["extra"]["path"] == "my-model" and model["extra"]["files"] == ["model.onnx", "tokenizer.json"]
+    assert model["fingerprint"] == provider.info.fingerprint and model["name"] == provider.info.name
+
+
+def test_a_key_list_that_parses_to_nothing_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 22 (5): ``VECEMBED_API_KEY=" , "`` must not start a server without authentication."""
+    import vecembed.server.app as app_module
+    from vecembed.cli import main
+    from vecembed.server import ServerSettings
+    from vecembed.server.app import api_keys_from_env
+
+    started: list[Any] = []
+    monkeypatch.setattr(app_module, "run_server", lambda server, **kw: started.append(server.settings))
+    for raw in (" , ", ",", " ,,, "):
+        monkeypatch.setenv("VECEMBED_API_KEY", raw)
+        assert main(["serve", "--backend", "mock"]) != 0
+        with pytest.raises(InvalidInputError, match="holds no key"):
+            api_keys_from_env(raw)
+    assert started == []
+    assert main(["serve", "--backend", "mock", "--api-key", " "]) != 0 and started == []
+    monkeypatch.setenv("VECEMBED_API_KEY", " a, b ,")
+    assert main(["serve", "--backend", "mock"]) == 0 and started[-1].api_keys == ("a", "b")
+    monkeypatch.setenv("VECEMBED_API_KEY", "")  # unset or empty (compose's ${VAR:-}): no authentication, as asked
+    assert main(["serve", "--backend", "mock"]) == 0 and started[-1].api_keys == ()
+    assert api_keys_from_env(None) == () and api_keys_from_env("  ") == ()
+    for bad in ((" k",), ("a b",), ("",)):
+        with pytest.raises(InvalidInputError, match="api_keys"):
+            ServerSettings(api_keys=bad)
+    with pytest.raises(InvalidInputError, match="not one string"):
+        ServerSettings(api_keys="secret")  # type: ignore[arg-type]

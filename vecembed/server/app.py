@@ -5,8 +5,12 @@ Endpoints::
     POST /v1/embeddings   OpenAI's embeddings API (see vecembed.server.schema)      API key
     GET  /v1/models       the served model and its aliases                           API key
     GET  /info            ModelInfo (fingerprint included), limits, what input is taken  API key
-    GET  /health          200 when the provider's health check passes, else 503      open
+    GET  /health          liveness from state + the last probe's verdict: 200 / 503   open
+    GET  /health?deep=1   runs the provider's probe (at most one per probe interval)  API key
     GET  /metrics         Prometheus text format                                     open
+
+``/health`` without ``deep`` never touches the model: a flood of unauthenticated
+health checks costs the event loop microseconds each, not a forward pass.
 
 States: ``starting`` (the model loads in the background; everything but /metrics
 answers 503), ``ready``, ``draining`` (after SIGTERM: in-flight requests finish,
@@ -19,10 +23,12 @@ import asyncio
 import base64
 import hmac
 import logging
+import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 
 import numpy as np
@@ -33,13 +39,77 @@ from vecembed.protocol import EmbeddingProvider
 from vecembed.server.batcher import DynamicBatcher, QueueFullError, ShuttingDownError
 from vecembed.server.metrics import ServerMetrics
 from vecembed.server.schema import ApiError, parse_embeddings_request
+from vecembed.types import HealthReport, ModelInfo
 
-__all__ = ["EmbeddingServer", "ServerSettings", "run_server"]
+__all__ = ["EmbeddingServer", "ServerSettings", "api_keys_from_env", "public_model_info", "run_server"]
 
 log = logging.getLogger("vecembed.server")
 
 #: The environment variable holding API keys (comma-separated) when ``--api-key`` is not given.
 API_KEY_ENV = "VECEMBED_API_KEY"
+
+# a key is sent as "Authorization: Bearer <key>": printable ASCII, no spaces, no commas (the env list's separator)
+_KEY = re.compile(r"[\x21-\x2b\x2d-\x7e]+")
+
+
+def api_keys_from_env(raw: str | None) -> tuple[str, ...]:
+    """The keys in ``$VECEMBED_API_KEY`` (comma-separated, spaces around each ignored).
+
+    Unset or blank means no authentication (what ``${VECEMBED_API_KEY:-}`` in a
+    compose file gives); a value that holds something yet parses to no key
+    (``" , "``) raises :class:`InvalidInputError` instead of silently serving
+    without authentication.
+    """
+    if raw is None or not raw.strip():
+        return ()
+    keys = tuple(k.strip() for k in raw.split(",") if k.strip())
+    if not keys:
+        raise InvalidInputError(
+            f"${API_KEY_ENV} is set to {raw!r}, which holds no key: set it to one key or several separated "
+            f"by commas, or unset it to serve without authentication"
+        )
+    return keys
+
+
+def _safe_probe(provider: EmbeddingProvider) -> HealthReport:
+    """``provider.health_check()``, which should never raise; a user's own provider that does fails the probe."""
+    start = time.perf_counter()
+    try:
+        return provider.health_check()
+    except Exception as exc:
+        return HealthReport(ok=False, latency_ms=(time.perf_counter() - start) * 1000.0,
+                            detail=f"health_check raised {type(exc).__name__}: {exc}", component="provider")
+
+
+def _is_machine_path(value: str) -> bool:
+    return PurePosixPath(value).is_absolute() or (PureWindowsPath(value).drive != ""
+                                                   and PureWindowsPath(value).is_absolute())
+
+
+def _strip_paths(value: Any, key: str = "") -> Any:
+    if isinstance(value, Mapping):
+        return {k: _strip_paths(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strip_paths(v) for v in value]
+    if isinstance(value, str) and value and (key == "path" or _is_machine_path(value)):
+        name = PureWindowsPath(value).name if "\\" in value else PurePosixPath(value).name
+        return name or "."
+    return value
+
+
+def public_model_info(info: ModelInfo) -> dict[str, Any]:
+    """``info.to_dict()`` as ``/info`` shows it: file-system paths reduced to their last part.
+
+    Where the model lies on the server's disk (``/home/<user>/...``) tells a key
+    holder about the machine and nothing about the vector space: the
+    fingerprint, the name and the source stay; ``extra["path"]`` becomes the
+    folder's or the file's own name.
+    """
+    shown = info.to_dict()
+    shown["extra"] = _strip_paths(shown.get("extra") or {})
+    if _is_machine_path(shown["name"]):
+        shown["name"] = _strip_paths(shown["name"], "path")
+    return shown
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,7 +120,9 @@ class ServerSettings:
     model names clients may send; ``max_inputs`` / ``max_request_bytes``: per
     request (413 beyond); ``max_batch_texts``, ``max_batch_tokens``,
     ``max_wait_ms``: dynamic batching; ``max_queue_texts``: queued texts before 429;
-    ``drain_timeout``: seconds SIGTERM waits for in-flight requests.
+    ``drain_timeout``: seconds SIGTERM waits for in-flight requests;
+    ``health_probe_interval``: seconds between two probes of ``/health?deep=1``
+    (a deep check within that answers the last probe's verdict).
     """
 
     host: str = "127.0.0.1"
@@ -64,6 +136,7 @@ class ServerSettings:
     max_wait_ms: float = 2.0
     max_queue_texts: int = 4096
     drain_timeout: float = 30.0
+    health_probe_interval: float = 10.0
     log_level: str = "warning"
 
     def __post_init__(self) -> None:
@@ -73,10 +146,18 @@ class ServerSettings:
                 raise InvalidInputError(f"ServerSettings.{name} must be a positive int, got {value!r}")
         if not 0 <= self.port <= 65535:
             raise InvalidInputError(f"ServerSettings.port must be in 0..65535, got {self.port}")
-        if self.max_wait_ms < 0 or self.drain_timeout < 0:
-            raise InvalidInputError("ServerSettings.max_wait_ms and drain_timeout must be >= 0")
-        if any(not key for key in self.api_keys):
-            raise InvalidInputError("ServerSettings.api_keys must not hold an empty key")
+        if self.max_wait_ms < 0 or self.drain_timeout < 0 or self.health_probe_interval < 0:
+            raise InvalidInputError(
+                "ServerSettings.max_wait_ms, drain_timeout and health_probe_interval must be >= 0")
+        if isinstance(self.api_keys, str):
+            raise InvalidInputError("ServerSettings.api_keys must be a tuple of keys, not one string")
+        for i, key in enumerate(self.api_keys):
+            if not key:
+                raise InvalidInputError(f"ServerSettings.api_keys[{i}] is an empty key")
+            if not isinstance(key, str) or not _KEY.fullmatch(key):
+                raise InvalidInputError(
+                    f"ServerSettings.api_keys[{i}] must be printable ASCII without spaces or commas "
+                    "(it is sent as 'Authorization: Bearer <key>')")
 
     def limits(self) -> dict[str, Any]:
         """The limits a client needs (what ``/info`` reports and the remote provider batches to)."""
@@ -132,6 +213,12 @@ class EmbeddingServer:
         self._names: set[str] = set()
         self._decode: Callable[[list[list[int]]], list[str]] | None = None
         self._vocab_size: int | None = None
+        # what /health answers from: the last probe (at start, then deep checks), when it ran, the one running,
+        # and the last embedding call's failure (cleared by the next success)
+        self._probe: HealthReport | None = None
+        self._probe_at = 0.0
+        self._probing: asyncio.Future[HealthReport] | None = None
+        self._call_failure: str | None = None
         self.metrics = ServerMetrics(
             queue_depth=lambda: float(self.batcher.queued_texts if self.batcher else 0),
             in_flight=lambda: float(self._counts.in_flight),
@@ -170,6 +257,10 @@ class EmbeddingServer:
         try:
             if self.provider is None and self._factory is not None:
                 self.provider = await asyncio.to_thread(self._factory)
+            provider = self.provider
+            if provider is not None:
+                # the one probe /health starts from, before any request can reach the provider
+                self._set_probe(await asyncio.to_thread(_safe_probe, provider))
             self._attach(self.provider)
         except Exception as exc:  # the server stays up and says why on /health
             self.load_error = exc
@@ -308,11 +399,14 @@ class EmbeddingServer:
             except InvalidInputError as exc:
                 raise ApiError(400, str(exc), param="input") from None
             except ProviderUnavailableError as exc:
+                self._call_failure = f"{type(exc).__name__}: {exc}"
                 raise ApiError(503, str(exc), type="server_error", code="service_unavailable") from None
             except Exception as exc:
                 log.exception("embedding failed")
+                self._call_failure = f"{type(exc).__name__}: {exc}"
                 raise ApiError(500, f"embedding failed: {type(exc).__name__}: {exc}", type="server_error",
                                param=None, code="internal_error") from None
+            self._call_failure = None
             vectors = result.vectors
             if parsed.encoding_format == "base64":
                 raw_rows = vectors.astype("<f4", copy=False)
@@ -332,6 +426,10 @@ class EmbeddingServer:
             return response
         except ApiError as err:
             return self._error(endpoint, err)
+        except Exception as exc:  # a bug of ours still answers in the OpenAI error shape, never a bare 500 page
+            log.exception("the embeddings endpoint failed")
+            return self._error(endpoint, ApiError(500, f"internal error: {type(exc).__name__}", type="server_error",
+                                                  param=None, code="internal_error"))
         finally:
             self._counts.in_flight -= 1
 
@@ -362,27 +460,79 @@ class EmbeddingServer:
         return self._json({
             "object": "vecembed.info",
             "vecembed_version": __version__,
-            "model": info.to_dict(),
+            "model": public_model_info(info),
             "served_names": sorted(self._names),
             "limits": self.settings.limits(),
             "accepts_token_ids": self._decode is not None,
             "input_types": ["document", "query"],
         })
 
-    async def health(self, request: Any) -> Any:
-        """``GET /health``: 200 with the provider's health report when it passes, 503 otherwise."""
-        if self.status != "ready" or self.batcher is None or self.provider is None:
-            detail = f"the model failed to load: {self.load_error}" if self.status == "failed" else self.status
-            self.metrics.requests.inc(endpoint="/health", status="503")
-            return self._json({"status": self.status, "ok": False, "detail": detail}, 503)
+    def _set_probe(self, report: HealthReport) -> None:
+        self._probe, self._probe_at = report, time.monotonic()
+
+    def _liveness(self) -> tuple[bool, str]:
+        """The verdict from state alone: loaded, not closed, the last probe and the last call passed."""
+        provider = self.provider
+        if self.status != "ready" or self.batcher is None or provider is None:
+            return False, f"the model failed to load: {self.load_error}" if self.status == "failed" else self.status
+        if getattr(provider, "closed", False):
+            return False, "provider is closed"
+        if self._call_failure is not None:
+            return False, f"the last embedding call failed: {self._call_failure}"
+        if self._probe is not None and not self._probe.ok:
+            return False, self._probe.detail
+        return True, self._probe.detail if self._probe is not None else "ready"
+
+    async def _deep_probe(self) -> tuple[HealthReport, bool]:
+        """The provider's probe on its own thread, at most once per ``health_probe_interval``: (report, cached)."""
+        if self._probing is not None:  # one probe runs: every deep check waiting now shares it
+            return await asyncio.shield(self._probing), True
+        fresh = time.monotonic() - self._probe_at < self.settings.health_probe_interval
+        if self._probe is not None and fresh:
+            return self._probe, True
+        provider, batcher = self.provider, self.batcher
+        if provider is None or batcher is None:  # pragma: no cover - _liveness said ready
+            raise ProviderUnavailableError("the server is not ready")
+        self._probing = asyncio.wrap_future(batcher.call(lambda: _safe_probe(provider)))
         try:
-            report = await asyncio.wrap_future(self.batcher.call(self.provider.health_check))
-            body = {"status": self.status, **report.to_dict()}
-            ok = bool(report.ok)
-        except Exception as exc:
-            body, ok = {"status": self.status, "ok": False, "detail": f"{type(exc).__name__}: {exc}"}, False
+            report: HealthReport = await asyncio.shield(self._probing)
+        finally:
+            self._probing = None
+        self._set_probe(report)
+        self._call_failure = None if report.ok else self._call_failure
+        return report, False
+
+    async def health(self, request: Any) -> Any:
+        """``GET /health``: liveness from state (200 / 503), never a forward pass; ``?deep=1`` probes the model.
+
+        The deep probe needs the API key (when the server has keys) and runs at most
+        once per ``health_probe_interval`` seconds; checks in between get the last
+        probe's report (``"cached": true``), so no caller can make the model work.
+        """
+        endpoint = "/health"
+        deep = request.query_params.get("deep", "").lower() in ("1", "true", "yes")
+        ok, detail = self._liveness()
+        body: dict[str, Any] = {"status": self.status, "ok": ok, "detail": detail, "deep": False}
+        if deep:
+            try:
+                self._check_key(request)
+            except ApiError as err:
+                return self._error(endpoint, err)
+            if self.status == "ready":
+                try:
+                    report, cached = await self._deep_probe()
+                    ok, detail = self._liveness()
+                    body = {"status": self.status, **report.to_dict(), "deep": True, "cached": cached}
+                    body["ok"] = ok = ok and report.ok
+                except Exception as exc:
+                    ok = False
+                    body = {"status": self.status, "ok": False, "detail": f"{type(exc).__name__}: {exc}",
+                            "deep": True}
+        elif self._probe is not None and self.status == "ready":
+            body["last_probe"] = {**self._probe.to_dict(),
+                                  "age_s": round(time.monotonic() - self._probe_at, 1)}
         status = 200 if ok else 503
-        self.metrics.requests.inc(endpoint="/health", status=str(status))
+        self.metrics.requests.inc(endpoint=endpoint, status=str(status))
         return self._json(body, status)
 
     async def metrics_endpoint(self, request: Any) -> Any:
