@@ -662,7 +662,7 @@ def test_a_small_request_overtakes_the_rest_of_a_big_one() -> None:
     assert batcher.idle
 
 
-def test_big_requests_share_calls_by_least_service_and_respect_the_token_budget() -> None:
+def test_new_and_running_requests_take_turns_within_the_token_budget() -> None:
     provider = RecordingProvider(dimension=8)
     # a budget of 12 estimated tokens: 3 texts of "abcdefghi" (9 // 3 + 2 = 5 each) do not fit, 2 do
     batcher = DynamicBatcher(provider, max_batch_texts=64, max_batch_tokens=12, max_wait=0.0)
@@ -673,14 +673,16 @@ def test_big_requests_share_calls_by_least_service_and_respect_the_token_budget(
         first = batcher.submit([f"a{i}cdefghi" for i in range(6)])
         second = batcher.submit([f"b{i}cdefghi" for i in range(4)])
         long_one = batcher.submit(["x" * 300])  # alone over the budget: still runs, in a call of its own
+        small = batcher.submit(["s"])
         provider.gate.set()
-        for future in (hold, first, second, long_one):
+        for future in (hold, first, second, long_one, small):
             future.result(5)
-        sizes = [len(call) for call in provider.calls[1:]]
-        assert all(size <= 2 for size in sizes)
-        # turns alternate between the two big requests (and the long text) instead of draining the first
         owners = ["".join(sorted({t[0] for t in call})) for call in provider.calls[1:]]
-        assert owners[:3] == ["a", "b", "x"] and owners.index("x") < len(owners) - 1
+        # 1: the head of "a" is cut and the one-letter request, waiting already, fills the rest of the budget;
+        # 2-3: new requests' turns (a new one is cut only at the head of a call, so "x" waits for its own);
+        # 4-6: the two under way alternate, the least served first
+        assert owners == ["as", "b", "x", "a", "b", "a"]
+        assert [len(call) for call in provider.calls[1:]] == [3, 2, 1, 2, 2, 2]
         assert np.array_equal(first.result().vectors,
                               MockProvider(dimension=8).embed_documents([f"a{i}cdefghi" for i in range(6)]))
     finally:
@@ -848,3 +850,32 @@ def test_a_key_list_that_parses_to_nothing_is_refused(monkeypatch: pytest.Monkey
             ServerSettings(api_keys=bad)
     with pytest.raises(InvalidInputError, match="not one string"):
         ServerSettings(api_keys="secret")  # type: ignore[arg-type]
+
+
+def test_open_endpoints_slow_a_flood_without_a_key_and_never_the_key_holders(client_for: Any) -> None:
+    import asyncio
+
+    from vecembed.server.app import _OpenLimiter
+
+    async def burst() -> list[float | None]:
+        limiter = _OpenLimiter(10.0, max_wait=0.25)
+        first = [await limiter.admit() for _ in range(10)]  # the burst: no wait
+        assert first == [None] * 10
+        # five at once over the rate: the first two wait their turn (0.1 s, 0.2 s), the rest are told to retry
+        return list(await asyncio.gather(*(limiter.admit() for _ in range(5))))
+
+    answers = asyncio.run(burst())
+    assert answers[:2] == [None, None] and all(a is not None and a > 0.25 for a in answers[2:])
+
+    client = client_for(MockProvider(dimension=8), api_keys=("k",), health_rate_limit=1.0)
+    wait_ready(client)
+    for _ in range(10):
+        assert client.get("/health").status_code == 200
+    client.server._open_limiter.max_wait = 0.0  # no waiting: over the rate is a 429 at once
+    refused = client.get("/health")
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "rate_limited"
+    assert int(refused.headers["retry-after"]) >= 1
+    assert client.get("/metrics").status_code == 429
+    auth = {"Authorization": "Bearer k"}
+    assert client.get("/health", headers=auth).status_code == 200
+    assert client.get("/metrics", headers=auth).status_code == 200

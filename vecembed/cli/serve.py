@@ -63,6 +63,9 @@ def register(commands: Any) -> None:
     limits.add_argument("--health-probe-interval", type=_non_negative_float, default=defaults.health_probe_interval,
                         help="seconds between two model probes of /health?deep=1 (default "
                         f"{defaults.health_probe_interval:g}); plain /health never runs the model")
+    limits.add_argument("--health-rate-limit", type=_non_negative_float, default=defaults.health_rate_limit,
+                        help="answers per second /health and /metrics give callers without a key; more wait "
+                        f"their turn, then 429 (default {defaults.health_rate_limit:g}; 0 = no limit)")
     limits.add_argument("--drain-timeout", type=_non_negative_float, default=defaults.drain_timeout,
                         help=f"seconds SIGTERM waits for in-flight requests (default {defaults.drain_timeout:g})")
     serve.set_defaults(handler=cmd_serve)
@@ -98,6 +101,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_queue_texts=args.max_queue,
         drain_timeout=args.drain_timeout,
         health_probe_interval=args.health_probe_interval,
+        health_rate_limit=args.health_rate_limit,
         log_level=args.log_level,
     )
     # Building the server checks the [server] extra before any model is loaded.

@@ -122,7 +122,9 @@ class ServerSettings:
     ``max_wait_ms``: dynamic batching; ``max_queue_texts``: queued texts before 429;
     ``drain_timeout``: seconds SIGTERM waits for in-flight requests;
     ``health_probe_interval``: seconds between two probes of ``/health?deep=1``
-    (a deep check within that answers the last probe's verdict).
+    (a deep check within that answers the last probe's verdict);
+    ``health_rate_limit``: answers per second that ``/health`` and ``/metrics`` give
+    callers without a key (more wait their turn, up to 1 s, then 429; 0: no limit).
     """
 
     host: str = "127.0.0.1"
@@ -137,6 +139,7 @@ class ServerSettings:
     max_queue_texts: int = 4096
     drain_timeout: float = 30.0
     health_probe_interval: float = 10.0
+    health_rate_limit: float = 50.0
     log_level: str = "warning"
 
     def __post_init__(self) -> None:
@@ -146,9 +149,9 @@ class ServerSettings:
                 raise InvalidInputError(f"ServerSettings.{name} must be a positive int, got {value!r}")
         if not 0 <= self.port <= 65535:
             raise InvalidInputError(f"ServerSettings.port must be in 0..65535, got {self.port}")
-        if self.max_wait_ms < 0 or self.drain_timeout < 0 or self.health_probe_interval < 0:
-            raise InvalidInputError(
-                "ServerSettings.max_wait_ms, drain_timeout and health_probe_interval must be >= 0")
+        if min(self.max_wait_ms, self.drain_timeout, self.health_probe_interval, self.health_rate_limit) < 0:
+            raise InvalidInputError("ServerSettings.max_wait_ms, drain_timeout, health_probe_interval and "
+                                    "health_rate_limit must be >= 0")
         if isinstance(self.api_keys, str):
             raise InvalidInputError("ServerSettings.api_keys must be a tuple of keys, not one string")
         for i, key in enumerate(self.api_keys):
@@ -169,6 +172,38 @@ class ServerSettings:
             "max_queue_texts": self.max_queue_texts,
             "max_wait_ms": self.max_wait_ms,
         }
+
+
+class _OpenLimiter:
+    """A token bucket for what anyone may call (``/health``, ``/metrics`` without a key), on the event loop only.
+
+    A caller over the rate waits for its turn (at most ``max_wait`` seconds, else a 429):
+    a client flooding in a loop is slowed to the rate instead of taking the event loop
+    from the authorised requests; a probe every few seconds never waits.
+    """
+
+    def __init__(self, rate: float, *, max_wait: float = 1.0) -> None:
+        self.rate = rate
+        self.burst = max(10.0, rate)
+        self.max_wait = max_wait
+        self._tokens = self.burst
+        self._at = time.monotonic()
+
+    async def admit(self) -> float | None:
+        """None once admitted (after waiting for its turn), else the seconds after which to retry."""
+        if self.rate <= 0:
+            return None
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate) - 1.0
+        self._at = now
+        if self._tokens >= 0:
+            return None
+        wait = -self._tokens / self.rate  # tokens below zero are the turns promised to the callers waiting
+        if wait > self.max_wait:
+            self._tokens += 1.0
+            return wait
+        await asyncio.sleep(wait)
+        return None
 
 
 @dataclass
@@ -219,6 +254,7 @@ class EmbeddingServer:
         self._probe_at = 0.0
         self._probing: asyncio.Future[HealthReport] | None = None
         self._call_failure: str | None = None
+        self._open_limiter = _OpenLimiter(self.settings.health_rate_limit)
         self.metrics = ServerMetrics(
             queue_depth=lambda: float(self.batcher.queued_texts if self.batcher else 0),
             in_flight=lambda: float(self._counts.in_flight),
@@ -320,14 +356,30 @@ class EmbeddingServer:
             self.metrics.rejected.inc(reason=str(err.code or err.status))
         return self._json(err.body(), err.status, err.headers or None)
 
-    def _check_key(self, request: Any) -> None:
-        if not self._keys:
-            return
+    def _has_key(self, request: Any) -> bool:
+        """Whether the request carries one of the server's keys (False when the server has none)."""
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         given = token.strip().encode() if scheme.lower() == "bearer" else b""
         # compare with every key, in constant time, so timing does not tell which prefix matched
-        if not any([hmac.compare_digest(given, key) for key in self._keys]) or not given:
+        return bool(given) and any([hmac.compare_digest(given, key) for key in self._keys])
+
+    async def _limit_open(self, request: Any, endpoint: str) -> Any:
+        """None when the caller holds a key or its turn came; else the 429 to answer."""
+        if self._keys and self._has_key(request):
+            return None
+        retry = await self._open_limiter.admit()
+        if retry is None:
+            return None
+        return self._error(endpoint, ApiError(
+            429, f"too many {endpoint} requests without an API key (at most {self.settings.health_rate_limit:g}/s)",
+            type="rate_limit_error", param=None, code="rate_limited",
+            headers={"Retry-After": str(max(1, int(np.ceil(retry))))}))
+
+    def _check_key(self, request: Any) -> None:
+        if not self._keys:
+            return
+        if not self._has_key(request):
             raise ApiError(401, "missing or wrong API key: send 'Authorization: Bearer <key>'",
                            type="invalid_request_error", code="invalid_api_key",
                            headers={"WWW-Authenticate": "Bearer"})
@@ -508,8 +560,12 @@ class EmbeddingServer:
         The deep probe needs the API key (when the server has keys) and runs at most
         once per ``health_probe_interval`` seconds; checks in between get the last
         probe's report (``"cached": true``), so no caller can make the model work.
+        Callers without a key get ``health_rate_limit`` answers a second (see :class:`_OpenLimiter`).
         """
         endpoint = "/health"
+        limited = await self._limit_open(request, endpoint)
+        if limited is not None:
+            return limited
         deep = request.query_params.get("deep", "").lower() in ("1", "true", "yes")
         ok, detail = self._liveness()
         body: dict[str, Any] = {"status": self.status, "ok": ok, "detail": detail, "deep": False}
@@ -536,8 +592,12 @@ class EmbeddingServer:
         return self._json(body, status)
 
     async def metrics_endpoint(self, request: Any) -> Any:
-        """``GET /metrics`` in the Prometheus text format."""
+        """``GET /metrics`` in the Prometheus text format (rate-limited like ``/health`` for callers without a key)."""
         from starlette.responses import Response
+
+        limited = await self._limit_open(request, "/metrics")
+        if limited is not None:
+            return limited
 
         return Response(self.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 

@@ -3,9 +3,9 @@
 ::
 
     request ─► submit() ─► bounded queue ─► worker thread: fill one call's budget (max_batch_texts /
-    max_batch_tokens) from the queued requests, least-served first, taking part of a request when
-    the rest does not fit ─► provider.embed_documents_counted(those texts) ─► put each row in its
-    request's place ─► resolve a request's Future once all its rows are in
+    max_batch_tokens) with waiting requests, or with the next chunk of a big one (turns, below)
+    ─► provider.embed_documents_counted(those texts) ─► put each row in its request's place
+    ─► resolve a request's Future once all its rows are in
 
 The event loop only puts jobs in the queue and awaits their futures, so it never
 waits on the model. A full queue refuses the job at once (:class:`QueueFullError`,
@@ -14,11 +14,14 @@ when the last call merged several (the server is busy): an idle server answers
 a lone request without adding the wait.
 
 Fairness: a request larger than one call's budget is cut into budget-sized
-chunks (its texts sorted by length first, so a chunk pads little), and each
-call is filled with the requests that have had the fewest texts embedded so far
-(least attained service; ties in arrival order). A one-word request that
-arrives while a 2,048-text request runs therefore goes into the very next call:
-it waits at most one chunk, not the whole big request.
+chunks (its texts sorted by length first, so a chunk pads little). Requests not
+started yet and requests under way take turns, one call each, while both wait;
+a request is cut only at the head of a call, so small requests share a short
+call of their own instead of riding in a big one's chunk; among big requests
+the one with the fewest texts handed out goes first (least attained service).
+A one-word request that arrives while a 2,048-text request runs therefore waits
+for the chunk running now, not for the whole big request, and a stream of
+small requests cannot starve the big one.
 
 Neither merging nor chunking changes vectors: the pipeline pads each forward
 batch and masks the padding, so a text's vector in a merged call equals its
@@ -174,6 +177,7 @@ class DynamicBatcher:
         self._busy = False
         self._closing = False
         self._last_merged = 1
+        self._last_fresh = False
         # seconds per text of the last calls: what Retry-After is estimated from
         self._seconds_per_text = 0.005
         self._cond = threading.Condition()
@@ -260,17 +264,30 @@ class DynamicBatcher:
             self._busy = True
             if self._calls:
                 return self._calls.popleft()
+            # Two kinds of work: requests not started yet (usually small), and big ones under way. While both
+            # wait they take turns, one call each: a small request waits at most the chunk running now, and
+            # a stream of small requests cannot starve a big one.
+            fresh = any(job.taken == 0 for job in self._jobs)
+            under_way = any(job.taken > 0 for job in self._jobs)
+            serve_fresh = fresh and not (under_way and self._last_fresh)
             chunks: dict[int, _Chunk] = {}
             kind: str | None = None
             texts = cost = 0
             deadline = time.perf_counter() + (self.max_wait if self._last_merged > 1 else 0.0)
             while True:
-                # least attained service: the requests with the fewest texts handed out go first, so a
-                # small request overtakes the rest of a big one instead of queueing behind all of it
-                for job in sorted(self._jobs, key=lambda j: (j.taken, j.seq)):
+                if serve_fresh:
+                    candidates = [job for job in self._jobs if job.taken == 0]  # in arrival order
+                else:  # least attained service: the big request with the fewest texts handed out goes first
+                    candidates = sorted((job for job in self._jobs if job.taken > 0), key=lambda j: (j.taken, j.seq))
+                for job in candidates:
                     if texts >= self.max_batch_texts or (texts and cost >= self.max_batch_tokens):
                         break
                     if kind is not None and job.kind != kind:
+                        continue
+                    rest = sum(job.costs[at] for at in job.order[job.taken:])
+                    if texts and (texts + job.remaining > self.max_batch_texts or cost + rest > self.max_batch_tokens):
+                        # a request is cut only at the head of a call: cutting it into a call that already
+                        # holds small requests would make them wait for a whole chunk
                         continue
                     if job.taken == 0 and not job.future.set_running_or_notify_cancel():
                         self._drop(job)  # its client went away before any of it ran
@@ -286,19 +303,18 @@ class DynamicBatcher:
                         job.taken += 1
                         texts += 1
                         cost += job.costs[at]
-                    if positions:
-                        held = chunks.setdefault(id(job), (job, []))
-                        held[1].extend(positions)
-                        self._queued_texts -= len(positions)
+                    held = chunks.setdefault(id(job), (job, []))
+                    held[1].extend(positions)
+                    self._queued_texts -= len(positions)
                     if not job.remaining:
                         self._jobs.remove(job)
-                    elif positions:
-                        break  # this job filled the call
                 remaining = deadline - time.perf_counter()
                 if (self._jobs or self._calls or texts >= self.max_batch_texts or remaining <= 0
                         or self._closing):
                     break
                 self._cond.wait(remaining)
+            # a call that left part of a request for later counts as the big requests' turn
+            self._last_fresh = serve_fresh and all(not job.remaining for job, _ in chunks.values())
             return list(chunks.values())
 
     def _drop(self, job: _Job) -> None:
