@@ -748,7 +748,7 @@ def test_health_without_a_key_answers_from_state_and_never_runs_the_model(client
 
 def test_health_turns_503_after_a_failed_call_and_back_after_a_success(client_for: Any) -> None:
     provider = RecordingProvider(dimension=8, fail_on_call=1)
-    client = client_for(provider)
+    client = client_for(provider, health_probe_interval=60.0)
     wait_ready(client)
     failed = client.post("/v1/embeddings", json={"input": "x"})
     assert failed.status_code == 503
@@ -756,6 +756,21 @@ def test_health_turns_503_after_a_failed_call_and_back_after_a_success(client_fo
     assert down.status_code == 503 and "fell over" in down.json()["detail"]
     assert client.post("/v1/embeddings", json={"input": "x"}).status_code == 200
     assert client.get("/health").status_code == 200
+
+
+def test_after_a_failure_the_server_probes_again_by_itself_until_it_passes(client_for: Any) -> None:
+    """No traffic after a 503 (a load balancer took the server out): its own timer finds the model well again."""
+    provider = RecordingProvider(dimension=8, fail_on_call=1)
+    client = client_for(provider, health_probe_interval=0.0)  # re-probes every 0.5 s, the floor
+    wait_ready(client)
+    checks = provider.health_checks
+    assert client.post("/v1/embeddings", json={"input": "x"}).status_code == 503
+    assert client.get("/health").status_code == 503
+    for _ in range(100):
+        if client.get("/health", headers={}).status_code == 200:
+            break
+        threading.Event().wait(0.05)
+    assert client.get("/health").json()["ok"] is True and provider.health_checks == checks + 1
 
 
 DEEP = 1000

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hmac
 import logging
 import re
@@ -254,6 +255,7 @@ class EmbeddingServer:
         self._probe_at = 0.0
         self._probing: asyncio.Future[HealthReport] | None = None
         self._call_failure: str | None = None
+        self._reprobe: asyncio.Task[None] | None = None
         self._open_limiter = _OpenLimiter(self.settings.health_rate_limit)
         self.metrics = ServerMetrics(
             queue_depth=lambda: float(self.batcher.queued_texts if self.batcher else 0),
@@ -287,6 +289,8 @@ class EmbeddingServer:
             self.status = "draining"
             if not loader.done():
                 loader.cancel()
+            if self._reprobe is not None:
+                self._reprobe.cancel()
             await asyncio.to_thread(self.shutdown)
 
     async def _load(self) -> None:
@@ -451,11 +455,11 @@ class EmbeddingServer:
             except InvalidInputError as exc:
                 raise ApiError(400, str(exc), param="input") from None
             except ProviderUnavailableError as exc:
-                self._call_failure = f"{type(exc).__name__}: {exc}"
+                self._failed_call(exc)
                 raise ApiError(503, str(exc), type="server_error", code="service_unavailable") from None
             except Exception as exc:
                 log.exception("embedding failed")
-                self._call_failure = f"{type(exc).__name__}: {exc}"
+                self._failed_call(exc)
                 raise ApiError(500, f"embedding failed: {type(exc).__name__}: {exc}", type="server_error",
                                param=None, code="internal_error") from None
             self._call_failure = None
@@ -521,6 +525,42 @@ class EmbeddingServer:
 
     def _set_probe(self, report: HealthReport) -> None:
         self._probe, self._probe_at = report, time.monotonic()
+        if report.ok:
+            self._call_failure = None
+        else:
+            self._watch()
+
+    def _failed_call(self, exc: BaseException) -> None:
+        self._call_failure = f"{type(exc).__name__}: {exc}"
+        self._watch()
+
+    def _watch(self) -> None:
+        """While /health says 503, probe again every ``health_probe_interval`` (at least 0.5 s) until it passes.
+
+        The server's own timer, not a caller, decides when the model runs; without it a
+        load balancer that stopped sending traffic on a 503 would never see the server recover.
+        """
+        if self._reprobe is not None and not self._reprobe.done():
+            return
+        try:
+            self._reprobe = asyncio.get_running_loop().create_task(self._reprobe_until_ok())
+        except RuntimeError:  # no loop running (the probe at start, in its thread): the first request's turn
+            self._reprobe = None
+
+    async def _reprobe_until_ok(self) -> None:
+        while self.status in ("starting", "ready"):
+            await asyncio.sleep(max(self.settings.health_probe_interval, 0.5))
+            provider, batcher = self.provider, self.batcher
+            if provider is None or batcher is None or batcher.closed or getattr(provider, "closed", False):
+                return
+            try:
+                report = await asyncio.wrap_future(batcher.call(functools.partial(_safe_probe, provider)))
+            except Exception:  # the batcher shut down: nothing left to watch
+                return
+            self._probe, self._probe_at = report, time.monotonic()
+            if report.ok:
+                self._call_failure = None
+                return
 
     def _liveness(self) -> tuple[bool, str]:
         """The verdict from state alone: loaded, not closed, the last probe and the last call passed."""
@@ -551,7 +591,6 @@ class EmbeddingServer:
         finally:
             self._probing = None
         self._set_probe(report)
-        self._call_failure = None if report.ok else self._call_failure
         return report, False
 
     async def health(self, request: Any) -> Any:
