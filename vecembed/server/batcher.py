@@ -265,15 +265,18 @@ class DynamicBatcher:
             if self._calls:
                 return self._calls.popleft()
             # Two kinds of work: requests not started yet (usually small), and big ones under way. While both
-            # wait they take turns, one call each: a small request waits at most the chunk running now, and
-            # a stream of small requests cannot starve a big one.
+            # wait they take turns, one call each: a small request waits about one chunk at most (the one
+            # running, or the next when a call of small ones runs now), and a stream of small requests
+            # cannot starve a big one.
             fresh = any(job.taken == 0 for job in self._jobs)
             under_way = any(job.taken > 0 for job in self._jobs)
             serve_fresh = fresh and not (under_way and self._last_fresh)
             chunks: dict[int, _Chunk] = {}
             kind: str | None = None
             texts = cost = 0
-            deadline = time.perf_counter() + (self.max_wait if self._last_merged > 1 else 0.0)
+            # waiting for more requests to merge helps a call of new ones only, when the server is busy
+            busy = serve_fresh and self._last_merged > 1
+            deadline = time.perf_counter() + (self.max_wait if busy else 0.0)
             while True:
                 if serve_fresh:
                     candidates = [job for job in self._jobs if job.taken == 0]  # in arrival order
@@ -284,8 +287,8 @@ class DynamicBatcher:
                         break
                     if kind is not None and job.kind != kind:
                         continue
-                    rest = sum(job.costs[at] for at in job.order[job.taken:])
-                    if texts and (texts + job.remaining > self.max_batch_texts or cost + rest > self.max_batch_tokens):
+                    if texts and (texts + job.remaining > self.max_batch_texts
+                                  or cost + sum(job.costs[at] for at in job.order[job.taken:]) > self.max_batch_tokens):
                         # a request is cut only at the head of a call: cutting it into a call that already
                         # holds small requests would make them wait for a whole chunk
                         continue
