@@ -13,6 +13,8 @@ from typing import Any, TypeAlias
 import numpy as np
 from numpy.typing import NDArray
 
+from vecembed.errors import InvalidInputError
+
 __all__ = [
     "POOLING_MODES",
     "EmbedResult",
@@ -83,15 +85,15 @@ class ModelInfo:
 
     def __post_init__(self) -> None:
         if not self.name:
-            raise ValueError("ModelInfo.name must not be empty")
+            raise InvalidInputError("ModelInfo.name must not be empty")
         if self.dimension <= 0:
-            raise ValueError(f"ModelInfo.dimension must be positive, got {self.dimension}")
+            raise InvalidInputError(f"ModelInfo.dimension must be positive, got {self.dimension}")
         if self.max_tokens <= 0:
-            raise ValueError(f"ModelInfo.max_tokens must be positive, got {self.max_tokens}")
+            raise InvalidInputError(f"ModelInfo.max_tokens must be positive, got {self.max_tokens}")
         if self.pooling not in POOLING_MODES:
-            raise ValueError(f"ModelInfo.pooling must be one of {POOLING_MODES}, got {self.pooling!r}")
+            raise InvalidInputError(f"ModelInfo.pooling must be one of {POOLING_MODES}, got {self.pooling!r}")
         if not self.fingerprint:
-            raise ValueError("ModelInfo.fingerprint must not be empty")
+            raise InvalidInputError("ModelInfo.fingerprint must not be empty")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable view (used by the CLI and the adapters' records)."""

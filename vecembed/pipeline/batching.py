@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from vecembed.errors import InvalidInputError
+
 __all__ = ["plan_batches"]
 
 
@@ -20,7 +22,7 @@ def plan_batches(
     callers put rows back with ``out[batch] = vectors``.
     """
     if max_batch_size <= 0 or max_batch_tokens <= 0:
-        raise ValueError("max_batch_size and max_batch_tokens must be positive")
+        raise InvalidInputError("max_batch_size and max_batch_tokens must be positive")
     lens = np.asarray(lengths, dtype=np.int64)
     # stable sort on the negated length keeps equal lengths in input order: deterministic plans
     order = np.argsort(-lens, kind="stable")

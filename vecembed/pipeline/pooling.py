@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from vecembed.errors import InvalidInputError
 from vecembed.types import POOLING_MODES
 
 __all__ = ["l2_normalize", "pool"]
@@ -25,10 +26,10 @@ def pool(token_embeddings: NDArray[np.floating], attention_mask: NDArray[np.inte
     x = np.asarray(token_embeddings, dtype=np.float32)
     if mode == "none":
         if x.ndim != 2:
-            raise ValueError(f"pooling 'none' expects (batch, dim) input, got shape {x.shape}")
+            raise InvalidInputError(f"pooling 'none' expects (batch, dim) input, got shape {x.shape}")
         return x
     if x.ndim != 3:
-        raise ValueError(f"pooling expects (batch, seq, dim) token embeddings, got shape {x.shape}")
+        raise InvalidInputError(f"pooling expects (batch, seq, dim) token embeddings, got shape {x.shape}")
     mask = np.asarray(attention_mask)[:, : x.shape[1]].astype(np.float32)
     if mode == "cls":
         out: NDArray[np.float32] = x[:, 0, :]
@@ -47,7 +48,7 @@ def pool(token_embeddings: NDArray[np.floating], attention_mask: NDArray[np.inte
         counts = np.maximum(mask.sum(axis=1, keepdims=True), np.float32(1e-9))
         out = (summed / counts) if mode == "mean" else (summed / np.sqrt(counts))
         return out.astype(np.float32, copy=False)
-    raise ValueError(f"unknown pooling {mode!r}; valid: {', '.join(POOLING_MODES)}")
+    raise InvalidInputError(f"unknown pooling {mode!r}; valid: {', '.join(POOLING_MODES)}")
 
 
 def l2_normalize(x: NDArray[np.floating]) -> NDArray[np.float32]:

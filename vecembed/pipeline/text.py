@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from vecembed.errors import InvalidInputError
 from vecembed.pipeline.batching import plan_batches
 from vecembed.pipeline.pooling import l2_normalize, pool
 from vecembed.pipeline.validate import validate_texts
@@ -115,9 +116,9 @@ class TextPipeline:
         stats: EmbeddingStats | None = None,
     ) -> None:
         if batch_size <= 0:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
+            raise InvalidInputError(f"batch_size must be positive, got {batch_size}")
         if max_tokens <= 0:
-            raise ValueError(f"max_tokens must be positive, got {max_tokens}")
+            raise InvalidInputError(f"max_tokens must be positive, got {max_tokens}")
         self.tokenizer = tokenizer
         self.forward = forward
         self.dimension = dimension

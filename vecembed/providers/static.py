@@ -441,7 +441,7 @@ def _kept_tokens(flat: NDArray[np.int64], lengths: NDArray[np.int64], max_length
 
 
 def _no_forward(batch: Batch) -> NDArray[np.float32]:  # pragma: no cover - never called
-    raise RuntimeError("a static model has no forward pass")
+    raise NotImplementedError("a static model has no forward pass")
 
 
 def _unk_token_id(tokenizer: Any) -> int | None:
