@@ -13,7 +13,7 @@ loading and embedding need openvino, tokenizers and numpy (building int8 once
 also needs nncf; both come with ``pip install 'vecembed[openvino]'``).
 
 Which backend is faster depends on the CPU: measured on a 2-core AMD EPYC with
-AVX-512 VNNI and BF16 (README, "Speed and quality"), OpenVINO int8 was the
+AVX-512 VNNI and BF16 (docs/performance.md, "Speed and quality"), OpenVINO int8 was the
 fastest backend; without int8 dot-product instructions (VNNI, AMX) it falls
 back to AVX2 code and was slower than ONNX Runtime int8 and than its own fp32
 (:data:`~vecembed.cpu.INT8_DOT_PRODUCT_FLAGS`; the provider warns). ``benchmarks/run.py``
