@@ -156,7 +156,8 @@ def bench_store_ingest(
     ``mode``: ``"memory"`` (Chroma ``EphemeralClient``, ``QdrantClient(":memory:")``) or ``"path"``
     (embedded on disk, a temporary folder per run).
     """
-    from vecembed.ingest import DEFAULT_BATCH_SIZE, prepare_records
+    from vecembed.ingest import DEFAULT_BATCH_SIZE
+    from vecembed.records import prepare_records
 
     if mode not in ("memory", "path", "url"):
         raise ValueError(f"mode must be 'memory', 'path' or 'url', got {mode!r}")

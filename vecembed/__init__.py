@@ -32,9 +32,9 @@ from vecembed.errors import (
 )
 from vecembed.identity import CollectionIdentity
 from vecembed.protocol import EmbeddingProvider
+from vecembed.records import Document
 from vecembed.registry import available_providers, load_provider
 from vecembed.store import (
-    Document,
     Hit,
     IngestReport,
     Store,

@@ -55,8 +55,9 @@ from vecembed.errors import (
     VecembedError,
 )
 from vecembed.identity import CollectionIdentity, verify_identity
-from vecembed.ingest import DEFAULT_BATCH_SIZE, StoreCaller, check_text, normalize_id, prepare_records, text_id
+from vecembed.ingest import DEFAULT_BATCH_SIZE, StoreCaller
 from vecembed.protocol import EmbeddingProvider
+from vecembed.records import check_text, normalize_id, prepare_records, text_id
 from vecembed.registry import load_provider
 from vecembed.store import IngestReport, Record, Store, VectorStore, open_store, store_factory
 from vecembed.types import Embeddings

@@ -33,6 +33,7 @@ from vecembed.errors import (
 from vecembed.health import timed_check
 from vecembed.identity import CollectionIdentity, Verdict, claiming, verify_identity
 from vecembed.protocol import EmbeddingProvider
+from vecembed.records import Document, Record
 from vecembed.types import Embeddings, HealthReport
 
 __all__ = [
@@ -54,25 +55,6 @@ STORE_ENTRY_POINTS = "vecembed.stores"
 
 
 # -- values every store shares --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Document:
-    """One document to ingest: the caller's id (None: derived from the text), the text, flat metadata."""
-
-    id: str | int | None
-    text: str
-    metadata: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Record:
-    """A validated document as a store writes it: normalised id, text, metadata and content hash."""
-
-    id: str
-    text: str
-    metadata: Mapping[str, Any]
-    content_hash: str
 
 
 @dataclass(frozen=True)
@@ -434,7 +416,7 @@ class Store:
         self, queries: Sequence[str], k: int = 10, where: Mapping[str, Any] | None = None
     ) -> list[list[Hit]]:
         """:meth:`search` for several queries, embedded in one call and sent in one request where possible."""
-        from vecembed.ingest import check_text
+        from vecembed.records import check_text
 
         self._off_loop("search_many")
         if isinstance(queries, str) or not isinstance(queries, Sequence):
@@ -460,7 +442,7 @@ class Store:
 
         Returns how many ids were asked for; ids that are not stored are ignored.
         """
-        from vecembed.ingest import normalize_id
+        from vecembed.records import normalize_id
 
         self._off_loop("delete")
         if isinstance(ids, str | bytes | Mapping):

@@ -40,7 +40,7 @@ from vecembed.identity import (
     RESERVED_PREFIX,
     CollectionIdentity,
 )
-from vecembed.ingest import ID_NAMESPACE
+from vecembed.records import ID_NAMESPACE
 from vecembed.retry import is_transient_default
 from vecembed.store import CollectionState, Hit, Record
 from vecembed.types import Embeddings, HealthReport

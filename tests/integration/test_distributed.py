@@ -224,7 +224,7 @@ def test_the_cli_ingests_files_with_the_ray_engine(
     import pyarrow.parquet as pq
 
     from vecembed.cli import main
-    from vecembed.ingest import text_id
+    from vecembed.records import text_id
 
     first, second, third, fourth = (tmp_path / n for n in ("a.jsonl", "b.csv", "c.parquet", "d.txt"))
     first.write_text("".join(json.dumps({"id": f"a{i}", "text": f"alpha text {i}"}) + "\n" for i in range(30)))

@@ -19,7 +19,7 @@ pytest.importorskip("ray.data", reason="pip install 'vecembed[ray]'")
 import vecembed
 from vecembed import distributed as vd
 from vecembed.errors import DimensionMismatchError, InvalidInputError, ModelMismatchError
-from vecembed.ingest import content_hash, text_id
+from vecembed.records import content_hash, text_id
 
 MOCK = vd.ProviderSpec(backend="mock", options={"dimension": 16})
 

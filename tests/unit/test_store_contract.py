@@ -31,9 +31,10 @@ from vecembed.identity import (
     Verdict,
     verify_identity,
 )
-from vecembed.ingest import content_hash, ingest, normalize_id, prepare_records, text_id, validate_metadata
+from vecembed.ingest import ingest
 from vecembed.progress import Progress, progress_enabled
 from vecembed.providers.mock import MockProvider
+from vecembed.records import content_hash, normalize_id, prepare_records, text_id, validate_metadata
 from vecembed.retry import call_with_retry, is_transient_default
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -22,8 +22,9 @@ from vecembed.cli._common import add_provider_options, echo, error_line, open_pr
 from vecembed.cli.db import DATABASES, cli_store, format_hits
 from vecembed.cli.inputs import read_documents
 from vecembed.errors import MissingDependencyError
+from vecembed.records import Document
 from vecembed.registry import default_backend
-from vecembed.store import Document, Hit, IngestReport, Store
+from vecembed.store import Hit, IngestReport, Store
 
 __all__ = ["DEMO_COLLECTION", "DEMO_QUERIES", "DemoResult", "load_corpus", "register", "run_demo"]
 

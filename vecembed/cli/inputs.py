@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from vecembed.errors import InvalidInputError
-from vecembed.store import Document
+from vecembed.records import Document
 
 __all__ = ["FOLDER_SUFFIXES", "Document", "Documents", "read_documents", "read_texts"]
 
