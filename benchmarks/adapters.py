@@ -186,7 +186,7 @@ def bench_store_ingest(
     def write_only(run: str) -> Callable[[], None]:
         def go() -> None:
             with _fresh_store(db, provider, mode, root, run) as store:
-                store._claim()  # create the collection as the engine does before its first write
+                store.claim()  # create the collection as the engine does before its first write
                 for lo in range(0, len(records), bs):
                     store.backend.write(records[lo : lo + bs], vectors[lo : lo + bs])
 

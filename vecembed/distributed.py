@@ -15,7 +15,7 @@ Three pieces, each on the single-process building blocks (nothing is written a s
 * :class:`VecembedDatasink` — a ``ray.data.Datasink`` over the vecembed stores: on the driver it checks or
   creates the collection's identity once before any block is written (:meth:`VecembedDatasink.prepare`);
   its write tasks validate rows with :func:`vecembed.ingest.prepare_records` (the engine's ids and content
-  hashes) and upsert through the store's :class:`~vecembed.ingest.StoreCaller` (retries); at completion
+  hashes) and upsert through the store's :class:`~vecembed.retry.StoreCaller` (retries); at completion
   it leaves an :class:`~vecembed.store.IngestReport` in ``sink.report``.
 * :func:`ingest_dataset` — the one call: validate + look up + embed on actors, then write. Server stores
   (a ``url=``: Chroma server, Qdrant server, PostgreSQL) are written in parallel from the workers; an
@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from vecembed._deps import require
+from vecembed.collection import Store, open_store
 from vecembed.errors import (
     DimensionMismatchError,
     IngestError,
@@ -55,11 +56,12 @@ from vecembed.errors import (
     VecembedError,
 )
 from vecembed.identity import CollectionIdentity, verify_identity
-from vecembed.ingest import DEFAULT_BATCH_SIZE, StoreCaller
+from vecembed.ingest import DEFAULT_BATCH_SIZE
 from vecembed.protocol import EmbeddingProvider
-from vecembed.records import check_text, normalize_id, prepare_records, text_id
+from vecembed.records import Record, check_text, normalize_id, prepare_records, text_id
 from vecembed.registry import load_provider
-from vecembed.store import IngestReport, Record, Store, VectorStore, open_store, store_factory
+from vecembed.retry import StoreCaller
+from vecembed.store import IngestReport, VectorStore, store_factory
 from vecembed.types import Embeddings
 
 _PURPOSE = "distributed embedding and ingest (vecembed.distributed)"
@@ -596,7 +598,7 @@ class VecembedDatasink(Datasink[BlockCounts]):
             with open_store(self.store.db, self.store.collection, provider, url=self.store.url, adopt=self.adopt,
                             max_retries=self.store.max_retries, retry_backoff=self.store.retry_backoff,
                             **self.store.options) as store:
-                claim_collection(store)
+                store.claim()
                 self.identity = store.identity
                 self.normalized = provider.info.normalized
                 self.nested = bool(getattr(store.backend, "nested_metadata", True))
@@ -633,11 +635,6 @@ class VecembedDatasink(Datasink[BlockCounts]):
             counts += write_records(backend, call, records, states, vectors, batch_size=self.batch_size,
                                     skip_unchanged=self.skip_unchanged)
         return counts
-
-
-def claim_collection(store: Store) -> None:
-    """Create ``store``'s collection for its provider, or record the identity: the check the engine makes."""
-    store._claim()  # the same step Store.ingest takes before its first write
 
 
 # -- the public calls ----------------------------------------------------------------------------
@@ -786,7 +783,7 @@ def ingest_dataset(
     with provider, open_store(db, collection, provider, url=url, path=path, adopt=adopt,
                                             max_retries=max_retries, retry_backoff=retry_backoff,
                                             **dict(store_options or {})) as store:
-        claim_collection(store)  # before the actors look anything up: bad input may leave an empty collection
+        store.claim()  # before the actors look anything up: bad input may leave an empty collection
         before = store.count()
         nested = bool(getattr(store.backend, "nested_metadata", True))
         prepared = ds.map_batches(
@@ -814,7 +811,7 @@ def ingest_dataset(
             counts = BlockCounts()
             for batch in prepared.iter_batches(batch_size=None, batch_format="pyarrow"):
                 records, states, vectors = table_records(batch, nested=nested)
-                counts += write_records(store.backend, store._caller, records, states, vectors,
+                counts += write_records(store.backend, store.caller, records, states, vectors,
                                         skip_unchanged=skip_unchanged)
             return _summarise(db, collection, counts, before, store.count(), time.perf_counter() - started)
         except Exception as exc:

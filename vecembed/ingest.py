@@ -41,21 +41,16 @@ from vecembed.errors import (
     DimensionMismatchError,
     IngestError,
     InvalidInputError,
-    ProviderUnavailableError,
     VecembedError,
 )
 from vecembed.progress import Progress
 from vecembed.protocol import EmbeddingProvider
 from vecembed.records import Record, documents_iterable, prepare_records
-from vecembed.retry import call_with_retry
+from vecembed.retry import StoreCaller
 from vecembed.store import IngestReport, VectorStore
 from vecembed.types import Embeddings, EmbedResult
 
-__all__ = [
-    "DEFAULT_BATCH_SIZE",
-    "StoreCaller",
-    "ingest",
-]
+__all__ = ["DEFAULT_BATCH_SIZE", "ingest"]
 
 T = TypeVar("T")
 
@@ -73,51 +68,6 @@ CHUNK_BATCHES = 8
 #: write keeps > 25 % even when the machine is 4x oversubscribed, so the line sits low, where load cannot
 #: move a CPU-bound write across it.
 OVERLAP_CPU_SHARE = 0.25
-
-# -- the store, called one call at a time, with retries ----------------------------------------------
-
-
-class StoreCaller:
-    """Calls a :class:`~vecembed.store.VectorStore` one call at a time, retrying its transient errors.
-
-    One lock, because an embedded database (Qdrant's local mode) is plain Python state without locks, and
-    the engine's writer thread writes while the calling thread looks up stored hashes.
-    """
-
-    def __init__(self, store: VectorStore, *, max_retries: int = 3, retry_backoff: float = 0.5) -> None:
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-            raise InvalidInputError(f"max_retries must be an int >= 0, got {max_retries!r}")
-        if not isinstance(retry_backoff, int | float) or retry_backoff < 0:
-            raise InvalidInputError(f"retry_backoff must be a number >= 0, got {retry_backoff!r}")
-        self.store = store
-        self.max_retries = max_retries
-        self.retry_backoff = float(retry_backoff)
-        self.retries = 0
-        self._lock = threading.Lock()
-
-    def _counted(self, exc: BaseException) -> None:
-        self.retries += 1  # under self._lock: the retry loop runs inside it
-
-    def __call__(self, fn: Callable[[], T]) -> T:
-        with self._lock:
-            try:
-                return call_with_retry(
-                    fn,
-                    retries=self.max_retries,
-                    backoff=self.retry_backoff,
-                    is_transient=self.store.is_transient,
-                    on_retry=self._counted,
-                )
-            except Exception as exc:
-                if not self.store.is_transient(exc):
-                    raise
-                store = self.store
-                raise ProviderUnavailableError(
-                    f"{store.db} did not answer for collection {store.collection!r} at {store.location} after "
-                    f"{self.max_retries} retries ({type(exc).__name__}: {exc}); check that the database is up "
-                    "and reachable"
-                ) from exc
-
 
 # -- the engine -------------------------------------------------------------------------------------
 
@@ -163,11 +113,11 @@ def ingest(
     """Embed ``documents`` with ``provider`` and write them into ``store``; see the module docstring.
 
     ``documents``: any iterable of ``str``, ``(id, text)``, ``{"id", "text", "metadata"}`` or
-    :class:`~vecembed.store.Document`. ``before_first_write`` runs once, after the first chunk
+    :class:`~vecembed.records.Document`. ``before_first_write`` runs once, after the first chunk
     validated and before anything is written (the store's identity is created or recorded
     there, so bad input leaves no empty collection behind). ``show_progress``: ``False``
     (default) never draws a bar, ``None`` draws one on a terminal, ``True`` always.
-    Most callers use :meth:`vecembed.store.Store.ingest`, which passes its store's caller and
+    Most callers use :meth:`vecembed.collection.Store.ingest`, which passes its store's caller and
     identity check.
     """
     start = time.perf_counter()

@@ -431,7 +431,7 @@ def test_interrupted_ingest_says_a_rerun_resumes(docs_folder: Path, tmp_path: Pa
     def interrupt(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("vecembed.store.Store.ingest", interrupt)
+    monkeypatch.setattr("vecembed.collection.Store.ingest", interrupt)
     code = main(["ingest", str(docs_folder), "--db", "qdrant", "-c", "notes", "--path", str(tmp_path), "-b", "mock"])
     assert code == 130
     assert "run the same command again to finish" in capsys.readouterr().err

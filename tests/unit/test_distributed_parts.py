@@ -124,12 +124,12 @@ def test_records_are_prepared_embedded_and_written_with_counts() -> None:
     assert not prepared["embedding"][2].any()  # a repeat is not embedded
 
     with vecembed.open_store("qdrant", "parts", embedder.provider) as store:
-        vd.claim_collection(store)
+        store.claim()
         records, states, vectors = vd.table_records(_table(prepared))
         assert [dict(r.metadata) for r in records] == [{"n": 1}, {"n": 2}, {"n": 1}]
-        counts = vd.write_records(store.backend, store._caller, records, states, vectors, batch_size=1)
+        counts = vd.write_records(store.backend, store.caller, records, states, vectors, batch_size=1)
         assert (counts.rows, counts.new, counts.repeats, counts.batches) == (3, 2, 1, 2)
-        again = vd.write_records(store.backend, store._caller, records, states, vectors)
+        again = vd.write_records(store.backend, store.caller, records, states, vectors)
         assert (again.new, again.unchanged, again.batches) == (0, 2, 0)
         assert store.count() == 2
         hits = store.search("alpha", k=1)
@@ -140,11 +140,11 @@ def test_records_are_prepared_embedded_and_written_with_counts() -> None:
                       "embedding": embedder.provider.embed_documents(["beta"])})
         records, states, vectors = vd.table_records(raw)
         assert (records[0].id, states) == ("5", [vd.PENDING])
-        assert vd.write_records(store.backend, store._caller, records, states, vectors).new == 1
+        assert vd.write_records(store.backend, store.caller, records, states, vectors).new == 1
         with pytest.raises(InvalidInputError, match="no column 'vectors'"):
             vd.table_records(raw, embedding_column="vectors")
         with pytest.raises(DimensionMismatchError, match="1 records but 2 vectors"):
-            vd.write_records(store.backend, store._caller, records, states, np.zeros((2, 16), np.float32))
+            vd.write_records(store.backend, store.caller, records, states, np.zeros((2, 16), np.float32))
 
 
 def test_vectors_as_list_columns_and_int_ids_from_files_are_read() -> None:

@@ -21,10 +21,11 @@ from typing import Any
 from vecembed.cli._common import add_provider_options, echo, error_line, open_provider, positive_int
 from vecembed.cli.db import DATABASES, cli_store, format_hits
 from vecembed.cli.inputs import read_documents
+from vecembed.collection import Store
 from vecembed.errors import MissingDependencyError
 from vecembed.records import Document
 from vecembed.registry import default_backend
-from vecembed.store import Hit, IngestReport, Store
+from vecembed.store import Hit, IngestReport
 
 __all__ = ["DEMO_COLLECTION", "DEMO_QUERIES", "DemoResult", "load_corpus", "register", "run_demo"]
 
