@@ -33,7 +33,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -50,9 +51,8 @@ from vecembed.retry import StoreCaller
 from vecembed.store import IngestReport, VectorStore
 from vecembed.types import Embeddings, EmbedResult
 
-__all__ = ["DEFAULT_BATCH_SIZE", "ingest"]
+__all__ = ["DEFAULT_BATCH_SIZE", "BatchWriter", "IngestCounts", "embed_documents", "embed_sorted", "ingest"]
 
-T = TypeVar("T")
 
 #: Documents per write: small enough that a progress bar moves and a failure loses little work, large enough
 #: that a server round trip per write costs little.
@@ -82,7 +82,12 @@ def _prepared_chunks(documents: Iterable[Any], size: int, nested: bool) -> Itera
         yield records, duplicates, len(chunk)
 
 
-def _embed(provider: EmbeddingProvider, texts: list[str], dimension: int) -> EmbedResult:
+def embed_documents(provider: EmbeddingProvider, texts: Sequence[str], dimension: int) -> EmbedResult:
+    """The engine's embed step: ``texts`` in one provider call, counted where the provider counts.
+
+    Raises :class:`~vecembed.errors.DimensionMismatchError` unless the vectors are ``(len(texts), dimension)``.
+    """
+    texts = list(texts)
     counted = getattr(provider, "embed_documents_counted", None)
     result = counted(texts) if callable(counted) else EmbedResult(provider.embed_documents(texts))
     if not isinstance(result, EmbedResult):  # a user's own provider with a method of that name
@@ -96,6 +101,119 @@ def _embed(provider: EmbeddingProvider, texts: list[str], dimension: int) -> Emb
             got=int(vectors.shape[-1]) if vectors.ndim else None,
         )
     return EmbedResult(vectors, tokens=result.tokens, truncated=result.truncated)
+
+
+def embed_sorted(provider: EmbeddingProvider, texts: Sequence[str]) -> Embeddings:
+    """:func:`embed_documents` in input order, computed sorted by length (batches of similar lengths pad little).
+
+    For callers that must keep their rows in place (the Ray actors); the engine sorts its records itself.
+    """
+    dimension = provider.info.dimension
+    if not texts:
+        return np.zeros((0, dimension), dtype=np.float32)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    vectors = embed_documents(provider, [texts[i] for i in order], dimension).vectors
+    out = np.empty_like(vectors)
+    out[order] = vectors
+    return out
+
+
+# -- the one batch writer and its accounting ---------------------------------------------------------
+
+
+@dataclass
+class IngestCounts:
+    """What an ingest did so far, in :class:`~vecembed.store.IngestReport`'s terms; :meth:`report` makes one."""
+
+    documents: int = 0
+    written: int = 0
+    skipped: int = 0
+    duplicates: int = 0
+    batches: int = 0
+    retries: int = 0
+    truncated: int | None = 0  # None once a provider did not count
+
+    def add_truncated(self, truncated: int | None) -> None:
+        """Add a provider's count of truncated texts (None: it does not count, so the total is unknown)."""
+        self.truncated = None if truncated is None or self.truncated is None else self.truncated + truncated
+
+    def report(self, db: str, collection: str, seconds: float) -> IngestReport:
+        """These counts as the report of an ingest into ``collection`` of ``db`` that took ``seconds``."""
+        return IngestReport(db=db, collection=collection, documents=self.documents, written=self.written,
+                            skipped=self.skipped, duplicates=self.duplicates, batches=self.batches,
+                            retries=self.retries, truncated=self.truncated, seconds=seconds)
+
+
+def resolve_batch_size(store: VectorStore, batch_size: int | None) -> tuple[int, bool]:
+    """The documents per write: ``batch_size``, else the store's preferred size, else the default.
+
+    Returns it and whether it is the store's own preference.
+    """
+    preferred = getattr(store, "preferred_batch_size", None) if batch_size is None else None
+    size = preferred or DEFAULT_BATCH_SIZE if batch_size is None else batch_size
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise InvalidInputError(f"batch_size must be a positive int, got {size!r}")
+    return size, bool(preferred)
+
+
+class BatchWriter:
+    """The one batch writer: every write of :func:`ingest` and of the Ray sink goes through it.
+
+    :meth:`stored` looks up what is stored unchanged (when ``skip_unchanged``), :meth:`write_batch`
+    upserts one batch through the store's :class:`~vecembed.retry.StoreCaller` (retries) and
+    :meth:`write` a run of records in batches of ``batch_size``. ``counts`` tallies batches,
+    written records and retries. After a failed write it starts no other (writes queued on
+    another thread return 0), so that what ``counts`` calls written stays exact.
+    """
+
+    def __init__(
+        self,
+        store: VectorStore,
+        caller: StoreCaller | None = None,
+        *,
+        batch_size: int | None = None,
+        skip_unchanged: bool = True,
+    ) -> None:
+        self.store = store
+        self.caller = caller or StoreCaller(store)
+        self.batch_size, self.preferred = resolve_batch_size(store, batch_size)
+        self.skip_unchanged = skip_unchanged
+        self.counts = IngestCounts()
+        self._retries_before = self.caller.retries
+        self._failed = threading.Event()
+
+    def stored(self, ids: Sequence[str]) -> dict[str, str]:
+        """``{id: content_hash}`` of the ``ids`` stored (nothing looked up when not ``skip_unchanged``)."""
+        if not self.skip_unchanged or not ids:
+            return {}
+        return self.caller(functools.partial(self.store.stored_hashes, list(ids)))
+
+    def write_batch(self, records: Sequence[Record], vectors: Embeddings) -> int:
+        """Upsert one batch (row i of ``vectors`` for record i); return how many records it wrote."""
+        if self._failed.is_set():
+            return 0
+        try:
+            self.caller(functools.partial(self.store.write, records, vectors))
+        except BaseException:
+            self._failed.set()
+            raise
+        return len(records)
+
+    def write(self, records: Sequence[Record], vectors: Embeddings) -> int:
+        """Upsert ``records`` in batches, in turn; count the batches and the records written."""
+        if vectors.shape[0] != len(records):
+            raise DimensionMismatchError(f"{len(records)} records but {vectors.shape[0]} vectors in one block")
+        written = 0
+        for lo in range(0, len(records), self.batch_size):
+            written += self.write_batch(records[lo : lo + self.batch_size], vectors[lo : lo + self.batch_size])
+            self.counts.batches += 1
+        self.counts.written += written
+        return written
+
+    def tally(self) -> IngestCounts:
+        """The counts, with the retries the caller absorbed since this writer started."""
+        self.counts.retries = self.caller.retries - self._retries_before
+        return self.counts
 
 
 def ingest(
@@ -121,17 +239,14 @@ def ingest(
     identity check.
     """
     start = time.perf_counter()
-    preferred = getattr(store, "preferred_batch_size", None) if batch_size is None else None
-    batch_size = preferred or DEFAULT_BATCH_SIZE if batch_size is None else batch_size
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InvalidInputError(f"batch_size must be a positive int, got {batch_size!r}")
+    writer = BatchWriter(store, caller, batch_size=batch_size, skip_unchanged=skip_unchanged)
+    batch_size, preferred = writer.batch_size, writer.preferred
     if chunk_size is None:  # a store's larger writes keep the usual chunk: one write a chunk
         chunk_size = max(batch_size, DEFAULT_BATCH_SIZE * CHUNK_BATCHES) if preferred else batch_size * CHUNK_BATCHES
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < batch_size:
         raise InvalidInputError(f"chunk_size must be an int >= batch_size ({batch_size}), got {chunk_size!r}")
     documents = documents_iterable(documents)
     nested = bool(getattr(store, "nested_metadata", True))
-    call = caller or StoreCaller(store)
     dimension = provider.info.dimension
     total = len(documents) if isinstance(documents, Sequence) else None
     chunks: Iterable[tuple[list[Record], int, int]]
@@ -148,28 +263,14 @@ def ingest(
     else:
         chunks = _prepared_chunks(documents, chunk_size, nested)
 
-    retries_before = call.retries
-    counts = {"documents": 0, "written": 0, "skipped": 0, "duplicates": 0, "batches": 0}
-    truncated: int | None = 0
+    counts = writer.counts
     pending: list[Future[int]] = []
     claim = before_first_write
     overlap: bool | None = None  # decided by the first write
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vecembed-write")
 
     def report() -> IngestReport:
-        seconds = time.perf_counter() - start
-        return IngestReport(
-            db=store.db,
-            collection=store.collection,
-            documents=counts["documents"],
-            written=counts["written"],
-            skipped=counts["skipped"],
-            duplicates=counts["duplicates"],
-            batches=counts["batches"],
-            retries=call.retries - retries_before,
-            truncated=truncated,
-            seconds=seconds,
-        )
+        return writer.tally().report(store.db, store.collection, time.perf_counter() - start)
 
     def settle() -> int:
         """Wait for the writes in flight (in order); count what they wrote. After a failure, start no more."""
@@ -184,31 +285,16 @@ def ingest(
             except Exception as exc:
                 error = error or exc
                 continue
-            counts["written"] += n
+            counts.written += n
             written += n
         if error is not None:
             raise error
         return written
 
-    failed = threading.Event()  # after a failed write, queued writes do not start: "committed" stays exact
-
-    def write(records: list[Record], vectors: Embeddings) -> int:
-        def send() -> None:
-            store.write(records, vectors)
-
-        if failed.is_set():
-            return 0
-        try:
-            call(send)
-        except BaseException:
-            failed.set()
-            raise
-        return len(records)
-
     def first_write(records: list[Record], vectors: Embeddings) -> bool:
         """Write inline and say whether later writes should overlap the embedding (they mostly wait)."""
         wall, cpu = time.perf_counter(), time.thread_time()
-        counts["written"] += write(records, vectors)
+        counts.written += writer.write_batch(records, vectors)
         wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
         bar.advance(len(records))
         # A write that waits (a server, a disk) hides behind the next embedding; one that is CPU work here (an
@@ -221,13 +307,11 @@ def ingest(
         if claim is not None:
             claim()  # after the first chunk validated, before anything is looked up or written
             claim = None
-        todo = records
-        if skip_unchanged and records:
-            stored = call(functools.partial(store.stored_hashes, [r.id for r in records]))
-            todo = [r for r in records if stored.get(r.id) != r.content_hash]
-        counts["documents"] += read
-        counts["duplicates"] += duplicates
-        counts["skipped"] += len(records) - len(todo)
+        stored = writer.stored([r.id for r in records])
+        todo = [r for r in records if stored.get(r.id) != r.content_hash] if stored else records
+        counts.documents += read
+        counts.duplicates += duplicates
+        counts.skipped += len(records) - len(todo)
         bar.advance(read - len(todo))
         return todo
 
@@ -246,20 +330,19 @@ def ingest(
                 # than any order by characters (per-batch calls sorted by characters measured 6 % slower).
                 for lo in range(0, len(todo), chunk_size):
                     part = todo[lo : lo + chunk_size]
-                    result = _embed(provider, [r.text for r in part], dimension)
-                    if truncated is not None:
-                        truncated = None if result.truncated is None else truncated + result.truncated
+                    result = embed_documents(provider, [r.text for r in part], dimension)
+                    counts.add_truncated(result.truncated)
                     bar.advance(settle())  # the writes of the previous part overlapped this embedding
                     for b in range(0, len(part), batch_size):
                         batch, vectors = part[b : b + batch_size], result.vectors[b : b + batch_size]
                         if overlap is None:
                             overlap = first_write(batch, vectors)
                         elif overlap:
-                            pending.append(executor.submit(write, batch, vectors))
+                            pending.append(executor.submit(writer.write_batch, batch, vectors))
                         else:
-                            counts["written"] += write(batch, vectors)
+                            counts.written += writer.write_batch(batch, vectors)
                             bar.advance(len(batch))
-                        counts["batches"] += 1
+                        counts.batches += 1
             bar.advance(settle())
     except Exception as exc:
         # Settle the batch in flight, so that what the report calls committed is exact, not a guess.

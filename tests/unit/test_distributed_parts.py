@@ -18,7 +18,11 @@ pytest.importorskip("ray.data", reason="pip install 'vecembed[ray]'")
 
 import vecembed
 from vecembed import distributed as vd
+from vecembed.distributed.actors import actor_pool
+from vecembed.distributed.readers import _arrow_with_str_ids
+from vecembed.distributed.sink import summarise
 from vecembed.errors import DimensionMismatchError, InvalidInputError, ModelMismatchError
+from vecembed.ingest import embed_sorted
 from vecembed.records import content_hash, text_id
 
 MOCK = vd.ProviderSpec(backend="mock", options={"dimension": 16})
@@ -81,8 +85,8 @@ def test_classify_and_length_sorted_embedding() -> None:
     assert vd.classify(records, states, stored) == [vd.UNCHANGED, vd.CHANGED, vd.NEW]
     with vecembed.load_provider("mock", dimension=16) as provider:
         texts = ["a much longer text than the others", "short", "", "medium text"]
-        assert np.array_equal(vd.embed_sorted(provider, texts), provider.embed_documents(texts))
-        assert vd.embed_sorted(provider, []).shape == (0, 16)
+        assert np.array_equal(embed_sorted(provider, texts), provider.embed_documents(texts))
+        assert embed_sorted(provider, []).shape == (0, 16)
 
     class Wrong:
         info = provider.info
@@ -91,7 +95,7 @@ def test_classify_and_length_sorted_embedding() -> None:
             return np.zeros((len(texts), 3), np.float32)
 
     with pytest.raises(DimensionMismatchError, match=r"shape \(1, 3\)"):
-        vd.embed_sorted(Wrong(), ["x"])  # type: ignore[arg-type]
+        embed_sorted(Wrong(), ["x"])  # type: ignore[arg-type]
 
 
 def test_the_provider_spec_checks_the_fingerprint_and_threads() -> None:
@@ -154,14 +158,14 @@ def test_vectors_as_list_columns_and_int_ids_from_files_are_read() -> None:
     records, _, vectors = vd.table_records(table)
     assert vectors.dtype == np.float32 and vectors.tolist() == [[1.0, 0.0], [0.0, 1.0]]
     assert [r.id for r in records] == ["1", "2"]
-    cast = vd._arrow_with_str_ids(table)
-    assert cast.column("id").to_pylist() == ["1", "2"] and vd._arrow_with_str_ids(cast) is cast
+    cast = _arrow_with_str_ids(table)
+    assert cast.column("id").to_pylist() == ["1", "2"] and _arrow_with_str_ids(cast) is cast
 
 
 def test_counts_add_and_the_report_counts_from_the_store() -> None:
     total = vd.BlockCounts(rows=3, new=2, repeats=1) + vd.BlockCounts(rows=2, unchanged=1, changed=1, batches=1)
     assert (total.rows, total.new, total.unchanged, total.changed, total.repeats, total.batches) == (5, 2, 1, 1, 1, 1)
-    report = vd._summarise("chroma", "c", total, before=10, after=12, seconds=1.0)
+    report = summarise("chroma", "c", total, before=10, after=12, seconds=1.0)
     assert (report.documents, report.written, report.skipped, report.duplicates) == (5, 3, 1, 1)
 
 
@@ -189,12 +193,12 @@ def test_ingest_dataset_wants_one_place() -> None:
 
 
 def test_actor_pools_and_readers_check_their_arguments(tmp_path: Any) -> None:
-    pool = vd._actor_pool(None, 1)
+    pool = actor_pool(None, 1)
     assert pool.min_size == 1 and pool.max_size >= 1
-    assert (vd._actor_pool(3, 1).min_size, vd._actor_pool(3, 1).max_size) == (3, 3)
-    assert (vd._actor_pool((1, 4), 1).min_size, vd._actor_pool((1, 4), 1).max_size) == (1, 4)
+    assert (actor_pool(3, 1).min_size, actor_pool(3, 1).max_size) == (3, 3)
+    assert (actor_pool((1, 4), 1).min_size, actor_pool((1, 4), 1).max_size) == (1, 4)
     with pytest.raises(InvalidInputError, match="concurrency"):
-        vd._actor_pool(0, 1)
+        actor_pool(0, 1)
     with pytest.raises(InvalidInputError, match="non-empty list"):
         vd.read_dataset("docs.jsonl")
     with pytest.raises(InvalidInputError, match=r"unknown file type \.xml"):
