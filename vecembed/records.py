@@ -11,17 +11,23 @@ are one id); a document without one is addressed by its text (:func:`text_id`, a
 way: a file's path depends on the working directory and a line's number on the lines
 above it, while the API gets no path at all. So re-ingesting a file from another folder,
 with lines added or reordered, or through Ray, finds the documents already stored.
+
+Text input (a ``.txt`` file, stdin) is read the same way by the CLI's local engine and by
+its Ray engine: :func:`decode_text`, :func:`text_lines`, :func:`line_document`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import numbers
+import os
 import uuid
-from collections.abc import Iterable, Mapping, Sequence, Set
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,11 +42,15 @@ __all__ = [
     "Record",
     "check_text",
     "content_hash",
+    "decode_text",
     "document_id",
     "documents_iterable",
+    "line_document",
     "normalize_id",
     "prepare_records",
+    "source_name",
     "text_id",
+    "text_lines",
     "validate_metadata",
 ]
 
@@ -250,3 +260,48 @@ def documents_iterable(documents: Any) -> Iterable[Any]:
             "has no order, a str is one document: wrap it in a list); nothing was written"
         )
     return documents
+
+
+# -- text input: one document a line, read alike by the CLI's local engine and its Ray engine --------
+
+
+def source_name(path: str | os.PathLike[str]) -> str:
+    """How metadata names a file: its path from the working directory (absolute when outside it)."""
+    full = Path(path).resolve()
+    try:
+        return full.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return full.as_posix()
+
+
+def decode_text(data: bytes, name: str) -> str:
+    """The bytes of file ``name`` as UTF-8 text; a NUL byte or invalid UTF-8 is refused naming the byte offset."""
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise InvalidInputError(f"{name}: not a text file (a NUL byte at byte offset {nul}); nothing was read")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(
+            f"{name}: not UTF-8 text (invalid byte {data[exc.start:exc.start + 1]!r} at byte offset {exc.start}); "
+            "convert it to UTF-8 first; nothing was read"
+        ) from None
+
+
+def text_lines(text: str | Iterable[str]) -> Iterator[tuple[int, str]]:
+    """The lines of ``text`` (a str or a stream of lines), numbered from 1, without their ends (``\\n``, ``\\r``)."""
+    stream = io.StringIO(text, newline="") if isinstance(text, str) else text
+    for number, line in enumerate(stream, 1):
+        yield number, line.rstrip("\r\n")
+
+
+def line_document(line: str, source: str) -> Document | None:
+    """One line of text input as a document; None for a blank line (a separator, not a document).
+
+    No id: the line is addressed by its text (:func:`document_id`), whichever engine reads it and
+    wherever the file lies. The metadata names the ``source`` (:func:`source_name`, or ``"stdin"``).
+    A line number is not recorded: the same line twice is one document, not two that disagree.
+    """
+    if not line.strip():
+        return None
+    return Document(None, line, {"source": source})

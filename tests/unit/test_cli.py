@@ -45,7 +45,9 @@ def test_ids_are_unique_per_source_and_stable(tmp_path: Path, monkeypatch: pytes
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "list.txt").write_text("same first line\n", encoding="utf-8")
     a, b = read_documents("a/list.txt"), read_documents(tmp_path / "b" / "list.txt")
-    assert (a[0].id, b[0].id) == ("a/list.txt:1", "b/list.txt:1")
+    # The one id rule (issue 21): a line without an id is addressed by its text, whichever file holds it
+    assert (a[0].id, b[0].id) == (None, None)
+    assert (a[0].metadata, b[0].metadata) == ({"source": "a/list.txt"}, {"source": "b/list.txt"})
     assert read_documents("a/list.txt")[0].id == a[0].id  # stable across runs
     first = read_documents("-", stdin=io.StringIO("one\ntwo\n"))
     second = read_documents("-", stdin=io.StringIO("three\n"))
@@ -75,9 +77,10 @@ def test_txt_one_document_per_non_blank_line(tmp_path: Path, monkeypatch: pytest
     path.write_text("first line\n\n  \nsecond line\r\nthird\n", encoding="utf-8")
     docs = read_documents(path)
     assert [d.text for d in docs] == ["first line", "second line", "third"]
-    # ids keep the line number, so they stay stable when the file is ingested again
-    assert [d.id for d in docs] == ["notes.txt:1", "notes.txt:4", "notes.txt:5"]
-    assert docs[1].metadata == {"source": "notes.txt", "line": 4}
+    # no ids: the engine addresses each line by its text (the same ids as the API and --engine ray)
+    assert [d.id for d in docs] == [None, None, None]
+    assert docs.origins[1] == "notes.txt line 4"
+    assert docs[1].metadata == {"source": "notes.txt"}
 
 
 def test_jsonl_ids_text_metadata(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -91,7 +94,7 @@ def test_jsonl_ids_text_metadata(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n", encoding="utf-8")
     docs = read_documents(path)
     assert docs[0] == Document("a", "alpha", {"lang": "en", "tags": '["x", "y"]'})
-    assert docs[1].id == "docs.jsonl:2"
+    assert docs[1].id is None  # addressed by its text
     assert docs[2].id == "7"
 
 

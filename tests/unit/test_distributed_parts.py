@@ -224,3 +224,30 @@ def test_the_cli_local_engine_reads_one_input(tmp_path: Any, capsys: pytest.Capt
     code = main(["ingest", str(tmp_path / "a.txt"), str(tmp_path / "b.txt"), "--db", "qdrant", "-c", "docs",
                  "--path", str(tmp_path / "data"), "--backend", "mock"])
     assert code != 0 and "several inputs need --engine ray" in capsys.readouterr().err
+
+
+def test_the_ray_reader_reads_a_text_file_as_the_local_engine_does(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 21: one id rule. Ray's read_text split lines its own way and dropped the source; the local engine
+    # gave PATH:LINE ids. Now both read through vecembed.records and address id-less lines by their text.
+    from vecembed.cli.inputs import read_documents
+    from vecembed.distributed.readers import _line_rows
+    from vecembed.records import prepare_records
+
+    monkeypatch.chdir(tmp_path)
+    data = b"first\r\nsecond\x0bstill second\n\n   \nthird\rfourth\nfirst\n"
+    (tmp_path / "notes.txt").write_bytes(data)
+    local = read_documents("notes.txt")
+    rows = _line_rows({str(tmp_path / "notes.txt"): "notes.txt"}, {"path": str(tmp_path / "notes.txt"), "bytes": data})
+    assert [(r["text"], r["metadata"]) for r in rows] == [(d.text, dict(d.metadata)) for d in local]
+    assert [r["text"] for r in rows] == ["first", "second\x0bstill second", "third", "fourth", "first"]
+    # the same records, with the API's ids: the repeated line is one document
+    api, repeats = prepare_records([{"text": d.text, "metadata": {"source": "notes.txt"}} for d in local])
+    ray_records, states = vd.prepare_rows(rows)
+    expected = [text_id(t) for t in ("first", "second\x0bstill second", "third", "fourth")]
+    assert [r.id for r in ray_records[:4]] == [r.id for r in api] == expected
+    assert repeats == 1 and states[-1] == vd.REPEAT
+    assert [r.content_hash for r in ray_records[:4]] == [r.content_hash for r in api]
+    with pytest.raises(InvalidInputError, match=r"notes.txt: not a text file \(a NUL byte at byte offset 1\)"):
+        _line_rows({}, {"path": str(tmp_path / "notes.txt"), "bytes": b"a\x00"})

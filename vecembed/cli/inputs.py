@@ -1,13 +1,14 @@
 """Reading what the CLI embeds or ingests: a .txt (one text a line), a .jsonl, a folder of files, or stdin.
 
 Every document gets a deterministic id, so that ingesting the same input twice
-updates instead of duplicating, and two inputs never share ids by accident:
+updates instead of duplicating — the one id rule of :func:`vecembed.records.document_id`,
+the same as the API's and the Ray engine's:
 
-- a ``.txt`` / ``.jsonl`` line without an id: ``PATH:LINE``, PATH as seen from the
-  working directory (``a/list.txt:3`` and ``b/list.txt:3`` are two documents);
-- a folder: each file's path inside the folder (``cooking/pasta.md``);
-- stdin lines without an id: addressed by their text (the same line is the same
-  document in every run).
+- a ``.jsonl`` line with an ``id``: that id;
+- a ``.txt`` / ``.jsonl`` / stdin line without one: addressed by its text (the same
+  line is the same document in every run, from any folder, through either engine),
+  with the metadata ``{"source": PATH}``, PATH as seen from the working directory;
+- a folder: each file's path inside the folder (``cooking/pasta.md``).
 
 Files must be UTF-8 text: a NUL byte or invalid UTF-8 is refused with the file
 and byte offset, before anything is read further.
@@ -15,7 +16,6 @@ and byte offset, before anything is read further.
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import sys
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from vecembed.errors import InvalidInputError
-from vecembed.records import Document
+from vecembed.records import Document, decode_text, line_document, source_name, text_lines
 
 __all__ = ["FOLDER_SUFFIXES", "Document", "Documents", "read_documents", "read_texts"]
 
@@ -69,11 +69,6 @@ def _flat_metadata(raw: Any, where: str) -> dict[str, Any]:
     return out
 
 
-def _lines(stream: Iterable[str]) -> Iterable[tuple[int, str]]:
-    for number, line in enumerate(stream, 1):
-        yield number, line.rstrip("\r\n")
-
-
 def _read_jsonl(lines: Iterable[tuple[int, str]], name: str) -> Documents:
     docs: list[tuple[str, Document]] = []
     for number, line in lines:
@@ -96,45 +91,21 @@ def _read_jsonl(lines: Iterable[tuple[int, str]], name: str) -> Documents:
             raise InvalidInputError(f"{where}: \"text\" must be a string, got {type(text).__name__}",
                                     index=number - 1)
         doc_id = record.get("id")
-        if doc_id is None and name != "stdin":
-            doc_id = f"{name}:{number}"  # stdin: None, the engine addresses the document by its text
-        elif doc_id is not None:
+        if doc_id is not None:  # without one, the engine addresses the document by its text
             doc_id = str(doc_id)
         docs.append((where, Document(doc_id, text, _flat_metadata(record.get("metadata"), where))))
     return Documents(docs)
 
 
 def _read_txt(lines: Iterable[tuple[int, str]], name: str) -> Documents:
-    # Blank lines are separators, not documents; the id keeps the line number so it stays stable.
-    if name == "stdin":  # no file to name: the text is the address (and a line's number is no identity)
-        return Documents((f"stdin line {number}", Document(None, line, {"source": name}))
-                         for number, line in lines if line.strip())
-    return Documents((f"{name} line {number}", Document(f"{name}:{number}", line, {"source": name, "line": number}))
-                     for number, line in lines if line.strip())
-
-
-def source_name(path: Path) -> str:
-    """How ids and metadata name a file: its path from the working directory (absolute when outside it)."""
-    full = path.resolve()
-    try:
-        return full.relative_to(Path.cwd().resolve()).as_posix()
-    except ValueError:
-        return full.as_posix()
+    # One rule with the Ray engine's reader (vecembed.records.line_document): blank lines are separators.
+    docs = ((f"{name} line {number}", line_document(line, name)) for number, line in lines)
+    return Documents((where, doc) for where, doc in docs if doc is not None)
 
 
 def read_text_file(path: Path) -> str:
     """``path`` as UTF-8 text; a binary file (a NUL byte, invalid UTF-8) is refused naming the byte offset."""
-    data = path.read_bytes()
-    nul = data.find(b"\x00")
-    if nul >= 0:
-        raise InvalidInputError(f"{path}: not a text file (a NUL byte at byte offset {nul}); nothing was read")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidInputError(
-            f"{path}: not UTF-8 text (invalid byte {data[exc.start:exc.start + 1]!r} at byte offset {exc.start}); "
-            "convert it to UTF-8 first; nothing was read"
-        ) from None
+    return decode_text(path.read_bytes(), str(path))
 
 
 def _read_folder(folder: Path) -> Documents:
@@ -150,8 +121,10 @@ def _read_folder(folder: Path) -> Documents:
 
 
 def _check_unique(docs: Documents) -> Documents:
-    seen: dict[str | int | None, int] = {}
+    seen: dict[str | int, int] = {}
     for index, doc in enumerate(docs):
+        if doc.id is None:  # addressed by its text: a repeat is the same document, collapsed by the engine
+            continue
         if doc.id in seen:
             raise InvalidInputError(
                 f"id {doc.id!r} appears twice: {docs.origins[seen[doc.id]]} and {docs.origins[index]}; "
@@ -170,7 +143,7 @@ def read_documents(source: str | Path, *, stdin: TextIO | None = None) -> Docume
     if str(source) == "-":
         stream = stdin or sys.stdin
         try:
-            lines = list(_lines(stream))
+            lines = list(text_lines(stream))
         except UnicodeDecodeError as exc:
             raise InvalidInputError(f"stdin: not UTF-8 text (byte offset {exc.start}); nothing was read") from None
         nul = next((number for number, line in lines if "\x00" in line), None)
@@ -189,7 +162,7 @@ def read_documents(source: str | Path, *, stdin: TextIO | None = None) -> Docume
     if not path.exists():
         raise InvalidInputError(f"{path}: no such file or folder")
     name = source_name(path)
-    file_lines = _lines(io.StringIO(read_text_file(path), newline=""))
+    file_lines = text_lines(read_text_file(path))
     if path.suffix.lower() in {".jsonl", ".ndjson"}:
         return _check_unique(_read_jsonl(file_lines, name))
     return _read_txt(file_lines, name)
