@@ -25,7 +25,7 @@ from vecembed.ingest import ingest
 from vecembed.protocol import EmbeddingProvider
 from vecembed.records import check_text, normalize_id
 from vecembed.retry import StoreCaller
-from vecembed.store import CollectionState, Hit, IngestReport, VectorStore, store_factory
+from vecembed.store import AsyncClientStore, CollectionState, Hit, IngestReport, VectorStore, store_factory
 from vecembed.types import HealthReport
 
 __all__ = ["Store", "aopen_store", "open_store"]
@@ -83,7 +83,7 @@ class Store:
         self.adopt = adopt
         self.identity = CollectionIdentity.of(provider.info, vector_name=vector_name)
         self.caller = StoreCaller(backend, max_retries=max_retries, retry_backoff=retry_backoff)
-        self._loop = getattr(backend, "loop", None)
+        self._loop = backend.loop if isinstance(backend, AsyncClientStore) else None
         if self._loop is not None:
             # A native async client: a worker thread waits while its call runs on the loop, so a second one can
             # embed the next query meanwhile (providers serve several threads; the database calls still go

@@ -42,7 +42,7 @@ import numpy as np
 from vecembed.errors import DimensionMismatchError, InvalidInputError
 from vecembed.health import timed_check
 from vecembed.pipeline import validate_texts
-from vecembed.protocol import EmbeddingProvider
+from vecembed.protocol import CountingProvider, EmbeddingProvider
 from vecembed.providers.base import ProviderBase
 from vecembed.types import Embeddings, EmbedResult, HealthReport, ModelInfo
 
@@ -435,10 +435,8 @@ class CachedProvider(ProviderBase):
     def _forward(self, role: bytes, texts: list[str]) -> EmbedResult:
         if role == _QUERY:
             return EmbedResult(self._provider.embed_queries(texts))
-        counted = getattr(self._provider, "embed_documents_counted", None)
-        if counted is not None:
-            result: EmbedResult = counted(texts)
-            return result
+        if isinstance(self._provider, CountingProvider):
+            return self._provider.embed_documents_counted(texts)
         return EmbedResult(self._provider.embed_documents(texts))
 
     def _embed(self, texts: Sequence[str], role: bytes, what: str) -> EmbedResult:

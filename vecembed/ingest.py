@@ -45,10 +45,10 @@ from vecembed.errors import (
     VecembedError,
 )
 from vecembed.progress import Progress
-from vecembed.protocol import EmbeddingProvider
+from vecembed.protocol import CountingProvider, EmbeddingProvider
 from vecembed.records import Record, documents_iterable, prepare_records
 from vecembed.retry import StoreCaller
-from vecembed.store import IngestReport, VectorStore
+from vecembed.store import IngestReport, PreferredBatchSize, VectorStore
 from vecembed.types import Embeddings, EmbedResult
 
 __all__ = ["DEFAULT_BATCH_SIZE", "BatchWriter", "IngestCounts", "embed_documents", "embed_sorted", "ingest"]
@@ -88,8 +88,8 @@ def embed_documents(provider: EmbeddingProvider, texts: Sequence[str], dimension
     Raises :class:`~vecembed.errors.DimensionMismatchError` unless the vectors are ``(len(texts), dimension)``.
     """
     texts = list(texts)
-    counted = getattr(provider, "embed_documents_counted", None)
-    result = counted(texts) if callable(counted) else EmbedResult(provider.embed_documents(texts))
+    result = (provider.embed_documents_counted(texts) if isinstance(provider, CountingProvider)
+              else EmbedResult(provider.embed_documents(texts)))
     if not isinstance(result, EmbedResult):  # a user's own provider with a method of that name
         result = EmbedResult(np.asarray(result, dtype=np.float32))
     vectors: Embeddings = np.ascontiguousarray(result.vectors, dtype=np.float32)
@@ -149,7 +149,7 @@ def resolve_batch_size(store: VectorStore, batch_size: int | None) -> tuple[int,
 
     Returns it and whether it is the store's own preference.
     """
-    preferred = getattr(store, "preferred_batch_size", None) if batch_size is None else None
+    preferred = store.preferred_batch_size if batch_size is None and isinstance(store, PreferredBatchSize) else None
     size = preferred or DEFAULT_BATCH_SIZE if batch_size is None else batch_size
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise InvalidInputError(f"batch_size must be a positive int, got {size!r}")
@@ -246,7 +246,7 @@ def ingest(
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < batch_size:
         raise InvalidInputError(f"chunk_size must be an int >= batch_size ({batch_size}), got {chunk_size!r}")
     documents = documents_iterable(documents)
-    nested = bool(getattr(store, "nested_metadata", True))
+    nested = store.nested_metadata
     dimension = provider.info.dimension
     total = len(documents) if isinstance(documents, Sequence) else None
     chunks: Iterable[tuple[list[Record], int, int]]

@@ -17,6 +17,7 @@ adapter by name.
 from __future__ import annotations
 
 import functools
+from asyncio import AbstractEventLoop
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
@@ -30,9 +31,12 @@ from vecembed.types import Embeddings, HealthReport
 
 __all__ = [
     "STORE_ENTRY_POINTS",
+    "AsyncClientStore",
     "CollectionState",
     "Hit",
     "IngestReport",
+    "PreferredBatchSize",
+    "ServerOnly",
     "StoreFactory",
     "VectorStore",
     "available_stores",
@@ -136,12 +140,9 @@ class VectorStore(Protocol):
     (the engine retries what :meth:`is_transient` calls passing). Ids are the
     normalised caller ids (``str``); vectors are float32 ``(n, dim)``.
 
-    Optional: ``preferred_batch_size`` (an int), the documents per write the engine
-    uses when the caller names none (default 128) — for a database whose cost per
-    write call is high next to its cost per record. ``loop`` (an asyncio event loop):
-    the loop of the native async client the store's calls run on (through a
-    :class:`vecembed.aio.LoopBridge`); :class:`Store` then refuses its sync methods on
-    that loop's own thread, where they would wait for themselves.
+    Optional traits, each declared by a protocol below and tested with ``isinstance``:
+    :class:`PreferredBatchSize` (documents per write) and :class:`AsyncClientStore` (the
+    event loop of a native async client); a factory may be :class:`ServerOnly`.
     """
 
     #: The database's name, as registered ("chroma", "qdrant").
@@ -198,6 +199,30 @@ class VectorStore(Protocol):
         ...
 
 
+# -- optional traits: declared, tested with isinstance ---------------------------------------------
+
+
+@runtime_checkable
+class PreferredBatchSize(Protocol):
+    """A store whose cost per write call is high next to its cost per record: its documents per write.
+
+    The engine uses ``preferred_batch_size`` when the caller names no ``batch_size`` (None: the default, 128).
+    """
+
+    preferred_batch_size: int | None
+
+
+@runtime_checkable
+class AsyncClientStore(Protocol):
+    """A store on a native async client: its calls run on ``loop`` (through a :class:`vecembed.aio.LoopBridge`).
+
+    :class:`~vecembed.collection.Store` then refuses its sync methods on that loop's own thread, where they
+    would wait for themselves. ``loop`` None: a sync client after all.
+    """
+
+    loop: AbstractEventLoop | None
+
+
 class StoreFactory(Protocol):
     """What a ``vecembed.stores`` entry point names: builds a :class:`VectorStore` for one collection."""
 
@@ -233,6 +258,14 @@ def store_factory(db: str) -> StoreFactory:
     return factory
 
 
+@runtime_checkable
+class ServerOnly(Protocol):
+    """A store factory marked ``server_only = True``: its database is a server only (``url=``, no ``path=``)."""
+
+    server_only: bool
+
+
 def needs_server(db: str) -> bool:
     """Whether store ``db`` only talks to a server (its factory is marked ``server_only = True``): no ``path=``."""
-    return bool(getattr(store_factory(db), "server_only", False))
+    factory = store_factory(db)
+    return isinstance(factory, ServerOnly) and bool(factory.server_only)

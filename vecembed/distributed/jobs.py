@@ -154,7 +154,7 @@ def ingest_dataset(
                                             **dict(store_options or {})) as store:
         store.claim()  # before the actors look anything up: bad input may leave an empty collection
         before = store.count()
-        nested = bool(getattr(store.backend, "nested_metadata", True))
+        nested = store.backend.nested_metadata
         prepared = ds.map_batches(
             RecordEmbedder,
             batch_size=batch_size,

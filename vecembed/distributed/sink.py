@@ -217,7 +217,7 @@ class VecembedDatasink(Datasink[BlockCounts]):
                 store.claim()
                 self.identity = store.identity
                 self.normalized = provider.info.normalized
-                self.nested = bool(getattr(store.backend, "nested_metadata", True))
+                self.nested = store.backend.nested_metadata
                 self._count_before = store.count()
         finally:
             if own:
