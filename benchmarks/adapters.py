@@ -21,7 +21,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -374,19 +373,10 @@ def bench_ingest_memory(db: str, *, mode: str, small: int = 20_000, large: int =
 
 def cpu_description() -> dict[str, Any]:
     """The CPU model and the SIMD flags that decide int8/fp32 speed, printed with every result."""
-    model, flags = platform.processor() or "unknown", ""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name") and model in ("unknown", "", platform.machine()):
-                    model = line.split(":", 1)[1].strip()
-                if line.startswith("flags"):
-                    flags = line.split(":", 1)[1]
-                    break
-    except OSError:
-        pass
-    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "fma", "f16c", "amx_int8")
-    return {"cpu": model, "simd": [f for f in wanted if f in flags.split()]}
+    from vecembed.cpu import REPORTED_FLAGS, cpu_info
+
+    cpu = cpu_info()
+    return {"cpu": cpu.model, "isa": cpu.isa, "simd": [f for f in REPORTED_FLAGS if f in cpu.flags]}
 
 
 def _store_hook(db: str) -> Callable[[Any], dict[str, Any]]:
@@ -502,7 +492,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     dbs = args.db or vecembed.available_stores()
     if args.memory:  # first, and from a parent that holds no model: each measurement is a fresh child
         for db in dbs:
-            _emit(bench_ingest_memory(db, mode="memory" if db == "qdrant" else "path"))
+            _emit(bench_ingest_memory(db, mode="memory" if db in ("qdrant", "memory") else "path"))
     if args.latency:
         for size in (int(x) for x in args.latency_sizes.split(",")):
             for db, mode in parse_targets(args.latency):

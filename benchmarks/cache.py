@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.adapters import cpu_description, load_heldout_sentences  # noqa: E402
+from vecembed.providers.delegating import DelegatingProvider  # noqa: E402
 
 #: Issue 15's targets.
 SPEEDUP_TARGET = 20.0
@@ -47,41 +48,19 @@ def _rss_mb() -> float:
     return 0.0  # pragma: no cover - not Linux
 
 
-class _Timed:
+class _Timed(DelegatingProvider):
     """The provider, with the seconds spent inside its embed calls counted (what the cache adds is the rest)."""
 
     def __init__(self, provider: Any) -> None:
-        self.provider = provider
+        super().__init__(provider, close_provider=False)
         self.seconds = 0.0
-        self.info = provider.info
 
     def embed_documents_counted(self, texts: Sequence[str]) -> Any:
         start = time.perf_counter()
         try:
-            return self.provider.embed_documents_counted(texts)
+            return super().embed_documents_counted(texts)
         finally:
             self.seconds += time.perf_counter() - start
-
-    def embed_documents(self, texts: Sequence[str]) -> Any:
-        return self.embed_documents_counted(texts).vectors
-
-    def embed_queries(self, texts: Sequence[str]) -> Any:
-        return self.provider.embed_queries(texts)
-
-    def embed_query(self, text: str) -> Any:
-        return self.provider.embed_query(text)
-
-    def health_check(self) -> Any:
-        return self.provider.health_check()
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> _Timed:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        pass
 
 
 def bench_reembed(provider: Any, texts: list[str], repeats: int) -> dict[str, Any]:

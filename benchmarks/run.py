@@ -56,6 +56,8 @@ from typing import Any
 
 import numpy as np
 
+from vecembed.cpu import ONEDNN_ISA_VARIABLE, REPORTED_FLAGS
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("VECEMBED_OFFLINE", "1")
@@ -70,8 +72,7 @@ ALL_BACKENDS = ("torch", "onnx", "onnx-int8", "openvino", "openvino-int8", "stat
 #: sentence-transformers' own ONNX / OpenVINO backends (optimum); each skipped, with the reason, when it cannot run.
 ST_BACKENDS = ("st-onnx", "st-openvino", "st-openvino-int8")
 #: The /proc/cpuinfo flags that decide which backend and which int8 kernels are fastest.
-CPU_FLAGS = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni",
-             "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
+CPU_FLAGS = REPORTED_FLAGS
 
 
 # -- corpora ---------------------------------------------------------------------------------------
@@ -108,18 +109,14 @@ def stdlib_paragraphs(tokenizer: Any, *, limit: int, low: int = 150, high: int =
 
 
 def cpu_info() -> dict[str, Any]:
-    """The CPU's model name and which of :data:`CPU_FLAGS` it has (Linux ``/proc/cpuinfo``; else the platform)."""
-    model, flags = "", set[str]()
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and not model:
-                model = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = set(value.split())
-    except OSError:
-        pass
-    return {"model": model or platform.processor() or platform.machine(), "flags": [f for f in CPU_FLAGS if f in flags]}
+    """The CPU's model name, ISA class and which of :data:`CPU_FLAGS` it has (:mod:`vecembed.cpu`), and the
+    ISA oneDNN (OpenVINO) is capped to when ``ONEDNN_MAX_CPU_ISA`` is set (``--isa avx2``)."""
+    from vecembed.cpu import cpu_info as read_cpu
+    from vecembed.cpu import onednn_cpu_info
+
+    cpu, onednn = read_cpu(), onednn_cpu_info()
+    return {"model": cpu.model, "isa": cpu.isa, "flags": [f for f in CPU_FLAGS if f in cpu.flags],
+            "onednn_isa": onednn.isa if onednn.source != cpu.source else None}
 
 
 # -- backends --------------------------------------------------------------------------------------
@@ -416,7 +413,10 @@ def run_benchmarks(
     token_counts = {name: [len(e.ids) for e in tokenizer.encode_batch(texts)] for name, texts in corpora.items()}
     cpu = cpu_info()
     log(f"vecembed {vecembed.__version__} · {cpu['model']} · {os.cpu_count()} CPUs · model {resolved.name}")
-    log(f"CPU flags: {' '.join(cpu['flags']) or 'none of ' + ', '.join(CPU_FLAGS)}")
+    log(f"CPU flags: {' '.join(cpu['flags']) or 'none of ' + ', '.join(CPU_FLAGS)} (isa {cpu['isa']})")
+    if cpu["onednn_isa"]:
+        log(f"oneDNN (OpenVINO) capped by {ONEDNN_ISA_VARIABLE}={os.environ.get(ONEDNN_ISA_VARIABLE)}: "
+            f"isa {cpu['onednn_isa']} (onnxruntime and torch still use the whole CPU)")
     log(f"corpora: short = {len(short)} STS-B dev sentences (mean {np.mean(token_counts['short']):.0f} tokens), "
         f"long = {len(long)} CPython docstrings (mean {np.mean(token_counts['long']):.0f} tokens)")
 
@@ -455,7 +455,8 @@ def run_benchmarks(
     flops = {c: model_flops(token_counts[c], config.hf_config) for c in corpora}
     results: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "cpu": cpu["model"], "cpu_flags": cpu["flags"], "gemm_fp32_gflops": roofline,
+                    "cpu": cpu["model"], "cpu_flags": cpu["flags"], "cpu_isa": cpu["isa"],
+                    "onednn_isa": cpu["onednn_isa"], "gemm_fp32_gflops": roofline,
                     "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None},
         "model": resolved.name,
         "quick": quick,
@@ -516,13 +517,16 @@ def format_report(results: dict[str, Any]) -> str:
     machine = results["machine"]
     flags = " ".join(machine.get("cpu_flags", []))
     lines = [f"CPU: {machine.get('cpu', '?')} · {machine['cpus']} CPUs · flags: {flags}"
-             + (f" · load average {machine['load_average'][0]:.2f}" if machine.get("load_average") else "")]
+             + (f" · load average {machine['load_average'][0]:.2f}" if machine.get("load_average") else "")
+             + (f" · OpenVINO emulating isa {machine['onednn_isa']}" if machine.get("onednn_isa") else "")]
     head = (f"{'backend':<22}{'short t/s':>10}{'×ST':>7}{'long t/s':>10}{'×ST':>7}{'long tok/s':>11}"
-            f"{'GFLOP/s':>9}{'roof%':>7}{'p50 ms':>8}{'p95 ms':>8}{'cold s':>8}{'STS ρ':>8}{'min cos':>9}")
+            f"{'GFLOP/s':>9}{'roof%':>7}{'p50 ms':>8}{'p95 ms':>8}{'cold s':>8}{'STS ρ':>8}{'min cos':>9}"
+            f"{'mean cos':>9}")
     lines.append(head)
     lines.append("-" * len(head))
     for name, e in results["backends"].items():
         cos = e.get("cosine_vs_st", {}).get("min")
+        mean_cos = e.get("cosine_vs_st", {}).get("mean")
         lines.append(
             f"{name:<22}{e['short']['texts_per_s']:>10.1f}{e['short']['ratio_vs_st']:>7.2f}"
             f"{e['long']['texts_per_s']:>10.1f}{e['long']['ratio_vs_st']:>7.2f}{e['long']['tokens_per_s']:>11.0f}"
@@ -530,6 +534,7 @@ def format_report(results: dict[str, Any]) -> str:
             f"{e['query']['p50_ms']:>8.2f}{e['query']['p95_ms']:>8.2f}"
             f"{'-' if e['cold_start_s'] is None else format(e['cold_start_s'], '.2f'):>8}"
             f"{e['sts_spearman']:>8.4f}{'' if cos is None else f'{cos:.5f}':>9}"
+            f"{'' if mean_cos is None else f'{mean_cos:.5f}':>9}"
         )
     lines.append(f"fp32 GEMM roofline: {results['machine']['gemm_fp32_gflops']:.1f} GFLOP/s "
                  "(roof% = useful FLOPs of the long corpus / roofline; int8 runs on other units)")
@@ -593,9 +598,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="sentence-transformers' own backends to add (empty: none): " + ", ".join(ST_BACKENDS))
     parser.add_argument("--model", default=MODEL_ID)
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 3; quick 1)")
+    parser.add_argument("--isa", choices=("native", "avx2"), default="native",
+                        help="avx2: run OpenVINO as on an AVX2-only CPU (no VNNI/AMX), through "
+                        f"{ONEDNN_ISA_VARIABLE}=AVX2; onnxruntime and torch are not affected")
     parser.add_argument("--no-adapters", action="store_true",
                         help="leave out the database adapter benchmarks (benchmarks/adapters.py)")
     args = parser.parse_args(argv)
+    if args.isa == "avx2":
+        # read by oneDNN when OpenVINO's CPU plugin loads: set before any OpenVINO model is compiled
+        os.environ[ONEDNN_ISA_VARIABLE] = "AVX2"
     if not args.no_adapters:
         _register_adapters()
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]

@@ -1,4 +1,4 @@
-"""vecembed: text to vectors, offline and fast, plugged straight into Chroma and Qdrant.
+"""vecembed: text to vectors, offline and fast, plugged straight into Chroma, Qdrant, Qdrant Edge and pgvector.
 
 ::
 
@@ -23,6 +23,7 @@ from vecembed.errors import (
     EventLoopError,
     IngestError,
     InvalidInputError,
+    InvalidVectorsError,
     MissingDependencyError,
     ModelLoadError,
     ModelMismatchError,
@@ -40,6 +41,7 @@ from vecembed.types import Embeddings, EmbeddingStats, EmbedResult, HealthReport
 
 if TYPE_CHECKING:
     from vecembed.embedding_cache import CachedProvider
+    from vecembed.providers.delegating import DelegatingProvider
     from vecembed.resolve import DEFAULT_MODEL
 
 __version__ = "0.1.0"
@@ -49,6 +51,7 @@ __all__ = [
     "CachedProvider",
     "CollectionIdentity",
     "CollectionNotFoundError",
+    "DelegatingProvider",
     "DimensionMismatchError",
     "Document",
     "EmbedResult",
@@ -61,6 +64,7 @@ __all__ = [
     "IngestError",
     "IngestReport",
     "InvalidInputError",
+    "InvalidVectorsError",
     "MissingDependencyError",
     "ModelInfo",
     "ModelLoadError",
@@ -91,6 +95,10 @@ def __getattr__(name: str) -> Any:
         from vecembed.embedding_cache import CachedProvider
 
         return CachedProvider
+    if name == "DelegatingProvider":
+        from vecembed.providers.delegating import DelegatingProvider
+
+        return DelegatingProvider
     if name == "distill":
         from vecembed.providers.static import distill
 

@@ -14,13 +14,14 @@ caller (:class:`~vecembed.retry.StoreCaller`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from vecembed.aio import Worker, refuse_on_loop, run_on_thread
 from vecembed.errors import CollectionNotFoundError, InvalidInputError, ProviderUnavailableError
 from vecembed.health import timed_check
-from vecembed.identity import CollectionIdentity, Verdict, claiming, verify_identity
+from vecembed.identity import CollectionIdentity, IdentitySource, Verdict, claiming, verify_identity
 from vecembed.ingest import ingest
 from vecembed.protocol import EmbeddingProvider
 from vecembed.records import check_text, normalize_id
@@ -49,6 +50,11 @@ def _check_where(where: Any) -> dict[str, Any] | None:
         if not isinstance(value, str | int | float | bool):
             raise InvalidInputError(
                 f"where[{key!r}] = {value!r}: an exact-match filter takes a str, int, float or bool value"
+            )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidInputError(
+                f"where[{key!r}] = {value!r}: no stored value equals NaN or inf (metadata refuses them); "
+                "filter on a finite number"
             )
         out[key] = value
     return out or None
@@ -124,6 +130,7 @@ class Store:
             self.collection,
             self.identity,
             recorded=state.identity,
+            source=state.source if state.identity is not None else IdentitySource.NONE,
             stored_dimension=state.dimension,
             stored_distance=state.distance,
             count=state.count,
@@ -236,7 +243,7 @@ class Store:
             if checked is None:
                 missing = f"collection {self.collection!r} does not exist yet (ingest creates it)"
                 return False, missing, {"exists": False}
-            if checked[1] is Verdict.RECORD:
+            if checked[1] is Verdict.RECORD and checked[0].identity is None:
                 return False, (
                     f"collection {self.collection!r} records no vecembed identity yet (the next ingest records it)"
                 ), {"exists": True, "identity": False}

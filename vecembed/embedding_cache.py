@@ -22,6 +22,16 @@ top; LMDB needs a fixed map size and a C extension.) Layout:
 * ``meta`` — the schema version and the running size, kept by triggers in the
   same transaction as the rows, so it is never out of step after a crash (writes
   are upserts: ``INSERT OR REPLACE`` would delete without firing the trigger).
+
+Size: ``max_bytes`` bounds the running size (each vector plus :data:`ENTRY_OVERHEAD`,
+measured against the file), evicted least recently used first down to
+:data:`EVICT_TO` of it. On disk that is, between writes: the database file about
+``max_bytes`` (measured at most 1.07x: evicted pages go back to the file system
+through incremental auto-vacuum, on files created by this version), its WAL at most
+``max_bytes / WAL_SHARE`` (1,000 pages at most) or, when larger, the pages the last
+write changed (its rows and, when it evicted, about a tenth of ``max_bytes``), and the
+32 KB WAL index. ``CacheStats.disk_bytes`` says what the files
+take now.
 """
 
 from __future__ import annotations
@@ -42,9 +52,10 @@ import numpy as np
 from vecembed.errors import DimensionMismatchError, InvalidInputError
 from vecembed.health import timed_check
 from vecembed.pipeline import validate_texts
-from vecembed.protocol import CountingProvider, EmbeddingProvider
-from vecembed.providers.base import ProviderBase
+from vecembed.protocol import EmbeddingProvider
+from vecembed.providers.delegating import DelegatingProvider
 from vecembed.types import Embeddings, EmbedResult, HealthReport, ModelInfo
+from vecembed.vectors import check_embeddings, provider_label
 
 __all__ = ["DB_NAME", "DEFAULT_MAX_BYTES", "CacheStats", "CachedProvider", "EmbeddingCache", "default_cache_path"]
 
@@ -61,6 +72,9 @@ ENTRY_OVERHEAD = 170
 TOUCH_AFTER_S = 300
 #: Evicting stops at this share of ``max_bytes``, so that every write near the limit does not evict again.
 EVICT_TO = 0.9
+#: The WAL may hold this share of ``max_bytes`` (at most SQLite's default 1,000 pages) before it is checkpointed.
+WAL_SHARE = 16
+_PAGE_SIZE = 8192
 _SCHEMA = 1
 _CHUNK = 500  # parameters per IN (...) query, below every SQLite's variable limit
 
@@ -110,6 +124,8 @@ class CacheStats:
     bytes: int
     max_bytes: int
     path: str
+    #: What the files take on disk now (database, WAL, WAL index); see the module docstring for its bound.
+    disk_bytes: int = 0
 
     @property
     def hit_rate(self) -> float:
@@ -171,8 +187,17 @@ class EmbeddingCache:
             conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
             # 8 KiB pages hold four 384-d rows with little slack: 1,700 bytes a vector on disk against 2,100 with
             # the default 4 KiB (benchmarks/cache.py). It only takes effect when the file is created.
-            conn.execute("PRAGMA page_size = 8192")
+            conn.execute(f"PRAGMA page_size = {_PAGE_SIZE}")
+            # Evicted rows leave free pages that a plain SQLite file keeps for ever (the file stays at its
+            # high-water mark, max_bytes plus one write): incremental auto-vacuum lets _evict give them back.
+            # Like page_size, it only takes effect when the file is created.
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
             conn.execute("PRAGMA journal_mode = WAL")
+            # The WAL grows to wal_autocheckpoint pages (8 MB by default) before it is copied back, and a file
+            # once grown stays that size: both are scaled to max_bytes, so a 1 MB cache has no 8 MB WAL beside it.
+            wal_pages = min(1000, max(16, self.max_bytes // WAL_SHARE // _PAGE_SIZE))
+            conn.execute(f"PRAGMA wal_autocheckpoint = {wal_pages}")
+            conn.execute(f"PRAGMA journal_size_limit = {wal_pages * _PAGE_SIZE}")
             # In WAL mode NORMAL is safe against a crash of the process (not of the OS): a cache can afford that.
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.executescript("BEGIN IMMEDIATE;" + _DDL + "COMMIT;")
@@ -259,6 +284,11 @@ class EmbeddingCache:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+            if evicted:
+                # The pages the evicted rows held go back to the file system, in a transaction of its own
+                # (executescript steps the pragma to the end; execute would free one page). A no-op on a file
+                # made before auto-vacuum was on: there the next writes reuse them.
+                conn.executescript("PRAGMA incremental_vacuum;")
         return evicted
 
     def _evict(self, conn: sqlite3.Connection) -> int:
@@ -289,6 +319,11 @@ class EmbeddingCache:
             conn = self._connection()
             entries = int(conn.execute("SELECT COUNT(*) FROM vectors").fetchone()[0])
             return entries, self._bytes(conn)
+
+    def disk_bytes(self) -> int:
+        """What the cache's files take on disk now: the database, its WAL and the WAL index."""
+        return sum(Path(f"{self.file}{suffix}").stat().st_size for suffix in ("", "-wal", "-shm")
+                   if Path(f"{self.file}{suffix}").exists())
 
     def fingerprints(self) -> dict[str, int]:
         """Entries per fingerprint."""
@@ -333,7 +368,7 @@ class EmbeddingCache:
                 conn.close()
 
 
-class CachedProvider(ProviderBase):
+class CachedProvider(DelegatingProvider):
     """Any :class:`~vecembed.protocol.EmbeddingProvider` with a persistent cache in front of it.
 
     ::
@@ -349,11 +384,13 @@ class CachedProvider(ProviderBase):
     the text. Each call reads every text's entry at once, embeds only the misses —
     each distinct text once, in one call, in input order — and stores them in one
     transaction. Vectors come back as the wrapped provider returned them, byte for
-    byte. Many threads and processes may share one ``path``. ``max_bytes`` bounds
-    the size (least recently used entries go first). A cache that cannot be read
-    or written (disk full, locked past ``timeout``) logs a warning and the call is
-    served by the provider. ``close()`` closes the wrapped provider too unless
-    ``close_provider=False``.
+    byte; what it returns is checked first (:func:`~vecembed.vectors.check_embeddings`:
+    shape, finite, unit norm when ``info.normalized``), so a bad vector is refused and
+    never cached. Many threads and processes may share one ``path``. ``max_bytes`` bounds
+    the size (least recently used entries go first). A cache that cannot be opened (a
+    ``path`` that is a file, a folder without write access), read or written (disk full,
+    locked past ``timeout``) logs a warning and the call is served by the provider.
+    ``close()`` closes the wrapped provider too unless ``close_provider=False``.
     """
 
     def __init__(
@@ -365,42 +402,39 @@ class CachedProvider(ProviderBase):
         close_provider: bool = True,
         timeout: float = 30.0,
     ) -> None:
-        if not isinstance(provider, EmbeddingProvider):
-            raise InvalidInputError(
-                f"provider must be an EmbeddingProvider (e.g. vecembed.load_provider('onnx')), "
-                f"got {type(provider).__name__}"
-            )
-        self._provider = provider
+        super().__init__(provider, close_provider=close_provider)
         self._info = provider.info
-        self._cache = EmbeddingCache(default_cache_path() if path is None else path, max_bytes=max_bytes,
-                                     timeout=timeout)
-        self._close_provider = close_provider
+        self._path = Path(default_cache_path() if path is None else path)
+        self._max_bytes = max_bytes
+        self._cache: EmbeddingCache | None = None
+        self._unavailable = ""
+        try:
+            self._cache = EmbeddingCache(self._path, max_bytes=max_bytes, timeout=timeout)
+        except (OSError, sqlite3.Error) as exc:
+            # What the docs promise: no cache, a warning, and the provider serves every call.
+            self._unavailable = f"{type(exc).__name__}: {exc}"
+            log.warning("embedding cache at %s cannot be opened (%s); embedding without a cache", self._path,
+                        self._unavailable)
         self._counts_lock = threading.Lock()
         self._hits = 0
         self._misses = 0
-        self._errors = 0
 
     # -- identity -----------------------------------------------------------------------------
 
     @property
     def info(self) -> ModelInfo:
-        """The wrapped provider's: the cache returns its vectors, so it is the same vector space."""
+        """The wrapped provider's, read once: every entry is keyed by this fingerprint."""
         return self._info
 
     @property
-    def provider(self) -> EmbeddingProvider:
-        """The wrapped provider."""
-        return self._provider
-
-    @property
-    def cache(self) -> EmbeddingCache:
-        """The SQLite store (``clear()``, ``fingerprints()``, ``size()``)."""
+    def cache(self) -> EmbeddingCache | None:
+        """The SQLite store (``clear()``, ``fingerprints()``, ``size()``); ``None`` when it could not be opened."""
         return self._cache
 
     @property
     def path(self) -> Path:
         """The cache directory."""
-        return self._cache.path
+        return self._path
 
     @property
     def hits(self) -> int:
@@ -413,10 +447,12 @@ class CachedProvider(ProviderBase):
         return self._misses
 
     def cache_stats(self) -> CacheStats:
-        """Hits and misses of this object; entries and bytes of the whole cache file."""
-        entries, size = self._cache.size()
+        """Hits and misses of this object; entries and bytes of the whole cache file (0 without a cache)."""
+        entries, size, disk = 0, 0, 0
+        if self._cache is not None:
+            (entries, size), disk = self._cache.size(), self._cache.disk_bytes()
         return CacheStats(hits=self._hits, misses=self._misses, entries=entries, bytes=size,
-                          max_bytes=self._cache.max_bytes, path=str(self._cache.path))
+                          max_bytes=self._max_bytes, path=str(self._path), disk_bytes=disk)
 
     # -- embedding ----------------------------------------------------------------------------
 
@@ -435,9 +471,7 @@ class CachedProvider(ProviderBase):
     def _forward(self, role: bytes, texts: list[str]) -> EmbedResult:
         if role == _QUERY:
             return EmbedResult(self._provider.embed_queries(texts))
-        if isinstance(self._provider, CountingProvider):
-            return self._provider.embed_documents_counted(texts)
-        return EmbedResult(self._provider.embed_documents(texts))
+        return self.forward_documents(texts)
 
     def _embed(self, texts: Sequence[str], role: bytes, what: str) -> EmbedResult:
         self._check_open()
@@ -446,12 +480,14 @@ class CachedProvider(ProviderBase):
         out = np.empty((len(items), info.dimension), dtype=np.float32)
         if not items:
             return EmbedResult(out, tokens=0, truncated=0)
+        cache = self._cache
         keys = [text_key(role, text) for text in items]
-        try:
-            found = self._cache.get_many(info, keys)
-        except sqlite3.Error as exc:
-            self._cache_failed("read", exc)
-            found = {}
+        found: dict[bytes, bytes] = {}
+        if cache is not None:
+            try:
+                found = cache.get_many(info, keys)
+            except sqlite3.Error as exc:
+                self._cache_failed("read", exc)
         # Misses in first-seen order, each distinct text once; the rows each one fills.
         missing: dict[bytes, list[int]] = {}
         texts_to_embed: list[str] = []
@@ -471,19 +507,20 @@ class CachedProvider(ProviderBase):
         truncated: int | None = 0
         if texts_to_embed:
             result = self._forward(role, texts_to_embed)
-            vectors = np.ascontiguousarray(result.vectors, dtype=np.float32)
-            if vectors.shape != (len(texts_to_embed), info.dimension):
-                raise DimensionMismatchError(
-                    f"{info.name} returned vectors of shape {vectors.shape} for {len(texts_to_embed)} texts, "
-                    f"expected {(len(texts_to_embed), info.dimension)}; nothing was cached"
-                )
+            first_rows = [rows[0] for rows in missing.values()]
+            vectors = check_embeddings(
+                result.vectors, expected_rows=len(texts_to_embed), dimension=info.dimension,
+                normalized=info.normalized, where=provider_label(info), outcome="nothing was cached",
+                row_name=lambda i: f"text {first_rows[i]}", provider=info.name,
+            )
             stored = vectors.astype("<f4", copy=False)
             for i, rows in enumerate(missing.values()):
                 out[rows] = vectors[i]
-            try:
-                self._cache.put_many(info, [(key, stored[i].tobytes()) for i, key in enumerate(missing)])
-            except sqlite3.Error as exc:
-                self._cache_failed("write", exc)
+            if cache is not None:
+                try:
+                    cache.put_many(info, [(key, stored[i].tobytes()) for i, key in enumerate(missing)])
+                except sqlite3.Error as exc:
+                    self._cache_failed("write", exc)
             tokens, truncated = result.tokens, result.truncated
         with self._counts_lock:
             self._hits += hits
@@ -491,9 +528,7 @@ class CachedProvider(ProviderBase):
         return EmbedResult(out, tokens=tokens, truncated=truncated)
 
     def _cache_failed(self, what: str, exc: sqlite3.Error) -> None:
-        with self._counts_lock:
-            self._errors += 1
-        log.warning("embedding cache %s failed at %s (%s); embedding without it", what, self._cache.path, exc)
+        log.warning("embedding cache %s failed at %s (%s); embedding without it", what, self._path, exc)
 
     # -- health and lifetime ------------------------------------------------------------------
 
@@ -501,20 +536,22 @@ class CachedProvider(ProviderBase):
         """The wrapped provider's health and the cache file's, in one report. Never raises."""
         if self._closed:
             return HealthReport(ok=False, latency_ms=0.0, detail="provider is closed", component="provider")
-        return HealthReport.combine(
-            "cached-provider", [self._provider.health_check(), timed_check("embedding-cache", self._cache.check)]
-        )
+        cache = self._cache
+        if cache is None:
+            part = HealthReport(ok=False, latency_ms=0.0, component="embedding-cache",
+                                detail=f"no cache at {self._path} ({self._unavailable}); every call is embedded")
+        else:
+            part = timed_check("embedding-cache", cache.check)
+        return HealthReport.combine("cached-provider", [self._provider.health_check(), part])
 
     def close(self) -> None:
         """Close the cache file and (unless ``close_provider=False``) the wrapped provider. Safe to call twice."""
-        if not self._closed:
+        if not self._closed and self._cache is not None:
             self._cache.close()
-            if self._close_provider:
-                self._provider.close()
         super().close()
 
     def __repr__(self) -> str:
-        return f"<CachedProvider {self._info.name} fingerprint={self._info.fingerprint} at {self._cache.path}>"
+        return f"<CachedProvider {self._info.name} fingerprint={self._info.fingerprint} at {self._path}>"
 
 
 def cached(provider: EmbeddingProvider, cache: Any, *, max_bytes: int | None = None) -> CachedProvider:

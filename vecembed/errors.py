@@ -10,6 +10,8 @@ matches its meaning, so callers can catch either::
     ├── UnknownProviderError      (also KeyError)      a backend name that is not registered
     ├── MissingDependencyError    (also ImportError)   an optional extra that is not installed
     ├── InvalidInputError         (also ValueError)    bad texts, ids or metadata; nothing was embedded or written
+    ├── InvalidVectorsError       (also ValueError)    a provider's vectors that break its promise (NaN, inf, not
+    │                                                  unit norm, not numbers); nothing was written or cached
     ├── DimensionMismatchError    (also ValueError)    a vector size that differs from the collection's
     ├── ModelMismatchError        (also ValueError)    a collection recorded with another model's fingerprint
     ├── ProviderUnavailableError  (also RuntimeError)  a backend or database that cannot serve right now
@@ -31,6 +33,7 @@ __all__ = [
     "EventLoopError",
     "IngestError",
     "InvalidInputError",
+    "InvalidVectorsError",
     "MissingDependencyError",
     "ModelLoadError",
     "ModelMismatchError",
@@ -106,6 +109,20 @@ class InvalidInputError(VecembedError, ValueError):
 
     def __init__(self, message: str, *, index: int | None = None) -> None:
         self.index = index
+        super().__init__(message)
+
+
+class InvalidVectorsError(VecembedError, ValueError):
+    """A provider returned vectors that cannot be stored: not numbers, NaN or inf, or not unit norm
+    although its ``info.normalized`` says they are (an all-zero row included).
+
+    ``index`` is the row (the text's position in the embed call) of the first bad vector, ``provider``
+    the provider's model name. Nothing was written or cached for the call.
+    """
+
+    def __init__(self, message: str, *, index: int | None = None, provider: str | None = None) -> None:
+        self.index = index
+        self.provider = provider
         super().__init__(message)
 
 

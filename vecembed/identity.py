@@ -16,10 +16,25 @@ The keys of each stored record that vecembed owns (``vecembed:id``,
 ``vecembed:text``, ``vecembed:hash``) are defined here too, so that no other
 module spells a ``vecembed:`` key.
 
-Policy for a collection that records no identity (made by plain chromadb or
-qdrant-client): an empty one is claimed — its identity is recorded by the
-first ingest; one that holds vectors is refused unless ``adopt=True`` says
-they come from this provider's model (and their dimension matches).
+One reader per database format turns what a database stores into a
+:class:`RecordedIdentity`: :meth:`CollectionIdentity.from_metadata` for the
+metadata keys above (Qdrant, Qdrant Edge, pgvector, and Chroma first), and
+:func:`read_chroma_identity` for a Chroma collection, whose stored
+embedding-function configuration also names the model when it is a
+``vecembed`` function (``client.create_collection(name,
+embedding_function=ChromaEmbeddingFunction(provider))``, no metadata).
+
+Policy, the same for every store, the CLI, the Chroma helpers and the Chroma
+embedding function:
+
+* identity in the metadata: that model's collection; another model is refused;
+* no metadata, but a stored ``vecembed`` embedding-function config: that
+  config's provider is the collection's identity (no ``adopt`` needed); the
+  first claim copies it into the metadata; another model is refused;
+* neither (made by plain chromadb or qdrant-client): an empty one is claimed —
+  its identity is recorded by the first ingest; one that holds vectors is
+  refused unless ``adopt=True`` says they come from this provider's model (and
+  their dimension matches).
 """
 
 from __future__ import annotations
@@ -35,6 +50,7 @@ from vecembed.errors import DimensionMismatchError, InvalidInputError, ModelMism
 from vecembed.types import ModelInfo
 
 __all__ = [
+    "CHROMA_EF_NAME",
     "DIMENSION_KEY",
     "DISTANCE_KEY",
     "FINGERPRINT_KEY",
@@ -47,8 +63,11 @@ __all__ = [
     "RESERVED_PREFIX",
     "VECTOR_NAME_KEY",
     "CollectionIdentity",
+    "IdentitySource",
+    "RecordedIdentity",
     "Verdict",
     "claiming",
+    "read_chroma_identity",
     "verify_identity",
 ]
 
@@ -67,6 +86,10 @@ IDENTITY_KEYS = (FINGERPRINT_KEY, MODEL_KEY, DIMENSION_KEY, DISTANCE_KEY, QUANTI
 RECORD_ID_KEY = "vecembed:id"
 RECORD_TEXT_KEY = "vecembed:text"
 RECORD_HASH_KEY = "vecembed:hash"
+
+#: The name a Chroma collection's configuration stores for a :class:`vecembed_chroma.ChromaEmbeddingFunction`
+#: (and chromadb's registry looks up): how :func:`read_chroma_identity` knows the config is one of ours.
+CHROMA_EF_NAME = "vecembed"
 
 #: Distance names as the databases spell them -> one vocabulary.
 _DISTANCE_ALIASES = {
@@ -134,11 +157,7 @@ class CollectionIdentity:
         fingerprint = meta.get(FINGERPRINT_KEY)
         if not fingerprint:
             return None
-        dim = meta.get(DIMENSION_KEY)
-        try:
-            dimension = int(dim) if dim is not None and not isinstance(dim, bool) else 0
-        except (TypeError, ValueError):
-            dimension = 0
+        dimension = _int_or_none(meta.get(DIMENSION_KEY)) or 0
         return cls(
             fingerprint=str(fingerprint),
             model=str(meta.get(MODEL_KEY) or "unknown model"),
@@ -161,12 +180,100 @@ class CollectionIdentity:
         return f"{self.model!r} ({variant}{self.dimension}-d, fingerprint {self.fingerprint})"
 
 
+class IdentitySource(str, Enum):
+    """Where a collection's identity was read."""
+
+    #: vecembed's keys in the collection's metadata.
+    METADATA = "metadata"
+    #: Only a stored ``vecembed`` embedding-function config (Chroma): it names the provider; the first claim
+    #: copies it into the metadata.
+    EMBEDDING_FUNCTION = "embedding_function"
+    #: Nothing: a collection made without vecembed (or not yet claimed).
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class RecordedIdentity:
+    """What a collection records about the model that wrote it (``identity`` None: nothing) and where."""
+
+    identity: CollectionIdentity | None
+    source: IdentitySource = IdentitySource.METADATA
+
+    def __post_init__(self) -> None:
+        if (self.identity is None) != (self.source is IdentitySource.NONE):
+            raise InvalidInputError(
+                f"RecordedIdentity: source {self.source.value!r} does not fit identity {self.identity!r}"
+            )
+
+    @property
+    def fingerprint(self) -> str | None:
+        """The recorded fingerprint, or None."""
+        return None if self.identity is None else self.identity.fingerprint
+
+    @property
+    def model(self) -> str | None:
+        """The recorded model name, or None."""
+        return None if self.identity is None else self.identity.model
+
+    @property
+    def dimension(self) -> int | None:
+        """The recorded vector size, or None."""
+        return None if self.identity is None else self.identity.dimension
+
+
+def _int_or_none(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def read_chroma_identity(
+    metadata: Mapping[str, Any] | None, configuration: Mapping[str, Any] | None
+) -> RecordedIdentity:
+    """The identity a Chroma collection records: its metadata first, else its stored embedding-function config.
+
+    ``metadata`` / ``configuration``: the collection's ``metadata`` and ``configuration_json``
+    as chromadb returns them. A config whose ``name`` is :data:`CHROMA_EF_NAME` and that
+    carries a fingerprint (what :meth:`ChromaEmbeddingFunction.get_config` stores) names the
+    provider that wrote the collection, as vecembed's metadata would; any other config (chromadb's
+    ``"default"``, another library's function, none) records nothing.
+    """
+    recorded = CollectionIdentity.from_metadata(metadata)
+    if recorded is not None:
+        return RecordedIdentity(recorded, IdentitySource.METADATA)
+    stored = (configuration or {}).get("embedding_function") or {}
+    config = stored.get("config") if isinstance(stored, Mapping) else None
+    if not (isinstance(stored, Mapping) and stored.get("name") == CHROMA_EF_NAME and isinstance(config, Mapping)):
+        return RecordedIdentity(None, IdentitySource.NONE)
+    fingerprint = config.get("fingerprint")
+    if not isinstance(fingerprint, str) or not fingerprint:
+        return RecordedIdentity(None, IdentitySource.NONE)
+    dimension = _int_or_none(config.get("dimension"))
+    hnsw = (configuration or {}).get("hnsw")
+    space = hnsw.get("space") if isinstance(hnsw, Mapping) else None
+    options = config.get("options")
+    quantization = options.get("quantize") if isinstance(options, Mapping) else None
+    identity = CollectionIdentity(
+        fingerprint=fingerprint,
+        model=str(config.get("model") or "unknown model"),
+        # as in from_metadata: a config without a usable dimension still names its model; the fingerprint decides
+        dimension=dimension if dimension is not None and dimension > 0 else 1,
+        distance=str(space or "cosine"),
+        quantization=str(quantization or ""),
+    )
+    return RecordedIdentity(identity, IdentitySource.EMBEDDING_FUNCTION)
+
+
 class Verdict(Enum):
     """What :func:`verify_identity` decided."""
 
     #: The collection records this identity: read and write.
     MATCH = "match"
-    #: The collection records nothing and may be claimed (empty, or ``adopt=True``): record it before writing.
+    #: The collection records nothing in its metadata and may be claimed (empty, ``adopt=True``, or a stored
+    #: embedding-function config that names this provider): record it before writing.
     RECORD = "record"
 
 
@@ -182,6 +289,7 @@ def verify_identity(
     wanted: CollectionIdentity,
     *,
     recorded: CollectionIdentity | None,
+    source: IdentitySource = IdentitySource.METADATA,
     stored_dimension: int | None = None,
     stored_distance: str | None = None,
     count: int | None = None,
@@ -190,7 +298,9 @@ def verify_identity(
 ) -> Verdict:
     """Decide whether a provider with identity ``wanted`` may use ``collection``; raise before anything is written.
 
-    ``recorded``: what the collection records (None: nothing). ``stored_dimension`` /
+    ``recorded``: what the collection records (None: nothing); ``source``: where it was read
+    (an identity vouched for by an embedding-function config only is :attr:`Verdict.RECORD`:
+    copy it into the metadata at the claim). ``stored_dimension`` /
     ``stored_distance``: the size and distance of the vectors the database holds or
     was configured with, when known. ``count``: records in it (needed only when nothing
     is recorded). Raises :class:`~vecembed.errors.DimensionMismatchError` for another
@@ -237,7 +347,7 @@ def verify_identity(
             got=wanted.distance,
         )
     if recorded is not None:
-        return Verdict.MATCH
+        return Verdict.RECORD if source is IdentitySource.EMBEDDING_FUNCTION else Verdict.MATCH
     if count and not adopt:
         raise ModelMismatchError(
             f"collection {collection!r} holds {count} records but no vecembed record of the model that wrote "

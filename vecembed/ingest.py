@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -44,14 +45,27 @@ from vecembed.errors import (
     InvalidInputError,
     VecembedError,
 )
+from vecembed.pipeline.text import truncation_reported_by_caller
 from vecembed.progress import Progress
 from vecembed.protocol import CountingProvider, EmbeddingProvider
 from vecembed.records import Record, documents_iterable, prepare_records
 from vecembed.retry import StoreCaller
 from vecembed.store import IngestReport, PreferredBatchSize, VectorStore
 from vecembed.types import Embeddings, EmbedResult
+from vecembed.vectors import check_embeddings, provider_label
 
-__all__ = ["DEFAULT_BATCH_SIZE", "BatchWriter", "IngestCounts", "embed_documents", "embed_sorted", "ingest"]
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "BatchWriter",
+    "IngestCounts",
+    "embed_documents",
+    "embed_sorted",
+    "embed_sorted_counted",
+    "ingest",
+    "warn_truncated",
+]
+
+log = logging.getLogger("vecembed.ingest")
 
 
 #: Documents per write: small enough that a progress bar moves and a failure loses little work, large enough
@@ -82,24 +96,32 @@ def _prepared_chunks(documents: Iterable[Any], size: int, nested: bool) -> Itera
         yield records, duplicates, len(chunk)
 
 
-def embed_documents(provider: EmbeddingProvider, texts: Sequence[str], dimension: int) -> EmbedResult:
+def embed_documents(
+    provider: EmbeddingProvider,
+    texts: Sequence[str],
+    dimension: int,
+    *,
+    row_name: Callable[[int], str] | None = None,
+    outcome: str = "nothing of this batch was written",
+) -> EmbedResult:
     """The engine's embed step: ``texts`` in one provider call, counted where the provider counts.
 
-    Raises :class:`~vecembed.errors.DimensionMismatchError` unless the vectors are ``(len(texts), dimension)``.
+    The vectors are checked (:func:`~vecembed.vectors.check_embeddings`): ``(len(texts), dimension)``,
+    finite, non-zero, unit norm where the provider says it normalises. A bad row raises
+    :class:`~vecembed.errors.InvalidVectorsError` (a wrong shape
+    :class:`~vecembed.errors.DimensionMismatchError`) naming it by ``row_name(i)`` and saying ``outcome``.
     """
     texts = list(texts)
     result = (provider.embed_documents_counted(texts) if isinstance(provider, CountingProvider)
               else EmbedResult(provider.embed_documents(texts)))
     if not isinstance(result, EmbedResult):  # a user's own provider with a method of that name
-        result = EmbedResult(np.asarray(result, dtype=np.float32))
-    vectors: Embeddings = np.ascontiguousarray(result.vectors, dtype=np.float32)
-    if vectors.shape != (len(texts), dimension):
-        raise DimensionMismatchError(
-            f"the provider returned vectors of shape {vectors.shape} for {len(texts)} documents, but the collection "
-            f"holds {dimension}-dimensional vectors; nothing of this batch was written",
-            expected=dimension,
-            got=int(vectors.shape[-1]) if vectors.ndim else None,
-        )
+        result = EmbedResult(result)
+    info = provider.info
+    vectors = check_embeddings(
+        result.vectors, expected_rows=len(texts), dimension=dimension, normalized=info.normalized,
+        where=provider_label(info), outcome=outcome, provider=info.name,
+        row_name=row_name or (lambda i: f"text {i} of the embed call"),
+    )
     return EmbedResult(vectors, tokens=result.tokens, truncated=result.truncated)
 
 
@@ -108,14 +130,21 @@ def embed_sorted(provider: EmbeddingProvider, texts: Sequence[str]) -> Embedding
 
     For callers that must keep their rows in place (the Ray actors); the engine sorts its records itself.
     """
+    return embed_sorted_counted(provider, texts).vectors
+
+
+def embed_sorted_counted(provider: EmbeddingProvider, texts: Sequence[str]) -> EmbedResult:
+    """:func:`embed_sorted` with the provider's counts (``truncated`` None when it does not count)."""
     dimension = provider.info.dimension
     if not texts:
-        return np.zeros((0, dimension), dtype=np.float32)
+        return EmbedResult(np.zeros((0, dimension), dtype=np.float32), tokens=0, truncated=0)
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    vectors = embed_documents(provider, [texts[i] for i in order], dimension).vectors
-    out = np.empty_like(vectors)
-    out[order] = vectors
-    return out
+    result = embed_documents(provider, [texts[i] for i in order], dimension,
+                             row_name=lambda i: f"text {order[i]} of the block",
+                             outcome="nothing of this block was written")
+    out = np.empty_like(result.vectors)
+    out[order] = result.vectors
+    return EmbedResult(out, tokens=result.tokens, truncated=result.truncated)
 
 
 # -- the one batch writer and its accounting ---------------------------------------------------------
@@ -132,6 +161,7 @@ class IngestCounts:
     batches: int = 0
     retries: int = 0
     truncated: int | None = 0  # None once a provider did not count
+    embedded: int = 0  # documents sent to the provider (the truncation warning's "of N"; not in the report)
 
     def add_truncated(self, truncated: int | None) -> None:
         """Add a provider's count of truncated texts (None: it does not count, so the total is unknown)."""
@@ -214,6 +244,20 @@ class BatchWriter:
         """The counts, with the retries the caller absorbed since this writer started."""
         self.counts.retries = self.caller.retries - self._retries_before
         return self.counts
+
+
+def _document_row(records: Sequence[Record]) -> Callable[[int], str]:
+    """How an embed call's row i is named in an error: by its document's id."""
+    return lambda i: f"document {records[i].id!r} (text {i} of the embed call)"
+
+
+def warn_truncated(report: IngestReport, embedded: int | None, max_tokens: int) -> None:
+    """One warning for a whole ingest whose report counts truncated texts (its embed calls said nothing)."""
+    if not report.truncated:
+        return
+    of = "" if embedded is None else f" of {embedded}"
+    log.warning("%s collection %r: %d%s documents embedded were longer than the model's %d tokens and were "
+                "truncated (IngestReport.truncated)", report.db, report.collection, report.truncated, of, max_tokens)
 
 
 def ingest(
@@ -330,7 +374,10 @@ def ingest(
                 # than any order by characters (per-batch calls sorted by characters measured 6 % slower).
                 for lo in range(0, len(todo), chunk_size):
                     part = todo[lo : lo + chunk_size]
-                    result = embed_documents(provider, [r.text for r in part], dimension)
+                    with truncation_reported_by_caller():  # one line for the ingest, below, not one per call
+                        result = embed_documents(provider, [r.text for r in part], dimension,
+                                                 row_name=_document_row(part))
+                    counts.embedded += len(part)
                     counts.add_truncated(result.truncated)
                     bar.advance(settle())  # the writes of the previous part overlapped this embedding
                     for b in range(0, len(part), batch_size):
@@ -367,4 +414,6 @@ def ingest(
         ) from exc
     finally:
         executor.shutdown(wait=True)
-    return report()
+    done = report()
+    warn_truncated(done, counts.embedded, provider.info.max_tokens)
+    return done

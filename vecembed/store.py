@@ -24,7 +24,7 @@ from importlib import metadata as importlib_metadata
 from typing import Any, Protocol, runtime_checkable
 
 from vecembed.errors import InvalidInputError
-from vecembed.identity import CollectionIdentity
+from vecembed.identity import CollectionIdentity, IdentitySource
 from vecembed.protocol import EmbeddingProvider
 from vecembed.records import Record
 from vecembed.types import Embeddings, HealthReport
@@ -120,13 +120,16 @@ class CollectionState:
     ``identity``: the recorded vecembed identity (None: none recorded). ``dimension`` /
     ``distance``: the vector size and distance the collection holds or was configured
     with, when the database knows. ``count``: its records — needed only when no
-    identity is recorded, so a store may leave it None otherwise.
+    identity is recorded, so a store may leave it None otherwise. ``source``: where
+    ``identity`` was read (Chroma: its metadata, or only a stored vecembed
+    embedding-function config, which the first claim copies into the metadata).
     """
 
     identity: CollectionIdentity | None
     dimension: int | None = None
     distance: str | None = None
     count: int | None = None
+    source: IdentitySource = IdentitySource.METADATA
 
 
 # -- the contract a database implements ------------------------------------------------------------
@@ -238,9 +241,18 @@ class StoreFactory(Protocol):
     ) -> VectorStore: ...
 
 
+#: Stores that ship inside vecembed itself. They are declared as entry points too (pyproject.toml); listed here
+#: as well so that the reference store works from a source checkout whose installed metadata predates it.
+_BUILTIN_STORES = {"memory": "vecembed.memory_store:open_memory_store"}
+
+
 @functools.cache
 def _entry_points() -> dict[str, importlib_metadata.EntryPoint]:
-    return {ep.name: ep for ep in importlib_metadata.entry_points(group=STORE_ENTRY_POINTS)}
+    builtin = {
+        name: importlib_metadata.EntryPoint(name=name, value=value, group=STORE_ENTRY_POINTS)
+        for name, value in _BUILTIN_STORES.items()
+    }
+    return {**builtin, **{ep.name: ep for ep in importlib_metadata.entry_points(group=STORE_ENTRY_POINTS)}}
 
 
 def available_stores() -> list[str]:

@@ -8,9 +8,14 @@ recorded with the provider at hand and raise
 :class:`~vecembed.errors.DimensionMismatchError` /
 :class:`~vecembed.errors.ModelMismatchError` *before* handing the collection
 back — so nothing can be written or queried with the wrong model through them.
-A collection made without vecembed is checked by the dimension of a stored
+They read a collection as the ``chroma`` store of :func:`vecembed.open_store`
+does (one reader, :func:`vecembed.identity.read_chroma_identity`) and decide as it
+does (one policy, :func:`vecembed.identity.verify_identity`): a collection made
+with chromadb's own ``create_collection(..., embedding_function=ChromaEmbeddingFunction(p))``
+is ``p``'s (its stored config names it; the first open copies it into the
+metadata); one made without vecembed is checked by the dimension of a stored
 vector, and refused when it holds vectors unless ``adopt=True`` says they come
-from this model (the one policy of :mod:`vecembed.identity`).
+from this model.
 
 The collection they return is a :class:`GuardedCollection`: a real
 ``chromadb`` ``Collection`` (every method works as usual) whose ``add``,
@@ -44,12 +49,16 @@ from vecembed.identity import (
     FINGERPRINT_KEY,
     MODEL_KEY,
     CollectionIdentity,
+    RecordedIdentity,
+    Verdict,
     claiming,
+    read_chroma_identity,
     verify_identity,
 )
 from vecembed.pipeline import validate_texts
 from vecembed.protocol import EmbeddingProvider
-from vecembed_chroma.embedding_function import EF_NAME, ChromaEmbeddingFunction
+from vecembed_chroma._state import claim_metadata, collection_state, stored_dimension
+from vecembed_chroma.embedding_function import EF_NAME, ChromaEmbeddingFunction, checked_calls, claim_key
 
 __all__ = [
     "META_DIMENSION",
@@ -79,62 +88,34 @@ def as_embedding_function(provider_or_ef: EmbeddingProvider | ChromaEmbeddingFun
     return ChromaEmbeddingFunction(provider_or_ef)
 
 
-class RecordedIdentity:
-    """What a collection says about the model that wrote it; any field may be unknown (None)."""
-
-    def __init__(self, fingerprint: str | None, model: str | None, dimension: int | None, source: str) -> None:
-        self.fingerprint = fingerprint
-        self.model = model
-        self.dimension = dimension
-        #: "metadata", "embedding_function" (the stored config), or "none"
-        self.source = source
-
-    def __repr__(self) -> str:
-        return (
-            f"RecordedIdentity(model={self.model!r}, fingerprint={self.fingerprint!r}, "
-            f"dimension={self.dimension!r}, source={self.source!r})"
-        )
-
-
 def recorded_identity(collection: Collection) -> RecordedIdentity:
-    """The model identity recorded in ``collection``: vecembed metadata first, then a stored vecembed EF config."""
-    meta = collection.metadata or {}
-    if META_FINGERPRINT in meta:
-        dim = meta.get(META_DIMENSION)
-        return RecordedIdentity(
-            str(meta[META_FINGERPRINT]),
-            str(meta.get(META_MODEL)) if meta.get(META_MODEL) is not None else None,
-            int(dim) if isinstance(dim, int) and not isinstance(dim, bool) else None,
-            "metadata",
-        )
-    ef_config = (collection.configuration_json or {}).get("embedding_function") or {}
-    if ef_config.get("name") == EF_NAME and isinstance(ef_config.get("config"), Mapping):
-        cfg = ef_config["config"]
-        dim = cfg.get("dimension")
-        return RecordedIdentity(
-            cfg.get("fingerprint"),
-            cfg.get("model"),
-            dim if isinstance(dim, int) else None,
-            "embedding_function",
-        )
-    return RecordedIdentity(None, None, None, "none")
+    """The model identity recorded in ``collection``: vecembed metadata first, then a stored vecembed EF config.
 
-
-def stored_dimension(collection: Collection) -> int | None:
-    """The size of the vectors the collection holds (fixed by its first write), or None when it never had one."""
-    dim = getattr(collection.get_model(), "dimension", None)
-    if isinstance(dim, int) and dim > 0:
-        return dim
-    # Older servers do not report the dimension: look at one stored vector.
-    peek = collection.get(limit=1, include=["embeddings"])
-    embeddings = peek.get("embeddings")
-    if embeddings is not None and len(embeddings) > 0:
-        return len(embeddings[0])
-    return None
+    The one Chroma reader, :func:`vecembed.identity.read_chroma_identity`, which
+    ``vecembed.open_store("chroma", ...)``, :func:`health_check` and
+    :class:`ChromaEmbeddingFunction` use too.
+    """
+    return read_chroma_identity(collection.metadata, collection.configuration_json)
 
 
 def _identity(ef: ChromaEmbeddingFunction) -> CollectionIdentity:
     return CollectionIdentity(fingerprint=ef.fingerprint, model=ef.model, dimension=ef.dimension)
+
+
+def _verify(collection: Collection, ef: ChromaEmbeddingFunction, *, adopt: bool) -> tuple[RecordedIdentity, Verdict]:
+    state = collection_state(collection)
+    verdict = verify_identity(
+        collection.name,
+        _identity(ef),
+        recorded=state.identity,
+        source=state.source,
+        stored_dimension=state.dimension,
+        stored_distance=state.distance,
+        count=state.count,
+        normalized=ef.normalized,
+        adopt=adopt,
+    )
+    return RecordedIdentity(state.identity, state.source), verdict
 
 
 def check_collection(
@@ -142,31 +123,13 @@ def check_collection(
 ) -> RecordedIdentity:
     """Raise unless ``provider_or_ef`` embeds into the vector space ``collection`` holds; return what was recorded.
 
-    The one check of :func:`vecembed.identity.verify_identity`: the recorded fingerprint
-    and dimension, the size of the vectors already stored, and — for a collection that
-    records no model but holds vectors (made without vecembed) — a refusal unless
-    ``adopt=True`` says they come from this model.
+    The one check of :func:`vecembed.identity.verify_identity`, on the state the
+    ``chroma`` store reads: the recorded fingerprint and dimension (metadata, else a
+    stored vecembed embedding-function config), the size and space of the vectors
+    stored, and — for a collection that records no model but holds vectors (made
+    without vecembed) — a refusal unless ``adopt=True`` says they come from this model.
     """
-    ef = as_embedding_function(provider_or_ef)
-    recorded = recorded_identity(collection)
-    known = None
-    if recorded.fingerprint is not None:
-        known = CollectionIdentity(
-            fingerprint=recorded.fingerprint,
-            model=recorded.model or "unknown model",
-            dimension=recorded.dimension or ef.dimension,
-        )
-    stored = stored_dimension(collection)
-    verify_identity(
-        collection.name,
-        _identity(ef),
-        recorded=known,
-        # the vectors it holds decide; an empty collection's recorded dimension stands in for them
-        stored_dimension=stored if stored is not None else recorded.dimension,
-        count=collection.count() if known is None else None,
-        adopt=adopt,
-    )
-    return recorded
+    return _verify(collection, as_embedding_function(provider_or_ef), adopt=adopt)[0]
 
 
 def _identity_metadata(ef: ChromaEmbeddingFunction) -> dict[str, Any]:
@@ -194,8 +157,10 @@ class GuardedCollection(Collection):
     @classmethod
     def wrap(cls, collection: Collection, ef: ChromaEmbeddingFunction) -> GuardedCollection:
         """A guarded view of ``collection`` (same client, same server-side collection) embedding with ``ef``."""
-        # The Collection constructor is chromadb's public way to bind a model to a client;
-        # the client object is only reachable through the collection's _client attribute.
+        # The Collection constructor is chromadb's public way to bind a model to a client; in chromadb 1.5.9
+        # the server client and the data loader are only reachable through the collection's _client and
+        # _data_loader attributes, and client.get_collection(name, embedding_function=ef) refuses ef for a
+        # collection that stores another function's name ("default" when made without one).
         guarded = cls(
             client=collection._client,
             model=collection.get_model(),
@@ -247,17 +212,20 @@ class GuardedCollection(Collection):
     def add(self, *args: Any, **kwargs: Any) -> None:
         """``Collection.add``, after checking documents and vectors."""
         self._check_write(_ADD_SIG, args, kwargs)
-        super().add(*args, **kwargs)
+        with checked_calls(self._vecembed_ef):
+            super().add(*args, **kwargs)
 
     def upsert(self, *args: Any, **kwargs: Any) -> None:
         """``Collection.upsert``, after checking documents and vectors."""
         self._check_write(_UPSERT_SIG, args, kwargs)
-        super().upsert(*args, **kwargs)
+        with checked_calls(self._vecembed_ef):
+            super().upsert(*args, **kwargs)
 
     def update(self, *args: Any, **kwargs: Any) -> None:
         """``Collection.update``, after checking documents and vectors."""
         self._check_write(_UPDATE_SIG, args, kwargs)
-        super().update(*args, **kwargs)
+        with checked_calls(self._vecembed_ef):
+            super().update(*args, **kwargs)
 
     def modify(
         self,
@@ -304,7 +272,8 @@ class GuardedCollection(Collection):
         bound = _QUERY_SIG.bind(self, *args, **kwargs).arguments
         self._check_documents(bound.get("query_texts"), "query_texts")
         self._check_embeddings(bound.get("query_embeddings"), "query_embeddings")
-        return super().query(*args, **kwargs)
+        with checked_calls(self._vecembed_ef):
+            return super().query(*args, **kwargs)
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -347,10 +316,11 @@ def get_collection(
     With no provider, the embedding function is rebuilt from the collection's stored
     vecembed configuration. Raises ``DimensionMismatchError`` / ``ModelMismatchError``
     for another model, chromadb's ``NotFoundError`` when there is no such collection.
-    An empty collection with no vecembed record is claimed: the record is written to
-    its metadata (Chroma fixes the dimension at the first write anyway); so is one
-    created with chromadb's own ``create_collection(..., embedding_function=ef)``, and
-    one holding vectors of the right size when ``adopt=True``.
+    The claim policy of ``open_store``: an empty collection with no vecembed record is
+    claimed — the record is written to its metadata (Chroma fixes the dimension at the
+    first write anyway); so is one created with chromadb's own
+    ``create_collection(..., embedding_function=ef)`` (its stored config names the
+    provider), and one holding vectors of the right size when ``adopt=True``.
     """
     # embedding_function=None: chromadb would refuse ours when the stored name differs
     # ("default" for a collection made without one); the check below is the stricter test.
@@ -365,29 +335,15 @@ def get_collection(
         ef = ChromaEmbeddingFunction.build_from_config(ef_config["config"])
     else:
         ef = as_embedding_function(provider_or_ef)
-    recorded = check_collection(native, ef, adopt=adopt)
-    # Record the identity in the metadata when the stored EF config vouches for it, when the collection
-    # is empty (its first write would fix the vector space anyway), or when the caller adopts it.
-    if recorded.source != "metadata":
-        with claiming("chroma", str(native.id)):  # two threads claiming at once: the second is checked after
+    # Record the identity in the metadata when verify_identity says so: the stored EF config vouches for it,
+    # the collection is empty (its first write would fix the vector space anyway), or the caller adopts it.
+    if _verify(native, ef, adopt=adopt)[1] is Verdict.RECORD:
+        with claiming(*claim_key(native)):  # two threads claiming at once: the second is checked after
             native = client.get_collection(name, embedding_function=None)
-            recorded = check_collection(native, ef, adopt=adopt)
-            if recorded.source == "embedding_function" or (
-                recorded.source == "none" and (adopt or stored_dimension(native) is None)
-            ):
-                native.modify(metadata=_claim_metadata(native, ef))
+            if _verify(native, ef, adopt=adopt)[1] is Verdict.RECORD:
+                native.modify(metadata=claim_metadata(native, _identity(ef)))
                 native = client.get_collection(name, embedding_function=None)
     return GuardedCollection.wrap(native, ef)
-
-
-def _claim_metadata(collection: Collection, ef: ChromaEmbeddingFunction) -> dict[str, Any]:
-    # modify() replaces the metadata; keep the user's keys. "hnsw:*" keys must not be sent
-    # again (Chroma refuses any "change" of the distance function); the space itself lives
-    # in the collection's configuration and is kept.
-    kept = {
-        k: v for k, v in CollectionIdentity.without_identity(collection.metadata).items() if not k.startswith("hnsw:")
-    }
-    return {**kept, **_identity_metadata(ef)}
 
 
 def get_or_create_collection(

@@ -30,11 +30,13 @@ import os
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from types import FrameType
 from typing import Any
 
-import numpy as np
+from chromadb.api.models.Collection import Collection
 from chromadb.api.models.CollectionCommon import CollectionCommon
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
 from chromadb.utils.embedding_functions import register_embedding_function
@@ -46,21 +48,50 @@ from vecembed.errors import (
     ModelMismatchError,
     ProviderUnavailableError,
 )
-from vecembed.identity import CollectionIdentity
+from vecembed.identity import (
+    CHROMA_EF_NAME,
+    CollectionIdentity,
+    Verdict,
+    claiming,
+    read_chroma_identity,
+    verify_identity,
+)
 from vecembed.protocol import EmbeddingProvider
 from vecembed.registry import PROVIDERS
 from vecembed.types import ModelInfo
+from vecembed.vectors import check_embeddings, provider_label
+from vecembed_chroma._state import claim_metadata
 
-__all__ = ["EF_NAME", "ChromaEmbeddingFunction", "clear_provider_cache"]
+__all__ = ["EF_NAME", "ChromaEmbeddingFunction", "checked_calls", "claim_key", "clear_provider_cache"]
 
-#: The name Chroma stores in a collection's configuration and looks up in its registry.
-EF_NAME = "vecembed"
+#: The name Chroma stores in a collection's configuration and looks up in its registry (defined with the
+#: identity keys, where the one Chroma identity reader recognises it).
+EF_NAME = CHROMA_EF_NAME
 
 #: Provider options a stored configuration may not set: they belong to the process that loads it.
 _PROCESS_OPTIONS = frozenset({"allow_download"})
 
 #: How far up the stack the calling collection is looked for (Chroma wraps ``__call__`` once or twice).
 _CALLER_FRAMES = 6
+
+#: The function whose calls are running for a collection vecembed has already checked (a GuardedCollection's
+#: add/upsert/update/query): those calls need not look for their collection.
+_checked: ContextVar[ChromaEmbeddingFunction | None] = ContextVar("vecembed_chroma_checked", default=None)
+
+
+@contextmanager
+def checked_calls(ef: ChromaEmbeddingFunction) -> Iterator[None]:
+    """Within this block, calls of ``ef`` come from a collection already checked against it (no stack search)."""
+    token = _checked.set(ef)
+    try:
+        yield
+    finally:
+        _checked.reset(token)
+
+
+def claim_key(collection: Any) -> tuple[str, str]:
+    """The key of :func:`vecembed.identity.claiming` for a Chroma collection (its id: one per collection)."""
+    return ("chroma", str(collection.id))
 
 #: Keys every config produced by :meth:`ChromaEmbeddingFunction.get_config` carries, with their types.
 _CONFIG_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -263,6 +294,11 @@ class ChromaEmbeddingFunction(EmbeddingFunction[Documents]):
         """The model name recorded for this function (no model load needed)."""
         return str(self._config["model"])
 
+    @property
+    def normalized(self) -> bool:
+        """Whether the model's vectors are unit length (no model load needed)."""
+        return bool(self._config["normalized"])
+
     def _load(self) -> EmbeddingProvider:
         cfg = self._config
         live = _recall(cfg["fingerprint"])
@@ -312,56 +348,76 @@ class ChromaEmbeddingFunction(EmbeddingFunction[Documents]):
     # -- embedding --------------------------------------------------------------------------------
 
     def _rows(self, vectors: Any, n: int) -> Embeddings:
-        array = np.asarray(vectors, dtype=np.float32)
-        if array.ndim != 2 or array.shape[0] != n:
-            raise ProviderUnavailableError(
-                f"the provider returned an array of shape {array.shape} for {n} texts; expected ({n}, dim)"
-            )
-        if array.shape[1] != self.dimension:
-            raise DimensionMismatchError(
-                f"the provider returned vectors of dimension {array.shape[1]} but this embedding function is "
-                f"recorded with dimension {self.dimension} (model {self.model!r})",
-                expected=self.dimension,
-                got=int(array.shape[1]),
-            )
+        # The dimension this function is recorded with, not the provider's own: a provider swapped for one of
+        # another size is refused here, before Chroma writes anything.
+        info = self.provider.info
+        array = check_embeddings(
+            vectors, expected_rows=n, dimension=self.dimension, normalized=info.normalized,
+            where=provider_label(info), outcome=f"nothing was written (model {self.model!r})", provider=info.name,
+        )
         # A list of 1-D float32 arrays: what Chroma's own functions return, and the only
         # form that survives HttpClient for queries (lists of lists crash in .tolist()).
         return list(array)
 
-    def _check_bound_collection(self) -> None:
-        """Refuse to embed for a collection that records another vector space — before Chroma writes anything.
+    def _calling_collection(self) -> CollectionCommon[Any] | None:
+        """The chromadb collection whose ``_embed`` is calling this function, or None when there is none.
 
-        Chroma compares embedding functions by *name* only, so ``client.get_collection(name,
-        embedding_function=ChromaEmbeddingFunction(other_model))`` is accepted; it then calls this function
-        from the collection's own ``_embed``. That caller is found on the stack (a few frames up: Chroma may
-        wrap ``__call__``) and its recorded fingerprint — vecembed metadata, else the stored function
-        config — is compared with ours.
+        chromadb 1.5.9 calls an embedding function as ``ef(input=...)`` / ``ef.embed_query(input=...)``
+        from ``CollectionCommon._embed`` and hands it nothing else: not the collection, not its stored
+        configuration (``get_collection(name, embedding_function=ef)`` compares ``ef.name()`` only, in
+        ``validate_embedding_function_conflict_on_get``), and it has no hook that binds a function to a
+        collection. So where vecembed did not open the collection itself (:func:`checked_calls`), the
+        caller is found on the stack, a few frames up (Chroma may wrap ``__call__``).
         """
-        frame: FrameType | None = sys._getframe(1)
+        frame: FrameType | None = sys._getframe(2)
         for _ in range(_CALLER_FRAMES):
             if frame is None:
-                return
+                return None
             owner = frame.f_locals.get("self")
             if isinstance(owner, CollectionCommon):
-                break
+                return owner
             frame = frame.f_back
-        else:
+        return None
+
+    def _check_bound_collection(self) -> None:
+        """Refuse to embed for a collection of another vector space — before Chroma writes anything.
+
+        The policy of ``open_store`` and the helpers, on the same reader
+        (:func:`vecembed.identity.read_chroma_identity`): a collection that records another model
+        (metadata, else its stored function config) is refused; one that records nothing but holds
+        vectors is refused too (``vecembed_chroma.get_collection(..., adopt=True)`` adopts it); an empty
+        unrecorded one is claimed: this function's identity is recorded in its metadata first.
+        A :class:`~vecembed_chroma.GuardedCollection` was checked when it was opened: its calls skip this.
+        """
+        if _checked.get() is self:
             return
-        recorded = CollectionIdentity.from_metadata(owner.metadata)
-        fingerprint = recorded.fingerprint if recorded is not None else None
-        if fingerprint is None:
-            stored = (owner.configuration_json or {}).get("embedding_function") or {}
-            if stored.get("name") == EF_NAME:
-                fingerprint = (stored.get("config") or {}).get("fingerprint")
-        if fingerprint is not None and fingerprint != self.fingerprint:
-            raise ModelMismatchError(
-                f"collection {owner.name!r} was written with {recorded.describe() if recorded else 'model'} "
-                f"(fingerprint {fingerprint}), but this embedding function embeds with {self.model!r} (fingerprint "
-                f"{self.fingerprint}); nothing was written. Open it with the model it was written with, or "
-                "write to another collection",
-                expected=str(fingerprint),
-                got=self.fingerprint,
+        owner = self._calling_collection()
+        if owner is None:
+            return
+        identity = CollectionIdentity(fingerprint=self.fingerprint, model=self.model, dimension=self.dimension)
+        # An AsyncCollection calls this function synchronously from its coroutine: its count() and modify()
+        # cannot be awaited here, so for it only the recorded identity is compared.
+        sync = owner if isinstance(owner, Collection) else None
+
+        def verdict() -> tuple[Verdict, bool]:
+            # The collection object's own snapshot: no database call unless nothing is recorded (then a count).
+            recorded = read_chroma_identity(owner.metadata, owner.configuration_json)
+            decided = verify_identity(
+                owner.name,
+                identity,
+                recorded=recorded.identity,
+                source=recorded.source,
+                count=int(sync.count()) if sync is not None and recorded.identity is None else None,
+                normalized=self.normalized,
             )
+            return decided, recorded.identity is None
+
+        # A stored config that names this function is a record already (every reader reads it): nothing to
+        # write from inside chromadb's call. An empty, unrecorded collection is claimed as the helpers do.
+        if verdict() == (Verdict.RECORD, True) and sync is not None:
+            with claiming(*claim_key(sync)):
+                if verdict() == (Verdict.RECORD, True):
+                    sync.modify(metadata=claim_metadata(sync, identity))
 
     def __call__(self, input: Documents) -> Embeddings:
         """Document vectors via ``provider.embed_documents``; bad items raise InvalidInputError naming the index."""

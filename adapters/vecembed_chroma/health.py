@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
 
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
@@ -13,58 +12,43 @@ from vecembed.health import timed_check
 from vecembed.identity import CollectionIdentity, verify_identity
 from vecembed.protocol import EmbeddingProvider
 from vecembed.types import HealthReport
-from vecembed_chroma.collections import GuardedCollection, recorded_identity, stored_dimension
+from vecembed_chroma.collections import GuardedCollection
 from vecembed_chroma.embedding_function import ChromaEmbeddingFunction
+from vecembed_chroma.store import ChromaStore
 
 __all__ = ["health_check"]
 
 
-def _heartbeat(client: ClientAPI) -> HealthReport:
+def _collection_report(store: ChromaStore, ours: tuple[CollectionIdentity, bool] | None) -> HealthReport:
+    """What the ``chroma`` store reads from the collection (the one reader), and the one check against ``ours``."""
+
     def check() -> tuple[bool, str, dict[str, bool]]:
-        beat = client.heartbeat()  # nanoseconds since the epoch on the server
-        alive = isinstance(beat, int) and beat > 0
-        if not alive:
-            return False, f"unexpected heartbeat {beat!r}", {"heartbeat": False}
-        return True, f"heartbeat ok (chroma {client.get_version()})", {"heartbeat": True}
-
-    return timed_check("chroma", check)
-
-
-class _Identity(NamedTuple):
-    model: str
-    fingerprint: str
-    dimension: int
-
-
-def _collection_report(client: ClientAPI, collection: str | Collection, ours: _Identity | None) -> HealthReport:
-    def check() -> tuple[bool, str, dict[str, bool]]:
-        name = collection if isinstance(collection, str) else collection.name
-        try:
-            # Re-read it: the object the caller holds may be stale (deleted, modified elsewhere).
-            native = client.get_collection(name, embedding_function=None)
-        except Exception as exc:
-            return False, f"collection {name!r} cannot be opened: {type(exc).__name__}: {exc}", {"exists": False}
-        recorded = recorded_identity(native)
-        stored = stored_dimension(native)
-        count = native.count()
+        name = store.collection
+        # Re-read through the store: the object the caller holds may be stale (deleted, modified elsewhere).
+        state = store.state()
+        if state is None:
+            return False, f"collection {name!r} does not exist", {"exists": False}
+        recorded = state.identity
+        count = state.count if state.count is not None else store.count()
         checks = {"exists": True, "dimension": True, "fingerprint": True}
         problems: list[str] = []
-        if recorded.dimension is not None and stored is not None and recorded.dimension != stored:
+        if recorded is not None and state.dimension is not None and recorded.dimension != state.dimension:
             checks["dimension"] = False
-            problems.append(f"recorded dimension {recorded.dimension} differs from the stored vectors' {stored}")
+            problems.append(
+                f"recorded dimension {recorded.dimension} differs from the stored vectors' {state.dimension}"
+            )
         if ours is not None:
-            known = None
-            if recorded.fingerprint is not None:
-                known = CollectionIdentity(fingerprint=recorded.fingerprint, model=recorded.model or "unknown model",
-                                           dimension=recorded.dimension or ours.dimension)
             try:
                 # The one identity check every store uses; its message is the finding.
                 verify_identity(
                     name,
-                    CollectionIdentity(fingerprint=ours.fingerprint, model=ours.model, dimension=ours.dimension),
-                    recorded=known,
-                    stored_dimension=stored if stored is not None else recorded.dimension,
+                    ours[0],
+                    recorded=recorded,
+                    source=state.source,
+                    stored_dimension=state.dimension,
+                    stored_distance=state.distance,
                     count=count,
+                    normalized=ours[1],
                 )
             except DimensionMismatchError as exc:
                 checks["dimension"] = False
@@ -72,10 +56,8 @@ def _collection_report(client: ClientAPI, collection: str | Collection, ours: _I
             except VecembedError as exc:
                 checks["fingerprint"] = False
                 problems.append(str(exc))
-        summary = (
-            f"{name!r}: {count} records, dimension {stored if stored is not None else recorded.dimension}, "
-            f"model {recorded.model!r}"
-        )
+        dimension = state.dimension if state.dimension is not None else (recorded.dimension if recorded else None)
+        summary = f"{name!r}: {count} records, dimension {dimension}, model {recorded.model if recorded else None!r}"
         if problems:
             return False, f"{summary}; " + "; ".join(problems), checks
         return True, summary, checks
@@ -96,21 +78,24 @@ def health_check(
     function; for a :class:`GuardedCollection` its own by default) adds the
     provider's probe. ``report.ok`` is true only when every part is.
     """
-    parts: list[HealthReport] = [_heartbeat(client)]
+    name = "" if collection is None else collection if isinstance(collection, str) else collection.name
+    # Built on the chroma store: its heartbeat, and the collection state it reads before every write.
+    store = ChromaStore(client, name, location="client")
+    parts: list[HealthReport] = [store.health()]
     if provider is None and isinstance(collection, GuardedCollection):
         provider = collection.embedding_function
-    ours: _Identity | None = None
+    ours: tuple[CollectionIdentity, bool] | None = None
     probe: Callable[[], HealthReport] | None = None
     if isinstance(provider, ChromaEmbeddingFunction):
         ef = provider
-        ours = _Identity(ef.model, ef.fingerprint, ef.dimension)
+        ours = CollectionIdentity(fingerprint=ef.fingerprint, model=ef.model, dimension=ef.dimension), ef.normalized
         # .provider may load the model from the stored config; a failure there is the finding.
         probe = lambda: ef.provider.health_check()  # noqa: E731
     elif provider is not None:
         plain = provider
         try:
             info = plain.info
-            ours = _Identity(info.name, info.fingerprint, info.dimension)
+            ours = CollectionIdentity.of(info), info.normalized
         except Exception as exc:  # a health check never raises: a provider without info is the finding
             parts.append(
                 HealthReport(ok=False, latency_ms=0.0, detail=f"{type(exc).__name__}: {exc}", component="provider")
@@ -118,7 +103,7 @@ def health_check(
         else:
             probe = plain.health_check
     if collection is not None:
-        parts.append(_collection_report(client, collection, ours))
+        parts.append(_collection_report(store, ours))
     if probe is not None:
         parts.append(_probe(probe))
     return HealthReport.combine("vecembed_chroma", parts)

@@ -20,6 +20,7 @@ returns, run on its event loop.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -40,16 +41,10 @@ from vecembed.records import Record
 from vecembed.retry import is_transient_default
 from vecembed.store import CollectionState, Hit
 from vecembed.types import Embeddings, HealthReport
-from vecembed_chroma.collections import stored_dimension
+from vecembed_chroma._state import claim_metadata, collection_state, space
 from vecembed_chroma.embedding_function import ChromaEmbeddingFunction
 
 __all__ = ["ChromaStore", "open_chroma_store"]
-
-
-def _space(collection: Collection) -> str | None:
-    hnsw = (collection.configuration_json or {}).get("hnsw") or {}
-    space = hnsw.get("space") or (collection.metadata or {}).get("hnsw:space")
-    return str(space) if space else None
 
 
 def _similarity(distance: float, space: str | None) -> float:
@@ -137,13 +132,9 @@ class ChromaStore:
         self._native = native
         if native is None:
             return None
-        identity = CollectionIdentity.from_metadata(native.metadata)
-        return CollectionState(
-            identity=identity,
-            dimension=stored_dimension(native),
-            distance=_space(native),
-            count=None if identity is not None else native.count(),
-        )
+        # The one Chroma reader: vecembed's metadata, else a stored vecembed embedding-function config (a
+        # collection made with plain chromadb + ChromaEmbeddingFunction is that provider's, no adopt needed).
+        return collection_state(native)
 
     def create(self, identity: CollectionIdentity) -> None:
         kwargs: dict[str, Any] = {"metadata": identity.to_metadata()}
@@ -163,12 +154,7 @@ class ChromaStore:
 
     def record_identity(self, identity: CollectionIdentity) -> None:
         native = self._col()
-        # modify() replaces the metadata: keep the user's keys. "hnsw:*" keys must not be sent again
-        # (Chroma refuses any "change" of the distance); the space itself lives in the configuration.
-        kept = {
-            k: v for k, v in CollectionIdentity.without_identity(native.metadata).items() if not k.startswith("hnsw:")
-        }
-        native.modify(metadata={**kept, **identity.to_metadata()})
+        native.modify(metadata=claim_metadata(native, identity))
 
     # -- records ----------------------------------------------------------------------------------
 
@@ -198,7 +184,7 @@ class ChromaStore:
             where=_where(where),
             include=["documents", "metadatas", "distances"],
         )
-        space = _space(native)
+        distance = space(native)
         out: list[list[Hit]] = []
         for row, ids in enumerate(result["ids"]):
             docs = (result.get("documents") or [])[row] if result.get("documents") else [None] * len(ids)
@@ -206,7 +192,7 @@ class ChromaStore:
             dists = (result.get("distances") or [])[row] if result.get("distances") else [0.0] * len(ids)
             out.append(
                 [
-                    Hit(str(i), _similarity(float(d), space), t or "", CollectionIdentity.without_identity(m))
+                    Hit(str(i), _similarity(float(d), distance), t or "", CollectionIdentity.without_identity(m))
                     for i, t, m, d in zip(ids, docs, metas, dists, strict=True)
                 ]
             )
@@ -240,6 +226,20 @@ class ChromaStore:
             self.client = None  # type: ignore[assignment]
 
 
+#: Chroma 1.5's rule for collection names (checked when a collection is created, in its Rust core).
+_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{1,510})[A-Za-z0-9]\Z")
+_IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}\Z")
+
+
+def check_collection_name(collection: str) -> None:
+    """Refuse, before anything is opened or embedded, a name Chroma would refuse when the collection is created."""
+    if not _NAME.match(collection) or ".." in collection or _IPV4.match(collection):
+        raise InvalidInputError(
+            f"{collection[:80]!r} is not a Chroma collection name: a name has 3 to 512 characters from "
+            "a-z A-Z 0-9 . _ -, starts and ends with a letter or digit, has no '..' and is not an IPv4 address"
+        )
+
+
 def open_chroma_store(
     collection: str,
     *,
@@ -256,8 +256,7 @@ def open_chroma_store(
     """
     if options:
         raise InvalidInputError(f"the chroma store takes no options {sorted(options)}; it takes path=, url=, client=")
-    if not 3 <= len(collection) <= 512:
-        raise InvalidInputError(f"a Chroma collection name has 3 to 512 characters, got {collection!r}")
+    check_collection_name(collection)
     if client is not None:
         if isinstance(client, AsyncClientAPI):
             # The bridge has ClientAPI's method names, each waiting for the async client's coroutine; the

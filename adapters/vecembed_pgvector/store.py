@@ -18,7 +18,9 @@ and every value as a parameter; nothing a caller gives is formatted into SQL.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import re
 import threading
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
@@ -41,7 +43,15 @@ from vecembed.retry import is_transient_default
 from vecembed.store import CollectionState, Hit
 from vecembed.types import Embeddings, HealthReport
 
-__all__ = ["REGISTRY_TABLE", "PgvectorStore", "is_transient", "open_pgvector_store", "redact", "table_name"]
+__all__ = [
+    "REGISTRY_TABLE",
+    "PgvectorStore",
+    "check_collection_name",
+    "is_transient",
+    "open_pgvector_store",
+    "redact",
+    "table_name",
+]
 
 #: The table that records each collection's identity (one row per collection).
 REGISTRY_TABLE = "vecembed_collections"
@@ -59,15 +69,35 @@ HNSW_EF_SEARCH = 100
 _MAX_EF_SEARCH = 1000  # pgvector's upper bound; beyond it the iterative scan supplies the rest
 
 
+#: How a shortened table name ends: ``_`` and 26 base32 characters of the SHA-256 of the whole collection name.
+_DIGEST_CHARS = 26
+_SHORTENED = re.compile(rf"_[a-z2-7]{{{_DIGEST_CHARS}}}\Z")
+
+
 def table_name(collection: str) -> str:
-    """The table of ``collection``: ``vecembed_<collection>``, or a cut name + hash when that is too long."""
+    """The table of ``collection``: ``vecembed_<collection>``, or a cut name + digest when that cannot be used.
+
+    Injective, so that two collections never share a table (with ``adopt=True`` one would write into
+    the other): a name too long for PostgreSQL (63 bytes), the registry's own name, or a name that
+    ends the way shortened names end (``_`` + 26 base32 characters) is cut and given that ending — the
+    first 130 bits of the SHA-256 of the whole name, which nobody can craft a second name to match. A
+    name kept as it is never has that ending, so the two kinds never meet.
+    """
     name = _TABLE_PREFIX + collection
-    if len(name.encode()) <= _MAX_IDENTIFIER and name != REGISTRY_TABLE:
+    if len(name.encode()) <= _MAX_IDENTIFIER and name != REGISTRY_TABLE and not _SHORTENED.search(collection):
         return name
-    digest = hashlib.sha256(collection.encode()).hexdigest()[:12]
-    room = _MAX_IDENTIFIER - len(_TABLE_PREFIX) - len(digest) - 1
+    digest = base64.b32encode(hashlib.sha256(collection.encode()).digest()).decode().lower()[:_DIGEST_CHARS]
+    room = _MAX_IDENTIFIER - len(_TABLE_PREFIX) - _DIGEST_CHARS - 1
     head = collection.encode()[:room].decode("utf-8", "ignore")
     return f"{_TABLE_PREFIX}{head}_{digest}"
+
+
+def check_collection_name(collection: str) -> None:
+    """Refuse a collection name PostgreSQL cannot hold (it has no NUL in identifiers or text); any other is quoted."""
+    if "\x00" in collection:
+        raise InvalidInputError(
+            f"collection {collection!r}: a PostgreSQL name cannot contain NUL (\\x00); any other character is allowed"
+        )
 
 
 def redact(conninfo: str) -> str:
@@ -277,6 +307,10 @@ class PgvectorStore:
         return {str(i): str(h) for i, h in found}
 
     def query(self, vectors: Embeddings, k: int, where: Mapping[str, Any] | None) -> list[list[Hit]]:
+        for key, value in (where or {}).items():
+            if "\x00" in key or (isinstance(value, str) and "\x00" in value):
+                # jsonb holds no NUL: no stored value can match, and PostgreSQL would answer with a raw error
+                raise InvalidInputError(f"where[{key!r}] = {value!r}: PostgreSQL's jsonb holds no NUL (\\x00)")
         filtered = sql.SQL("WHERE metadata @> %s ") if where else sql.SQL("")
         statement = sql.SQL(
             "SELECT id, 1 - (embedding <=> %b) AS score, text, metadata FROM {} {}ORDER BY embedding <=> %b LIMIT %s"
@@ -387,6 +421,7 @@ def open_pgvector_store(
     on a connection already inside a transaction the store's work becomes a savepoint
     that commits with yours.
     """
+    check_collection_name(collection)
     hnsw: dict[str, Any] = {"m": m, "ef_construction": ef_construction, "ef_search": ef_search}
     if options:
         raise InvalidInputError(

@@ -326,6 +326,24 @@ def _local_client(path: str) -> QdrantClient:
         raise
 
 
+#: What Qdrant refuses in a new collection's name (the server's rule, mirrored by qdrant-client 1.20's local mode).
+INVALID_NAME_CHARS = '<>:"/\\|?*\x00\x1f'
+#: Qdrant's longest collection name, in characters.
+MAX_NAME_LENGTH = 255
+
+
+def check_collection_name(collection: str) -> None:
+    """Refuse, before anything is opened or embedded, a name Qdrant would refuse when the collection is created."""
+    bad = sorted({c for c in collection if c in INVALID_NAME_CHARS})
+    if bad or collection in ("", ".", "..") or len(collection) > MAX_NAME_LENGTH:
+        why = (f"it contains {', '.join(map(repr, bad))}" if bad
+               else f"it has {len(collection)} characters" if collection not in ("", ".", "..") else "it is reserved")
+        raise InvalidInputError(
+            f"{collection[:80]!r} is not a Qdrant collection name ({why}): a name has 1 to {MAX_NAME_LENGTH} "
+            f"characters, is not '.' or '..', and has none of {' '.join(INVALID_NAME_CHARS[:9])} nor NUL or \\x1f"
+        )
+
+
 def open_qdrant_store(
     collection: str,
     *,
@@ -342,6 +360,7 @@ def open_qdrant_store(
     An ``AsyncQdrantClient`` needs :func:`vecembed.aopen_store` (its calls run on that event loop);
     a sync ``open_store`` refuses it with :class:`~vecembed.errors.EventLoopError`.
     """
+    check_collection_name(collection)
     if client is not None:
         if options:
             raise InvalidInputError(f"client options {sorted(options)} cannot apply to a client passed in")

@@ -35,8 +35,8 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
     return proc
 
 
-#: The commands the README's CLI sections show, verbatim. Each is run by a test (the name says which
-#: one runs it), and ``test_readme_cli.py`` checks that every ``vecembed ...`` line in README.md is here.
+#: The commands README.md and the docs site (docs/) show, verbatim. Each is run by a test (the name says which
+#: one runs it), and ``test_readme_cli.py`` checks that every ``vecembed ...`` line of their shell blocks is here.
 README_COMMANDS: dict[str, str] = {
     "demo": "vecembed demo",  # test_cli_demo.py
     "info": "vecembed info",  # test_readme_cli.py

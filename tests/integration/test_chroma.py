@@ -26,7 +26,7 @@ import vecembed_chroma as vc  # noqa: E402
 
 import vecembed  # noqa: E402
 from vecembed.errors import DimensionMismatchError, ModelMismatchError  # noqa: E402
-from vecembed.types import Embeddings, HealthReport, ModelInfo  # noqa: E402
+from vecembed.types import Embeddings  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -114,6 +114,38 @@ def test_http_guards_refuse_before_writing(chroma_endpoint: Any, torch_ef: vc.Ch
         report = vc.health_check(client, name, same_size)
         assert not report.ok and report.children[1].checks["fingerprint"] is False
     assert client.get_collection(name).count() == 1
+
+
+def test_http_a_readme_collection_opens_with_open_store_and_another_models_is_refused(chroma_server: Any) -> None:
+    # Issue 21 #4 on a real `chroma run` server: made with plain chromadb + ChromaEmbeddingFunction (no vecembed
+    # metadata), the collection is its function's provider's for open_store too; another model's is refused by
+    # open_store, the helpers and the function alike, before anything is written.
+    client = chroma_server.client()
+    readme, foreign = unique_name("readme"), unique_name("theirs")
+    with vecembed.load_provider("mock", dimension=32) as provider, vecembed.load_provider(
+        "mock", dimension=32, seed=7
+    ) as other:
+        client.create_collection(readme, embedding_function=vc.ChromaEmbeddingFunction(provider)).add(
+            ids=["r1"], documents=["written through chromadb itself"])
+        with vecembed.open_store("chroma", readme, provider, url=chroma_server.url) as store:
+            report = store.ingest([("s1", "one more text"), ("s2", "and another")])
+            assert (report.written, store.count()) == (2, 3)
+            assert store.search("written through chromadb itself", k=1)[0].id == "r1"
+            assert store.health_check().ok
+        assert client.get_collection(readme).metadata["vecembed:fingerprint"] == provider.info.fingerprint
+
+        client.create_collection(foreign, embedding_function=vc.ChromaEmbeddingFunction(other)).add(
+            ids=["o"], documents=["written by the other model"])
+        with pytest.raises(ModelMismatchError) as err:
+            vecembed.open_store("chroma", foreign, provider, url=chroma_server.url)
+        assert other.info.fingerprint in str(err.value) and provider.info.fingerprint in str(err.value)
+        with pytest.raises(ModelMismatchError):
+            vc.get_collection(client, foreign, provider)
+        native = client.get_collection(foreign, embedding_function=vc.ChromaEmbeddingFunction(provider))
+        with pytest.raises(ModelMismatchError):
+            native.add(ids=["x"], documents=["must not be written"])
+        assert not vc.health_check(client, foreign, provider).ok
+    assert client.get_collection(foreign).count() == 1
 
 
 def test_http_bad_documents_write_nothing(chroma_server: Any) -> None:
@@ -269,44 +301,23 @@ def test_persistent_subprocess_guards_and_needs_the_import(tmp_path: Path) -> No
 # -- retrieval on STS-B with the real model ---------------------------------------------------------------
 
 
-class RecordingProvider:
+class RecordingProvider(vecembed.DelegatingProvider):
     """Passes through to a provider and keeps every vector it returned, so numpy can search the same vectors."""
 
     def __init__(self, inner: Any) -> None:
-        self.inner = inner
+        super().__init__(inner, close_provider=False)
         self.documents: list[Embeddings] = []
         self.queries: list[Embeddings] = []
 
-    @property
-    def info(self) -> ModelInfo:
-        info: ModelInfo = self.inner.info
-        return info
-
     def embed_documents(self, texts: Sequence[str]) -> Embeddings:
-        out: Embeddings = self.inner.embed_documents(texts)
+        out = super().embed_documents(texts)
         self.documents.append(out)
         return out
 
     def embed_queries(self, texts: Sequence[str]) -> Embeddings:
-        out: Embeddings = self.inner.embed_queries(texts)
+        out = super().embed_queries(texts)
         self.queries.append(out)
         return out
-
-    def embed_query(self, text: str) -> Embeddings:
-        return self.embed_queries([text])[0]
-
-    def health_check(self) -> HealthReport:
-        report: HealthReport = self.inner.health_check()
-        return report
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> RecordingProvider:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        pass
 
 
 @pytest.mark.slow

@@ -227,7 +227,8 @@ def test_the_cli_ingests_files_with_the_ray_engine(
     from vecembed.records import text_id
 
     first, second, third, fourth = (tmp_path / n for n in ("a.jsonl", "b.csv", "c.parquet", "d.txt"))
-    first.write_text("".join(json.dumps({"id": f"a{i}", "text": f"alpha text {i}"}) + "\n" for i in range(30)))
+    first.write_text("".join(json.dumps({"id": f"a{i}", "text": f"alpha text {i}" + " long" * 300 * (i < 2)}) + "\n"
+                             for i in range(30)))  # two texts over the mock's 256 words
     second.write_text("id,text\n" + "".join(f"b{i},beta text {i}\n" for i in range(20)))
     pq.write_table(pa.table({"id": list(range(100, 110)), "text": [f"gamma text {i}" for i in range(10)]}), third)
     fourth.write_text("delta one\n\ndelta two\n")  # a text file: one document a line, ids from the text
@@ -237,6 +238,7 @@ def test_the_cli_ingests_files_with_the_ray_engine(
     assert main(args) == 0
     payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (payload["documents"], payload["written"], payload["count"]) == (62, 62, 62)
+    assert payload["truncated"] == 2  # counted by the actors (issue 22 #10: it was None, "n/a truncated")
     stored = set(chroma_vectors(chroma_server.client(), "ray-cli"))
     assert stored == ({f"a{i}" for i in range(30)} | {f"b{i}" for i in range(20)} | {str(i) for i in range(100, 110)}
                       | {text_id("delta one"), text_id("delta two")})
@@ -283,5 +285,9 @@ def test_the_readme_command_runs_as_written(vd: Any, chroma_server: Any, tmp_pat
 
         shutil.rmtree(ray_tmp, ignore_errors=True)
     assert "65 written" in proc.stdout and "now holds 65 documents" in proc.stdout
+    # Issue 22 #10: the report counts truncation ("n/a truncated" before), and Ray's core-worker ERROR line about
+    # actor arguments in the object store (printed for every Ray Data actor pool) is not shown
+    assert "0 truncated" in proc.stdout
+    assert "has constructor arguments in the object store" not in proc.stderr, proc.stderr
     stored = chroma_hashes(chroma_server.client(), "docs")
     assert stored["p3"]["i"] == 3 and "q24" in stored and len(stored) == 65

@@ -278,3 +278,16 @@ def test_a_decoder_model_batches_like_it_runs_alone(tmp_path: Path) -> None:
         ids = short.pipeline.tokenize(["the cat sat on the mat the dog ran"]).ids[0]
         assert result.truncated == 1 and len(ids) == 8 and ids[0] == 1 and ids[-1] == 2
         assert short.info.fingerprint != info.fingerprint
+
+
+def test_a_quantised_file_on_an_amx_build_is_refused_not_crashed(gguf_q8_provider: Any, gguf_provider: Any,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """llama-cpp-python 0.3.36 built with AMX int8 segfaults on a Q8_0 embedding: refuse it with the rebuild."""
+    import llama_cpp
+
+    monkeypatch.setattr(llama_cpp, "llama_print_system_info", lambda: b"CPU : AVX2 = 1 | AMX_INT8 = 1 | ")
+    with pytest.raises(ProviderUnavailableError, match=r"q8_0.*built with AMX int8.*-DGGML_AMX_INT8=OFF"):
+        vecembed.load_provider("gguf", model=str(gguf_q8_provider.model_file))
+    # f16 takes no AMX int8 path: it still loads there
+    with vecembed.load_provider("gguf", model=str(gguf_provider.model_file)) as f16:
+        assert f16.embed_query("a guitar").shape == (384,)

@@ -85,13 +85,29 @@ def test_fp32_matches_sentence_transformers(fp32_vectors: np.ndarray, st_model: 
 
 def test_int8_stays_close_to_fp32(fp32_vectors: np.ndarray, int8_vectors: np.ndarray, sts_sentences: list[str],
                                   sts_rows: list[tuple[float, str, str]]) -> None:
+    # The recipe (7-bit weights, FFN output projections in fp32) cannot saturate the int16 sums of CPUs without
+    # VNNI, so these bounds hold on AVX2-only CPUs as on VNNI/AMX ones (measured 0.9959 and +0.0009 on both).
     cosine = np.sum(fp32_vectors * int8_vectors, axis=1)
-    assert cosine.mean() >= 0.99, f"mean cosine {cosine.mean()}"
+    assert cosine.mean() >= 0.995, f"mean cosine {cosine.mean()}"
     assert cosine.min() < 0.9999  # it really is another graph, not the fp32 one again
     rho32 = _spearman(fp32_vectors, sts_sentences, sts_rows)
     rho8 = _spearman(int8_vectors, sts_sentences, sts_rows)
     assert rho32 > 0.8  # all-MiniLM-L6-v2 scores ~0.87 on STS-B dev
-    assert abs(rho32 - rho8) <= 0.005, f"STS-B Spearman fp32 {rho32:.4f} vs int8 {rho8:.4f}"
+    assert abs(rho32 - rho8) <= 0.002, f"STS-B Spearman fp32 {rho32:.4f} vs int8 {rho8:.4f}"
+
+
+def test_int8_keeps_the_down_projections_in_fp32(onnx_int8_provider: Any) -> None:
+    import onnx
+
+    fp32 = onnx_int8_provider.model_file.with_name("model.onnx")
+    down = onnx_graph.down_projections(fp32)
+    assert len(down) == 6  # one feed-forward output projection per layer of all-MiniLM-L6-v2
+    graph = onnx.load(str(onnx_int8_provider.model_file)).graph
+    kept = {n.name for n in graph.node if n.op_type == "MatMul"}
+    assert set(down) <= kept
+    assert sum(n.op_type == "MatMulInteger" for n in graph.node) == 30  # the other 5 weights per layer are int8
+    # the recipe is part of the fingerprint: another recipe's vectors are another space
+    assert onnx_graph.INT8_METHOD in repr(onnx_int8_provider._fingerprint_extra())
 
 
 def test_info_records_quantisation_and_agreement(onnx_provider: Any, onnx_int8_provider: Any,
@@ -101,7 +117,7 @@ def test_info_records_quantisation_and_agreement(onnx_provider: Any, onnx_int8_p
     info = onnx_int8_provider.info
     assert info.quantization == "int8" and info.fingerprint != onnx_provider.info.fingerprint
     assert info.agreement is not None and 0.95 <= info.agreement < 1.0
-    assert onnx_int8_provider.model_file.name == "model-int8.onnx"
+    assert onnx_int8_provider.model_file.name == "model-int8-v2.onnx"
 
 
 def test_second_load_reuses_the_cache(onnx_int8_provider: Any, vecembed_cache: Path, builds: dict[str, int]) -> None:
@@ -122,7 +138,7 @@ def test_corrupt_cached_graph_is_rebuilt(onnx_int8_provider: Any, tmp_path: Path
     entry = onnx_int8_provider.model_file.parent
     copy = tmp_path / "cache" / "onnx" / entry.name
     shutil.copytree(entry, copy)
-    damaged = copy / "model-int8.onnx"
+    damaged = copy / "model-int8-v2.onnx"
     with open(damaged, "r+b") as fh:  # truncated, as by a crash mid-write without atomic writes
         fh.truncate(damaged.stat().st_size // 2)
     monkeypatch.setenv("VECEMBED_CACHE", str(tmp_path / "cache"))
@@ -135,7 +151,7 @@ def test_corrupt_cached_graph_is_rebuilt(onnx_int8_provider: Any, tmp_path: Path
     # the one-off build says what it does, how long it takes, and where it is kept (the CLI shows this line)
     assert re.search(r"quantising .* to int8 once: about \d+ s on 2 CPU cores, then every load reuses", caplog.text)
     assert _files(copy)[copy / "model.onnx"] == fp32  # the intact fp32 graph was re-used, untouched
-    assert damaged.stat().st_size == (entry / "model-int8.onnx").stat().st_size
+    assert damaged.stat().st_size == (entry / "model-int8-v2.onnx").stat().st_size
     np.testing.assert_allclose(rebuilt, onnx_int8_provider.embed_documents(sts_sentences[:50]), atol=1e-6)
 
 
@@ -146,12 +162,12 @@ def test_missing_sidecar_means_rebuild(onnx_provider: Any, tmp_path: Path, monke
     copy.mkdir(parents=True)
     shutil.copy(entry / "model.onnx", copy / "model.onnx")  # no .sha256: an unfinished write
     shutil.copy(entry / "model.onnx.sha256", copy / "model.onnx.sha256")
-    (copy / "model-int8.onnx").write_bytes(b"not an onnx graph")
+    (copy / "model-int8-v2.onnx").write_bytes(b"not an onnx graph")
     monkeypatch.setenv("VECEMBED_CACHE", str(tmp_path / "cache"))
     with vecembed.load_provider("onnx", model=MODEL_ID, quantize="int8", device="cpu") as p:
         assert p.health_check().ok
     assert builds == {"export": 0, "quantize": 1}
-    assert (copy / "model-int8.onnx.sha256").is_file()
+    assert (copy / "model-int8-v2.onnx.sha256").is_file()
 
 
 def test_threads_get_the_same_vectors_as_one_thread(onnx_provider: Any, sts_sentences: list[str]) -> None:

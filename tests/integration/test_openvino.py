@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -19,6 +20,7 @@ pytest.importorskip("openvino", reason="pip install 'vecembed[openvino]'")
 
 import vecembed  # noqa: E402
 from vecembed import cache  # noqa: E402
+from vecembed.cpu import CpuInfo, onednn_cpu_info  # noqa: E402
 from vecembed.errors import (  # noqa: E402
     InvalidInputError,
     MissingDependencyError,
@@ -113,23 +115,39 @@ def test_second_int8_load_reuses_the_cache_without_nncf(openvino_int8_provider: 
 
 def test_int8_on_a_cpu_without_vnni_points_to_onnx(openvino_int8_provider: Any, monkeypatch: pytest.MonkeyPatch,
                                                    caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setattr(ov_backend, "cpu_flags", lambda: frozenset({"avx", "avx2", "fma"}))
+    # the warning only: keep the recipe the fixture built for this CPU, whatever CPU the test pretends to be
+    monkeypatch.setattr(ov_backend, "int8_recipe", lambda device="CPU", cpu=None: openvino_int8_provider._recipe)
+    monkeypatch.setattr(ov_backend, "onednn_cpu_info", lambda: _cpu({"avx", "avx2", "fma"}))
     with caplog.at_level("WARNING", logger="vecembed.providers.openvino"):
         vecembed.load_provider("openvino", model=MODEL_ID, quantize="int8").close()
     assert "quantize='int8'" in caplog.text and "avx512_vnni" in caplog.text
     caplog.clear()
-    monkeypatch.setattr(ov_backend, "cpu_flags", lambda: frozenset({"avx2", "avx512_vnni"}))
+    monkeypatch.setattr(ov_backend, "onednn_cpu_info", lambda: _cpu({"avx2", "avx512_vnni"}))
     with caplog.at_level("WARNING", logger="vecembed.providers.openvino"):
         vecembed.load_provider("openvino", model=MODEL_ID, quantize="int8").close()
     assert "dot-product" not in caplog.text
 
 
-def test_cpu_flags_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
-    flags = ov_backend.cpu_flags()
-    if Path("/proc/cpuinfo").is_file():
-        assert "sse2" in flags or not flags  # x86 Linux lists sse2; other architectures have other names
-    monkeypatch.setattr(Path, "read_text", lambda self, **kw: (_ for _ in ()).throw(OSError("no procfs")))
-    assert ov_backend.cpu_flags() == frozenset()
+def _cpu(flags: set[str]) -> CpuInfo:
+    return CpuInfo(model="test CPU", flags=frozenset(flags), source="test", machine="x86_64")
+
+
+def test_int8_recipe_follows_the_cpu(openvino_int8_provider: Any) -> None:
+    """7-bit weights (NNCF's overflow fix) exactly where int8 sums saturate: no VNNI/AMX, or flags unknown."""
+    assert ov_backend.int8_recipe("CPU", _cpu({"avx2", "fma"})) == ov_backend.RECIPE_OVERFLOW_FIX
+    assert ov_backend.int8_recipe("CPU", _cpu({"avx2", "avx512f", "avx512bw", "avx512vl"})) == \
+        ov_backend.RECIPE_OVERFLOW_FIX
+    assert ov_backend.int8_recipe("CPU", _cpu(set())) == ov_backend.RECIPE_OVERFLOW_FIX
+    for flags in ({"avx2", "avx512_vnni"}, {"avx2", "avx_vnni"}, {"avx2", "amx_int8"}):
+        assert ov_backend.int8_recipe("CPU", _cpu(flags)) == ov_backend.RECIPE_DEFAULT
+    assert ov_backend.int8_recipe("GPU", _cpu({"avx2"})) == ov_backend.RECIPE_DEFAULT
+    # the provider built the recipe of the CPU it runs on, in a folder named for it, with it in the fingerprint
+    here = onednn_cpu_info()
+    recipe = openvino_int8_provider._recipe
+    assert recipe == (ov_backend.RECIPE_DEFAULT if here.int8_dot_product else ov_backend.RECIPE_OVERFLOW_FIX)
+    folder = openvino_int8_provider.model_file.parent.name
+    assert folder.endswith("-overflow-fix") == (recipe == ov_backend.RECIPE_OVERFLOW_FIX)
+    assert recipe in repr(openvino_int8_provider._fingerprint_extra())
 
 
 def test_concurrent_callers_get_single_thread_vectors(openvino_provider: Any, sts_sentences: list[str]) -> None:
@@ -196,7 +214,43 @@ def test_a_refused_int8_model_is_not_cached(openvino_provider: Any, tmp_path: Pa
     monkeypatch.setattr(ov_backend, "INT8_MIN_MEAN_COSINE", 1.01)
     with pytest.raises(ProviderUnavailableError, match="nothing was cached"):
         vecembed.load_provider("openvino", model=MODEL_ID, quantize="int8")
-    assert not list(tmp_path.rglob("openvino-int8-*")) and not list(tmp_path.rglob("*.tmp"))
+    assert not [p for p in tmp_path.rglob("openvino-int8-*") if not p.name.endswith(".refused.json")]
+    assert not list(tmp_path.rglob("*.tmp"))
+    # the verdict is recorded: the next load refuses at once instead of quantising again to the same end
+    monkeypatch.setattr(ov_backend, "quantize_int8_openvino", lambda *a: pytest.fail("quantised again"))
+    with pytest.raises(ProviderUnavailableError, match="refused on this CPU before") as refused:
+        vecembed.load_provider("openvino", model=MODEL_ID, quantize="int8")
+    assert ".refused.json to try again" in str(refused.value)
+    # another NNCF might do better: a record of another version does not stand
+    record = next(tmp_path.rglob("*.refused.json"))
+    record.write_text(record.read_text().replace('"nncf": "', '"nncf": "0.0-'))
+    with pytest.raises(pytest.fail.Exception, match="quantised again"):
+        vecembed.load_provider("openvino", model=MODEL_ID, quantize="int8")
+
+
+@pytest.mark.slow
+def test_int8_under_avx2_emulation_loads_and_agrees(openvino_provider: Any, tmp_path: Path,
+                                                    sts_sentences: list[str]) -> None:
+    """oneDNN capped to AVX2 (no VNNI/AMX), as on an AVX2-only CPU: the overflow-fix recipe is built and passes."""
+    shutil_copy_graph(openvino_provider.model_file, tmp_path)
+    texts = tmp_path / "texts.json"
+    texts.write_text(json.dumps(sts_sentences[:400]))
+    code = (
+        "import json, sys, numpy as np, vecembed\n"
+        "texts = json.loads(open(sys.argv[1], encoding='utf-8').read())\n"
+        f"with vecembed.load_provider('openvino', model={MODEL_ID!r}) as fp32, "
+        f"vecembed.load_provider('openvino', model={MODEL_ID!r}, quantize='int8') as int8:\n"
+        "    cos = np.sum(fp32.embed_documents(texts) * int8.embed_documents(texts), axis=1)\n"
+        "    print(json.dumps({'recipe': int8._recipe, 'mean': float(cos.mean()),\n"
+        "                      'folder': int8.model_file.parent.name}))\n"
+    )
+    env = {**os.environ, "VECEMBED_CACHE": str(tmp_path), "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    proc = subprocess.run([sys.executable, "-c", code, str(texts)], env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["recipe"] == ov_backend.RECIPE_OVERFLOW_FIX and got["folder"].endswith("-overflow-fix")
+    assert got["mean"] >= 0.99, got
 
 
 @pytest.mark.slow

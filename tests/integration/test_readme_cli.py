@@ -1,5 +1,5 @@
-"""The README's CLI commands that no other test runs, verbatim, in subprocesses; and a check that README.md
-shows no ``vecembed`` command that is not in :data:`cli_helpers.README_COMMANDS` (so none goes untested).
+"""The docs' CLI commands that no other test runs, verbatim, in subprocesses; and a check that README.md and the
+docs site show no ``vecembed`` command that is not in :data:`cli_helpers.README_COMMANDS` (so none goes untested).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 from cli_helpers import README_COMMANDS, readme_args, run_cli
+from doc_pages import code_blocks
 
 pytest_plugins = ["backend_fixtures"]  # vecembed_cache: a private ONNX cache for the session
 
@@ -21,16 +22,15 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_every_vecembed_command_in_the_readme_is_tested() -> None:
-    readme = ROOT / "README.md"
-    if not readme.is_file():
-        pytest.skip("no README.md")
-    blocks = re.findall(r"```(?:bash|sh|console)\n(.*?)```", readme.read_text(encoding="utf-8"), re.S)
-    shown = {line.strip() for block in blocks for line in block.splitlines() if line.strip().startswith("vecembed ")}
+def test_every_vecembed_command_in_the_docs_is_tested() -> None:
+    blocks = code_blocks("bash", "sh", "console")
+    assert any(block.page == "README.md" for block in blocks)
+    shown = {(line.strip(), block.where) for block in blocks for line in block.code.splitlines()
+             if line.strip().startswith("vecembed ")}
     # a trailing comment (`vecembed demo   # ...`) is documentation, not part of the command
-    shown = {re.sub(r"\s+#.*$", "", line) for line in shown}
-    untested = shown - set(README_COMMANDS.values())
-    assert not untested, f"README.md shows vecembed commands no test runs; add them to README_COMMANDS: {untested}"
+    untested = {f"{where}: {command}" for line, where in shown
+                if (command := re.sub(r"\s+#.*$", "", line)) not in README_COMMANDS.values()}
+    assert not untested, f"the docs show vecembed commands no test runs; add them to README_COMMANDS: {untested}"
 
 
 def test_info(tmp_path: Path, minilm_path: Path) -> None:
@@ -77,7 +77,7 @@ def test_export(tmp_path: Path, minilm_path: Path, vecembed_cache: Path) -> None
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 2
     fp32, int8 = (Path(line.rsplit(": ", 1)[1]) for line in lines)
-    assert fp32.name == "model.onnx" and int8.name == "model-int8.onnx"
+    assert fp32.name == "model.onnx" and int8.name == "model-int8-v2.onnx"
     assert fp32.is_file() and int8.is_file() and fp32.is_relative_to(vecembed_cache)
     assert "(int8, agreement 0.9" in lines[1]
 

@@ -121,13 +121,40 @@ def test_concurrent_requests_are_each_identical_to_embedding_alone(onnx_server: 
     assert "vecembed_batch_requests_count" in metrics and "vecembed_texts_embedded_total" in metrics
 
 
+def test_a_big_request_cut_in_chunks_gets_the_providers_own_vectors(onnx_provider: Any) -> None:
+    """Issue 22 (2) with the real model: chunks (longest first) and small requests between them change no vector."""
+    from vecembed.server.batcher import DynamicBatcher
+
+    big = [f"passage {i}: " + "many words in a longer text " * (i % 17) for i in range(60)]
+    small = [f"query {i}" for i in range(6)]
+    expected_big, expected_small = onnx_provider.embed_documents(big), onnx_provider.embed_documents(small)
+    batcher = DynamicBatcher(onnx_provider, max_batch_texts=8, max_batch_tokens=600, max_wait=0.0)
+    try:
+        big_future = batcher.submit(big)
+        small_futures = [batcher.submit([t]) for t in small]
+        got_small = np.vstack([f.result(120).vectors for f in small_futures])
+        got_big = big_future.result(120)
+    finally:
+        batcher.close(timeout=30)
+    assert max_diff(got_big.vectors, expected_big) <= 1e-6 and max_diff(got_small, expected_small) <= 1e-6
+    assert got_big.tokens == int(onnx_provider.pipeline.tokenize(big).lengths.sum())
+
+
 def test_info_health_and_metrics(onnx_server: Served, onnx_provider: Any) -> None:
     assert httpx.get(f"{onnx_server.url}/info").status_code == 401
     info = httpx.get(f"{onnx_server.url}/info", headers={"Authorization": f"Bearer {KEY}"}).json()
     assert info["model"]["fingerprint"] == onnx_provider.info.fingerprint
     assert info["accepts_token_ids"] is True and info["limits"]["max_inputs"] == 2048
+    # issue 22 (5): the model's place on this machine's disk is not shown, its folder's name is
+    local_path = str(onnx_provider.info.extra["path"])
+    assert local_path.startswith("/") and local_path not in str(info)
+    assert info["model"]["extra"]["path"] == os.path.basename(local_path.rstrip("/"))
     health = httpx.get(f"{onnx_server.url}/health")
-    assert health.status_code == 200 and health.json()["ok"] is True
+    assert health.status_code == 200 and health.json()["ok"] is True and health.json()["deep"] is False
+    # issue 22 (3): the probe that runs the model needs the key
+    assert httpx.get(f"{onnx_server.url}/health?deep=1").status_code == 401
+    deep = httpx.get(f"{onnx_server.url}/health?deep=1", headers={"Authorization": f"Bearer {KEY}"})
+    assert deep.status_code == 200 and deep.json()["deep"] is True and deep.json()["checks"]["finite"] is True
     metrics = httpx.get(f"{onnx_server.url}/metrics")
     assert metrics.headers["content-type"].startswith("text/plain")
     assert 'vecembed_requests_total{endpoint="/info",status="401"}' in metrics.text

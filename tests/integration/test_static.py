@@ -29,6 +29,49 @@ def test_matches_model2vec_on_sts(static_provider: Any, static_model_dir: Path, 
     assert cosine.min() >= 0.9999, f"min cosine {cosine.min()}"
 
 
+def previous_vectors(path: Path, texts: list[str], *, max_length: int = 512) -> np.ndarray:
+    """The static backend's vectors before its chunk cache (vecembed 6253832), its steps written plainly:
+    each text cut to max_length * median token length characters, tokenised whole (truncated to max_length
+    tokens), unknown tokens dropped, mean of the float32 rows, L2."""
+    from safetensors.numpy import load_file
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(path / "tokenizer.json"))
+    tok.no_padding()
+    tok.enable_truncation(max_length)
+    table = load_file(str(path / "model.safetensors"))["embeddings"].astype(np.float32)
+    limit = max_length * int(np.median([len(t) for t in tok.get_vocab()]))
+    unk = tok.token_to_id("[UNK]")
+    rows = []
+    for enc in tok.encode_batch([t[:limit] for t in texts], add_special_tokens=False):
+        ids = [i for i in enc.ids if i != unk]
+        v = table[ids].mean(axis=0) if ids else table.mean(axis=0)
+        rows.append(v / max(float(np.linalg.norm(v)), 1e-12))
+    return np.asarray(rows, dtype=np.float32)
+
+
+def test_matches_the_previous_implementation(static_provider: Any, static_model_dir: Path,
+                                             sts_sentences: list[str]) -> None:
+    # STS-B sentences, then paragraphs of 10 and of 100 of them (~150 and ~1,500 tokens: the latter truncated)
+    texts = [*sts_sentences, *(" ".join(sts_sentences[i : i + 10]) for i in range(0, 600, 10)),
+             *(" ".join(sts_sentences[i : i + 100]) for i in range(0, 2000, 100))]
+    before = static_provider.stats.snapshot().truncated
+    got = static_provider.embed_documents(texts)
+    assert static_provider.stats.snapshot().truncated - before == 20
+    want = previous_vectors(static_model_dir, texts)
+    cosine = np.sum(got * want, axis=1)
+    assert cosine.min() >= 0.99999, f"min cosine {cosine.min()}"
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_threads_give_identical_vectors(static_model_dir: Path, sts_sentences: list[str]) -> None:
+    texts = sts_sentences * 3  # ~500,000 characters: split into parts on the worker threads
+    with vecembed.load_provider("static", model=static_model_dir, threads=1) as one, \
+            vecembed.load_provider("static", model=static_model_dir, threads=2) as two:
+        np.testing.assert_array_equal(two.embed_documents(texts), one.embed_documents(texts))
+        assert two._executor is not None and one._executor is None
+
+
 def test_static_vectors_carry_meaning(static_provider: Any, sts_rows: list[tuple[float, str, str]]) -> None:
     from scipy.stats import spearmanr
 

@@ -1,8 +1,9 @@
 """The store conformance suite: every store vecembed ships passes the same tests, on every kind of deployment.
 
-Parametrised over Chroma in memory, Chroma on disk, a real Chroma server (``chroma run``, started by the
-fixture), Qdrant in memory, Qdrant on disk, and a real Qdrant server (``VECEMBED_QDRANT_URL`` or
-testcontainers; skips with the reason when neither answers). A new store passes by adding its kinds here.
+Parametrised over the reference ``memory`` store (:mod:`vecembed.memory_store`), Chroma in memory, Chroma on
+disk, a real Chroma server (``chroma run``, started by the fixture), Qdrant in memory, Qdrant on disk, and a
+real Qdrant server (``VECEMBED_QDRANT_URL`` or testcontainers; skips with the reason when neither answers).
+A new store passes by adding its kinds here.
 
 The ``*-async-*`` kinds run the same tests over native async clients (``AsyncQdrantClient``, chromadb's
 ``AsyncHttpClient``) that belong to an event loop running in a thread of its own: the store is opened with
@@ -29,6 +30,7 @@ from vecembed.errors import (
     DimensionMismatchError,
     IngestError,
     InvalidInputError,
+    InvalidVectorsError,
     ModelMismatchError,
 )
 from vecembed.types import EmbedResult
@@ -44,7 +46,7 @@ pytestmark = pytest.mark.integration
 pytest_plugins = ["backend_fixtures"]  # onnx_provider, on a private ONNX cache for the session
 
 KINDS = (
-    "chroma-memory", "chroma-path", "chroma-server", "qdrant-memory", "qdrant-path", "qdrant-server",
+    "memory", "chroma-memory", "chroma-path", "chroma-server", "qdrant-memory", "qdrant-path", "qdrant-server",
     "qdrant-edge-path", "pgvector-server", "qdrant-async-memory", "qdrant-async-server", "chroma-async-server",
 )
 
@@ -56,7 +58,7 @@ class Target:
     kind: str
     db: str
     open_kwargs: dict[str, Any]
-    raw: Any  # chromadb client / QdrantClient, bypassing vecembed
+    raw: Any  # MemoryDatabase / chromadb client / QdrantClient, bypassing vecembed
     cleanup: list[Callable[[], None]] = field(default_factory=list)
     loop: Any = None  # the LoopThread (tests/conftest.py) whose loop a native async client belongs to
 
@@ -71,6 +73,9 @@ class Target:
 
     def raw_count(self, collection: str) -> int | None:
         """Records stored, read by the database's own client; None when the collection does not exist."""
+        if self.db == "memory":
+            found = self.raw.collection(collection)
+            return None if found is None else int(found.count())
         if self.db == "pgvector":
             return self.raw.count(collection)
         if self.db == "chroma":
@@ -89,6 +94,12 @@ class Target:
 
     def create_foreign(self, collection: str, vectors: np.ndarray) -> None:
         """A collection made with the database's own client (no vecembed record), holding ``vectors``."""
+        if self.db == "memory":
+            col = self.raw.create_collection(collection, dimension=vectors.shape[1])
+            if len(vectors):
+                col.upsert([f"f{i}" for i in range(len(vectors))], vectors,
+                           [(f"foreign {i}", {}, "") for i in range(len(vectors))])
+            return
         if self.db == "pgvector":
             self.raw.create_foreign(collection, vectors)
             return
@@ -123,7 +134,12 @@ class Target:
 @pytest.fixture(params=KINDS)
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
     kind = request.param
-    if kind == "chroma-memory":
+    if kind == "memory":
+        from vecembed.memory_store import MemoryDatabase
+
+        database = MemoryDatabase()
+        yield Target(kind, "memory", {"client": database}, database)
+    elif kind == "chroma-memory":
         import chromadb
 
         client = chromadb.EphemeralClient()
@@ -195,42 +211,16 @@ def name() -> str:
     return f"conf-{uuid.uuid4().hex[:12]}"
 
 
-class CountingProvider:
+class CountingProvider(vecembed.DelegatingProvider):
     """A provider that counts the documents it embeds (and can be told to fail after some)."""
 
     def __init__(self, inner: Any) -> None:
-        self.inner = inner
+        super().__init__(inner, close_provider=False)
         self.embedded = 0
-
-    @property
-    def info(self) -> Any:
-        return self.inner.info
-
-    def embed_documents(self, texts: Sequence[str]) -> Any:
-        return self.embed_documents_counted(texts).vectors
 
     def embed_documents_counted(self, texts: Sequence[str]) -> EmbedResult:
         self.embedded += len(texts)
-        result: EmbedResult = self.inner.embed_documents_counted(texts)
-        return result
-
-    def embed_queries(self, texts: Sequence[str]) -> Any:
-        return self.inner.embed_queries(texts)
-
-    def embed_query(self, text: str) -> Any:
-        return self.inner.embed_query(text)
-
-    def health_check(self) -> Any:
-        return self.inner.health_check()
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self) -> CountingProvider:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
+        return super().embed_documents_counted(texts)
 
 
 @pytest.fixture
@@ -442,7 +432,7 @@ def test_filters(target: Target, name: str, provider: CountingProvider) -> None:
 def test_unrecorded_collection_is_refused_unless_adopted(
     target: Target, name: str, provider: CountingProvider
 ) -> None:
-    vectors = provider.inner.embed_documents(["foreign one", "foreign two"])
+    vectors = provider.provider.embed_documents(["foreign one", "foreign two"])
     target.create_foreign(name, vectors)
     with pytest.raises(ModelMismatchError, match="adopt"):
         target.open(provider, name)
@@ -513,3 +503,23 @@ def test_real_model_search_equals_exact_numpy_top10(
     assert recall >= 0.99
     for hits, row in zip(results, exact, strict=True):
         assert hits[0].score == pytest.approx(float(row.max()), abs=1e-4)
+
+
+@pytest.mark.parametrize("breakage", ["nan", "inf", "zero", "huge"])
+def test_a_bad_vector_writes_nothing(target: Target, name: str, provider: CountingProvider, breakage: str) -> None:
+    """Issue 22: a provider's NaN, inf, all-zero or 1000x vector is refused before the batch is written."""
+
+    class Poisoned(vecembed.DelegatingProvider):
+        def embed_documents_counted(self, texts: Sequence[str]) -> EmbedResult:
+            result = super().embed_documents_counted(texts)
+            vectors = result.vectors.copy()
+            for i, text in enumerate(texts):
+                if text == "poison":
+                    broken = {"nan": np.float32("nan"), "inf": np.float32("inf"), "zero": np.float32(0)}
+                    vectors[i] = vectors[i] * 1000 if breakage == "huge" else broken[breakage]
+            return EmbedResult(vectors, tokens=result.tokens, truncated=result.truncated)
+
+    with target.open(Poisoned(provider, close_provider=False), name) as store:
+        with pytest.raises(InvalidVectorsError, match=r"document 'd1' .*nothing of this batch was written"):
+            store.ingest([("d0", "a good text"), ("d1", "poison"), ("d2", "another good text")])
+        assert target.raw_count(name) in (None, 0) and store.count() == 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -26,7 +26,7 @@ from vecembed.errors import (  # noqa: E402
     ModelMismatchError,
     ProviderUnavailableError,
 )
-from vecembed.types import Embeddings, HealthReport, ModelInfo, make_fingerprint  # noqa: E402
+from vecembed.types import HealthReport, ModelInfo, make_fingerprint  # noqa: E402
 
 DOCS = [
     "the cat sat on the mat",
@@ -60,12 +60,12 @@ def _fresh_cache() -> Iterator[None]:
     vc.clear_provider_cache()
 
 
-class OwnProvider:
+class OwnProvider(vecembed.DelegatingProvider):
     """A user's provider that vecembed's registry does not know (wraps a mock for its vectors)."""
 
     def __init__(self, dimension: int = 32) -> None:
-        self._inner = vecembed.load_provider("mock", dimension=dimension, seed=99)
-        base = self._inner.info
+        super().__init__(vecembed.load_provider("mock", dimension=dimension, seed=99))
+        base = self.provider.info
         self._info = ModelInfo(
             name="acme/own-model",
             dimension=dimension,
@@ -79,27 +79,6 @@ class OwnProvider:
     @property
     def info(self) -> ModelInfo:
         return self._info
-
-    def embed_documents(self, texts: Sequence[str]) -> Embeddings:
-        return self._inner.embed_documents(texts)
-
-    def embed_queries(self, texts: Sequence[str]) -> Embeddings:
-        return self._inner.embed_queries(texts)
-
-    def embed_query(self, text: str) -> Embeddings:
-        return self._inner.embed_query(text)
-
-    def health_check(self) -> HealthReport:
-        return self._inner.health_check()
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def __enter__(self) -> OwnProvider:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
 
 # -- the embedding function itself ---------------------------------------------------------------
@@ -697,3 +676,103 @@ def test_two_threads_claiming_one_empty_collection_cannot_both_write(client: Any
             t.join()
         assert sorted(outcomes) == ["refused", "wrote"], (trial, outcomes)
         assert client.get_collection(collection).count() == 1
+
+
+# -- one identity reader, one claim policy (issue 21 #4) ----------------------------------------------------
+
+
+def test_a_readme_collection_opens_with_open_store_and_takes_an_ingest(client: Any, name: str, provider: Any) -> None:
+    # Made the README's way: plain chromadb + ChromaEmbeddingFunction, no vecembed metadata. open_store refused
+    # it ("no vecembed record") while get_collection accepted it; the stored config names the provider now.
+    col = client.create_collection(name, embedding_function=vc.ChromaEmbeddingFunction(provider))
+    col.add(ids=["r1"], documents=["written through chromadb itself"])
+    recorded = vc.recorded_identity(client.get_collection(name))
+    assert (recorded.source, recorded.fingerprint, recorded.dimension) == (
+        "embedding_function", provider.info.fingerprint, 32)
+    with vecembed.open_store("chroma", name, provider, client=client) as store:
+        assert store.health_check().ok
+        report = store.ingest([("s1", "one more text"), ("s2", "and another")])
+        assert (report.written, store.count()) == (2, 3)
+        assert store.search("written through chromadb itself", k=1)[0].id == "r1"
+    assert client.get_collection(name).metadata["vecembed:fingerprint"] == provider.info.fingerprint  # claimed
+    assert vc.get_collection(client, name, provider).count() == 3
+    client.get_collection(name).add(ids=["r2"], documents=["chromadb again"])  # the rebuilt function still fits
+    assert vc.health_check(client, name, provider).ok and client.get_collection(name).count() == 4
+
+
+def test_a_collection_of_another_models_function_is_refused_everywhere(client: Any, name: str, provider: Any) -> None:
+    with vecembed.load_provider("mock", dimension=32, seed=7) as other:
+        client.create_collection(name, embedding_function=vc.ChromaEmbeddingFunction(other)).add(
+            ids=["o"], documents=["written by the other model"])
+        theirs = other.info.fingerprint
+    refusals: list[ModelMismatchError] = []
+    for attempt in (
+        lambda: vecembed.open_store("chroma", name, provider, client=client),
+        lambda: vecembed.open_store("chroma", name, provider, client=client, adopt=True),  # adopt cannot override
+        lambda: vc.get_collection(client, name, provider),
+        lambda: vc.get_or_create_collection(client, name, provider),
+        lambda: vc.check_collection(client.get_collection(name), provider),
+        # chromadb's own API with our function (chromadb compares names only): the function refuses
+        lambda: client.get_collection(name, embedding_function=vc.ChromaEmbeddingFunction(provider)).add(
+            ids=["x"], documents=["must not be written"]),
+        lambda: client.get_collection(name, embedding_function=vc.ChromaEmbeddingFunction(provider)).query(
+            query_texts=["anything"], n_results=1),
+    ):
+        with pytest.raises(ModelMismatchError) as err:
+            attempt()
+        refusals.append(err.value)
+    assert all(theirs in str(e) and provider.info.fingerprint in str(e) for e in refusals)
+    with vecembed.load_provider("mock", dimension=16) as smaller, pytest.raises(DimensionMismatchError):
+        vecembed.open_store("chroma", name, smaller, client=client)
+    report = vc.health_check(client, name, provider)
+    assert not report.ok and report.children[1].checks["fingerprint"] is False
+    stored = client.get_collection(name)
+    assert stored.count() == 1 and "vecembed:fingerprint" not in (stored.metadata or {})  # nothing written
+
+
+def test_an_unrecorded_collection_with_vectors_needs_adopt_everywhere(client: Any, name: str, provider: Any) -> None:
+    client.create_collection(name, embedding_function=None).add(ids=["f"], embeddings=[[0.1] * 32])
+    native = client.get_collection(name, embedding_function=vc.ChromaEmbeddingFunction(provider))
+    for attempt in (
+        lambda: vecembed.open_store("chroma", name, provider, client=client),
+        lambda: vc.get_collection(client, name, provider),
+        lambda: native.add(ids=["n"], documents=["through chromadb's API"]),
+    ):
+        with pytest.raises(ModelMismatchError, match="adopt"):
+            attempt()
+    assert not vc.health_check(client, name, provider).ok
+    assert client.get_collection(name).count() == 1
+    with vecembed.open_store("chroma", name, provider, client=client, adopt=True) as store:
+        assert store.ingest(["adopted"]).written == 1
+    # Recorded now: a collection object fetched after the adoption (chromadb's objects are snapshots) is accepted.
+    client.get_collection(name, embedding_function=vc.ChromaEmbeddingFunction(provider)).add(
+        ids=["n"], documents=["through chromadb's API"])
+    assert client.get_collection(name).count() == 3 and vc.health_check(client, name, provider).ok
+
+
+def test_the_function_claims_an_empty_unrecorded_collection(client: Any, name: str, provider: Any) -> None:
+    client.create_collection(name, embedding_function=None, metadata={"owner": "me"})
+    native = client.get_collection(name, embedding_function=vc.ChromaEmbeddingFunction(provider))
+    native.add(ids=["1"], documents=["one"])
+    native.add(ids=["2"], documents=["two"])  # the second write finds the first one's record: accepted
+    meta = client.get_collection(name).metadata
+    assert meta["vecembed:fingerprint"] == provider.info.fingerprint and meta["owner"] == "me"
+    with vecembed.load_provider("mock", dimension=32, seed=3) as other, pytest.raises(ModelMismatchError):
+        vecembed.open_store("chroma", name, other, client=client)
+
+
+def test_a_guarded_collection_does_not_search_the_stack(
+    client: Any, name: str, provider: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Collections vecembed opened were checked then: their calls need no frame inspection.
+    def forbidden(self: Any) -> Any:
+        raise AssertionError("the stack was searched")
+
+    col = vc.create_collection(client, name, provider)
+    monkeypatch.setattr(vc.ChromaEmbeddingFunction, "_calling_collection", forbidden)
+    col.add(ids=["1"], documents=["one"])
+    col.upsert(ids=["2"], documents=["two"])
+    assert col.query(query_texts=["one"], n_results=1)["ids"] == [["1"]]
+    with pytest.raises(AssertionError, match="stack"):  # chromadb's own collection object has to look
+        client.get_collection(name, embedding_function=vc.ChromaEmbeddingFunction(provider)).add(
+            ids=["3"], documents=["three"])

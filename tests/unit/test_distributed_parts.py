@@ -169,6 +169,26 @@ def test_counts_add_and_the_report_counts_from_the_store() -> None:
     assert (report.documents, report.written, report.skipped, report.duplicates) == (5, 3, 1, 1)
 
 
+def test_the_actors_count_truncation_and_the_report_sums_it(caplog: pytest.LogCaptureFixture) -> None:
+    # Issue 22 #10: a Ray ingest reported "n/a truncated" (the actors' counts never reached the report) and
+    # each actor logged its own truncation lines.
+    import logging
+
+    long_text = " ".join(["word"] * 300)  # the mock provider keeps 256 words
+    embedder = vd.RecordEmbedder(MOCK)
+    with caplog.at_level(logging.WARNING, logger="vecembed"):
+        first = embedder(_table({"text": np.array([long_text, "short", long_text + " x"], dtype=object)}))
+        second = embedder(_table({"text": np.array([long_text + " y", "tiny"], dtype=object)}))
+    assert caplog.records == []  # the actors say nothing: the driver reports the job's total once
+    assert list(first[vd.TRUNCATED_COLUMN]) == [2, 0, 0] and list(second[vd.TRUNCATED_COLUMN]) == [1, 0]
+    counts = vd.truncation_counts(_table(first)) + vd.truncation_counts(_table(second))
+    assert summarise("chroma", "c", counts, before=0, after=0, seconds=1.0).truncated == 3
+    # blocks nobody counted (a dataset embedded elsewhere) make the total unknown, not zero
+    plain = _table({"text": np.array(["a"], dtype=object), "embedding": np.zeros((1, 16), np.float32)})
+    unknown = counts + vd.truncation_counts(plain)
+    assert summarise("chroma", "c", unknown, before=0, after=0, seconds=1.0).truncated is None
+
+
 def test_the_datasink_refuses_a_local_folder_and_keeps_the_driver_provider_home() -> None:
     with pytest.raises(InvalidInputError, match="one process only"):
         vd.VecembedDatasink("qdrant", "docs", path="/tmp/somewhere")

@@ -17,7 +17,7 @@ from tokenizers.models import WordLevel
 from tokenizers.pre_tokenizers import Whitespace
 from tokenizers.processors import TemplateProcessing
 
-from vecembed import EmbeddingStats, InvalidInputError
+from vecembed import DimensionMismatchError, EmbeddingStats, InvalidInputError
 from vecembed.pipeline import Batch, TextPipeline
 
 WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"] + [f"w{i}" for i in range(50)]
@@ -118,5 +118,30 @@ def test_invalid_item_embeds_nothing() -> None:
 
 def test_a_backend_returning_the_wrong_width_is_an_error_not_garbage() -> None:
     pipe = TextPipeline(make_tokenizer(), lambda b: TABLE[b.input_ids][:, :, :3], dimension=DIM, max_tokens=16)
-    with pytest.raises(RuntimeError, match="expected"):
+    with pytest.raises(DimensionMismatchError, match=r"shape \(1, 3\) for 1 texts, expected \(1, 6\)"):
         pipe.embed(["w1"])
+
+
+def test_truncation_is_warned_once_per_provider_not_per_call(caplog: pytest.LogCaptureFixture) -> None:
+    # Issue 22 #10: one warning per embed call made dozens of lines in one ingest or `vecembed embed` run.
+    stats = EmbeddingStats()
+    pipe, _ = make_pipeline(max_tokens=5, stats=stats)
+    with caplog.at_level(logging.DEBUG, logger="vecembed"):
+        for _ in range(4):
+            assert pipe.embed_counted(["w1 w2 w3 w4", "w1"]).truncated == 1
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "1 of 2 texts were longer than 5 tokens" in warnings[0].getMessage()
+    assert stats.truncated == 4  # every call still counted
+    assert sum("were truncated" in r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG) == 3
+
+
+def test_a_caller_that_reports_the_total_gets_no_per_call_warning(caplog: pytest.LogCaptureFixture) -> None:
+    from vecembed.pipeline.text import truncation_reported_by_caller
+
+    pipe, _ = make_pipeline(max_tokens=5)
+    with caplog.at_level(logging.WARNING, logger="vecembed"), truncation_reported_by_caller():
+        assert pipe.embed_counted(["w1 w2 w3 w4 w5"]).truncated == 1
+    assert caplog.records == []
+    with caplog.at_level(logging.WARNING, logger="vecembed"):  # outside the block: the provider's first warning
+        pipe.embed(["w1 w2 w3 w4 w5"])
+    assert len(caplog.records) == 1

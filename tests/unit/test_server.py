@@ -600,3 +600,297 @@ def test_cli_serve_options_are_checked(capsys: pytest.CaptureFixture[str]) -> No
         with pytest.raises(SystemExit):
             parser.parse_args(["serve", *bad])
     assert "expected a number >= 0" in capsys.readouterr().err
+
+
+# -- issue 22: fairness, /health from state, malformed fields, /info paths, empty key lists ------------------------
+
+
+class RecordingProvider(MockProvider):
+    """A mock provider that records each embed call (its texts) and each health check, and can be held at a gate."""
+
+    def __init__(self, *, fail_on_call: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+        self.calls: list[list[str]] = []
+        self.health_checks = 0
+        self.fail_on_call = fail_on_call
+
+    def embed_documents_counted(self, texts: Sequence[str]) -> EmbedResult:
+        self.calls.append(list(texts))
+        self.entered.set()
+        self.gate.wait(10)
+        if self.fail_on_call is not None and len(self.calls) == self.fail_on_call:
+            raise ProviderUnavailableError("the backend fell over")
+        return super().embed_documents_counted(texts)
+
+    def health_check(self) -> Any:
+        self.health_checks += 1
+        return super().health_check()
+
+
+def varied_texts(n: int) -> list[str]:
+    return [" ".join(f"w{i}x{j}" for j in range(1 + (i * 7) % 13)) for i in range(n)]
+
+
+def test_a_small_request_overtakes_the_rest_of_a_big_one() -> None:
+    """Issue 22 (2): a big request is cut into budget-sized calls; a request arriving meanwhile goes into the next."""
+    provider = RecordingProvider(dimension=16)
+    batcher = DynamicBatcher(provider, max_batch_texts=4, max_wait=0.0)
+    try:
+        provider.gate.clear()
+        big_texts = varied_texts(20)
+        big = batcher.submit(big_texts)
+        assert provider.entered.wait(5)
+        small = batcher.submit(["one word"])
+        provider.gate.set()
+        small_result = small.result(5)
+        big_result = big.result(5)
+        # the big request ran in calls of at most 4 texts, and the small one rode in the second call
+        assert max(len(call) for call in provider.calls) <= 4 and len(provider.calls) >= 5
+        assert "one word" in provider.calls[1]
+        # vectors and their order are the provider's own, whatever the chunks were
+        reference = MockProvider(dimension=16)
+        assert np.array_equal(big_result.vectors, reference.embed_documents(big_texts))
+        assert np.array_equal(small_result.vectors, reference.embed_documents(["one word"]))
+        assert big_result.tokens == sum(len(t.split()) for t in big_texts) and small_result.tokens == 2
+        assert batcher.queued_texts == 0
+    finally:
+        provider.gate.set()
+        batcher.close(timeout=5)
+    assert batcher.idle
+
+
+def test_new_and_running_requests_take_turns_within_the_token_budget() -> None:
+    provider = RecordingProvider(dimension=8)
+    # a budget of 12 estimated tokens: 3 texts of "abcdefghi" (9 // 3 + 2 = 5 each) do not fit, 2 do
+    batcher = DynamicBatcher(provider, max_batch_texts=64, max_batch_tokens=12, max_wait=0.0)
+    try:
+        provider.gate.clear()
+        hold = batcher.submit(["hold"])
+        assert provider.entered.wait(5)
+        first = batcher.submit([f"a{i}cdefghi" for i in range(6)])
+        second = batcher.submit([f"b{i}cdefghi" for i in range(4)])
+        long_one = batcher.submit(["x" * 300])  # alone over the budget: still runs, in a call of its own
+        small = batcher.submit(["s"])
+        provider.gate.set()
+        for future in (hold, first, second, long_one, small):
+            future.result(5)
+        owners = ["".join(sorted({t[0] for t in call})) for call in provider.calls[1:]]
+        # 1: the head of "a" is cut and the one-letter request, waiting already, fills the rest of the budget;
+        # 2-3: new requests' turns (a new one is cut only at the head of a call, so "x" waits for its own);
+        # 4-6: the two under way alternate, the least served first
+        assert owners == ["as", "b", "x", "a", "b", "a"]
+        assert [len(call) for call in provider.calls[1:]] == [3, 2, 1, 2, 2, 2]
+        assert np.array_equal(first.result().vectors,
+                              MockProvider(dimension=8).embed_documents([f"a{i}cdefghi" for i in range(6)]))
+    finally:
+        batcher.close(timeout=5)
+
+
+def test_a_failed_chunk_fails_its_request_and_drops_the_rest() -> None:
+    provider = RecordingProvider(dimension=8, fail_on_call=2)
+    batcher = DynamicBatcher(provider, max_batch_texts=2, max_wait=0.0)
+    try:
+        big = batcher.submit(varied_texts(10))
+        with pytest.raises(ProviderUnavailableError, match="fell over"):
+            big.result(5)
+        after = batcher.submit(["still served"]).result(5)
+        assert after.vectors.shape == (1, 8)
+        assert len(provider.calls) == 3 and batcher.queued_texts == 0  # the 3 chunks left were not run
+        empty = batcher.submit([]).result(5)
+        assert empty.vectors.shape == (0, 8) and empty.tokens == 0
+    finally:
+        batcher.close(timeout=5)
+
+
+def test_a_request_cancelled_before_it_ran_is_dropped() -> None:
+    provider = RecordingProvider(dimension=8)
+    batcher = DynamicBatcher(provider, max_wait=0.0)
+    try:
+        provider.gate.clear()
+        hold = batcher.submit(["hold"])
+        assert provider.entered.wait(5)
+        gone = batcher.submit(["a", "b", "c"])
+        assert gone.cancel() and batcher.queued_texts == 3
+        provider.gate.set()
+        hold.result(5)
+        batcher.submit(["next"]).result(5)
+        assert provider.calls[1:] == [["next"]] and batcher.queued_texts == 0
+    finally:
+        batcher.close(timeout=5)
+
+
+def test_health_without_a_key_answers_from_state_and_never_runs_the_model(client_for: Any) -> None:
+    """Issue 22 (3): a flood of unauthenticated /health costs no forward pass; the deep probe needs the key."""
+    provider = RecordingProvider(dimension=8)
+    client = client_for(provider, api_keys=("k",), health_probe_interval=60.0)
+    wait_ready(client)
+    checks, calls = provider.health_checks, len(provider.calls)
+    assert checks == 1  # the one probe at start
+    for _ in range(50):
+        answer = client.get("/health")
+        assert answer.status_code == 200 and answer.json()["ok"] is True
+    assert provider.health_checks == checks and len(provider.calls) == calls
+    body = answer.json()
+    assert body["deep"] is False and body["last_probe"]["ok"] is True and "age_s" in body["last_probe"]
+    # the deep probe: key needed, and at most one per interval (the rest get the cached report)
+    refused = client.get("/health?deep=1")
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
+    deep = client.get("/health?deep=1", headers={"Authorization": "Bearer k"})
+    assert deep.status_code == 200 and deep.json()["deep"] is True and deep.json()["cached"] is True
+    assert provider.health_checks == checks  # the start probe is younger than 60 s
+    client.server.settings = type(client.server.settings)(api_keys=("k",), health_probe_interval=0.0)
+    fresh = client.get("/health?deep=1", headers={"Authorization": "Bearer k"})
+    assert fresh.json()["cached"] is False and provider.health_checks == checks + 1
+
+
+def test_health_turns_503_after_a_failed_call_and_back_after_a_success(client_for: Any) -> None:
+    provider = RecordingProvider(dimension=8, fail_on_call=1)
+    client = client_for(provider, health_probe_interval=60.0)
+    wait_ready(client)
+    failed = client.post("/v1/embeddings", json={"input": "x"})
+    assert failed.status_code == 503
+    down = client.get("/health")
+    assert down.status_code == 503 and "fell over" in down.json()["detail"]
+    assert client.post("/v1/embeddings", json={"input": "x"}).status_code == 200
+    assert client.get("/health").status_code == 200
+
+
+def test_after_a_failure_the_server_probes_again_by_itself_until_it_passes(client_for: Any) -> None:
+    """No traffic after a 503 (a load balancer took the server out): its own timer finds the model well again."""
+    provider = RecordingProvider(dimension=8, fail_on_call=1)
+    client = client_for(provider, health_probe_interval=0.0)  # re-probes every 0.5 s, the floor
+    wait_ready(client)
+    checks = provider.health_checks
+    assert client.post("/v1/embeddings", json={"input": "x"}).status_code == 503
+    assert client.get("/health").status_code == 503
+    for _ in range(100):
+        if client.get("/health", headers={}).status_code == 200:
+            break
+        threading.Event().wait(0.05)
+    assert client.get("/health").json()["ok"] is True and provider.health_checks == checks + 1
+
+
+DEEP = 1000
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"input": "a", "input_type": ["query"]}, "input_type"),
+        ({"input": "a", "input_type": 0}, "input_type"),
+        ({"input": "a", "input_type": {}}, "input_type"),
+        ({"input": "a", "input_type": ""}, "input_type"),
+        ({"input": "a", "encoding_format": 0}, "encoding_format"),
+        ({"input": "a", "encoding_format": {}}, "encoding_format"),
+        ({"input": "a", "encoding_format": ["float"]}, "encoding_format"),
+        ({"input": "a", "dimensions": [[[8]]]}, "dimensions"),
+        ({"input": "a", "dimensions": "8"}, "dimensions"),
+        ({"input": "a", "user": 3}, "user"),
+        ({"input": "a", "model": {"id": "m"}}, "model"),
+        ({"input": None}, "input"),
+        ({"input": {"text": "a"}}, "input"),
+        ({"input": [[1, [2]]]}, "input"),
+        ({"input": ["a", {"b": 1}]}, "input"),
+    ],
+)
+def test_every_malformed_field_is_a_400_naming_it(client_for: Any, body: Any, param: str) -> None:
+    """Issue 22 (4): never a 500, never silently the default."""
+    client = client_for(MockProvider(dimension=8))
+    wait_ready(client)
+    answer = client.post("/v1/embeddings", json=body)
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error["param"] == param and param in error["message"] and error["type"] == "invalid_request_error"
+
+
+def test_a_deeply_nested_input_is_a_400_not_a_recursion_error(client_for: Any) -> None:
+    client = client_for(MockProvider(dimension=8))
+    wait_ready(client)
+    for depth in (DEEP, 5000):  # under and over the JSON parser's own nesting limit
+        raw = b'{"input": ' + b"[" * depth + b"1" + b"]" * depth + b"}"
+        answer = client.post("/v1/embeddings", content=raw)
+        assert answer.status_code == 400, answer.text[:200]
+        assert set(answer.json()["error"]) == {"message", "type", "param", "code"}
+        assert len(answer.text) < 1000  # the message names the type, it does not echo the value
+
+
+def test_info_shows_no_absolute_model_path(client_for: Any) -> None:
+    """Issue 22 (5): where the model lies on the server's disk is not /info's business."""
+    import dataclasses
+
+    class LocalModel(MockProvider):
+        @property
+        def info(self) -> Any:
+            return dataclasses.replace(super().info, extra={
+                "source": "local", "path": "/home/someone/models/my-model", "revision": None,
+                "files": ["/srv/cache/model.onnx", "tokenizer.json"]})
+
+    provider = LocalModel(dimension=8)
+    client = client_for(provider, api_keys=("k",))
+    wait_ready(client)
+    answer = client.get("/info", headers={"Authorization": "Bearer k"})
+    assert answer.status_code == 200
+    assert "/home/someone" not in answer.text and "/srv/cache" not in answer.text
+    model = answer.json()["model"]
+    assert model["extra"]["path"] == "my-model" and model["extra"]["files"] == ["model.onnx", "tokenizer.json"]
+    assert model["fingerprint"] == provider.info.fingerprint and model["name"] == provider.info.name
+
+
+def test_a_key_list_that_parses_to_nothing_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 22 (5): ``VECEMBED_API_KEY=" , "`` must not start a server without authentication."""
+    import vecembed.server.app as app_module
+    from vecembed.cli import main
+    from vecembed.server import ServerSettings
+    from vecembed.server.app import api_keys_from_env
+
+    started: list[Any] = []
+    monkeypatch.setattr(app_module, "run_server", lambda server, **kw: started.append(server.settings))
+    for raw in (" , ", ",", " ,,, "):
+        monkeypatch.setenv("VECEMBED_API_KEY", raw)
+        assert main(["serve", "--backend", "mock"]) != 0
+        with pytest.raises(InvalidInputError, match="holds no key"):
+            api_keys_from_env(raw)
+    assert started == []
+    assert main(["serve", "--backend", "mock", "--api-key", " "]) != 0 and started == []
+    monkeypatch.setenv("VECEMBED_API_KEY", " a, b ,")
+    assert main(["serve", "--backend", "mock"]) == 0 and started[-1].api_keys == ("a", "b")
+    monkeypatch.setenv("VECEMBED_API_KEY", "")  # unset or empty (compose's ${VAR:-}): no authentication, as asked
+    assert main(["serve", "--backend", "mock"]) == 0 and started[-1].api_keys == ()
+    assert api_keys_from_env(None) == () and api_keys_from_env("  ") == ()
+    for bad in ((" k",), ("a b",), ("",)):
+        with pytest.raises(InvalidInputError, match="api_keys"):
+            ServerSettings(api_keys=bad)
+    with pytest.raises(InvalidInputError, match="not one string"):
+        ServerSettings(api_keys="secret")  # type: ignore[arg-type]
+
+
+def test_open_endpoints_slow_a_flood_without_a_key_and_never_the_key_holders(client_for: Any) -> None:
+    import asyncio
+
+    from vecembed.server.app import _OpenLimiter
+
+    async def burst() -> list[float | None]:
+        limiter = _OpenLimiter(10.0, max_wait=0.25)
+        first = [await limiter.admit() for _ in range(10)]  # the burst: no wait
+        assert first == [None] * 10
+        # five at once over the rate: the first two wait their turn (0.1 s, 0.2 s), the rest are told to retry
+        return list(await asyncio.gather(*(limiter.admit() for _ in range(5))))
+
+    answers = asyncio.run(burst())
+    assert answers[:2] == [None, None] and all(a is not None and a > 0.25 for a in answers[2:])
+
+    client = client_for(MockProvider(dimension=8), api_keys=("k",), health_rate_limit=1.0)
+    wait_ready(client)
+    for _ in range(10):
+        assert client.get("/health").status_code == 200
+    client.server._open_limiter.max_wait = 0.0  # no waiting: over the rate is a 429 at once
+    refused = client.get("/health")
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "rate_limited"
+    assert int(refused.headers["retry-after"]) >= 1
+    assert client.get("/metrics").status_code == 429
+    auth = {"Authorization": "Bearer k"}
+    assert client.get("/health", headers=auth).status_code == 200
+    assert client.get("/metrics", headers=auth).status_code == 200

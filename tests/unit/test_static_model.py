@@ -189,3 +189,128 @@ def test_distill_refuses_bad_arguments(tmp_path: Path) -> None:
         distill(tmp_path, dim=0)
     with pytest.raises(InvalidInputError, match="already a static model"):
         distill(_write(tmp_path / "m"), dim=8)
+
+
+# -- speed work (issue 25 #5): chunk cache, one pooling pass, threads — and the same vectors as before --------
+
+
+def _wordpiece_json() -> str:
+    """MiniLM's tokenizer pipeline (BertNormalizer, BertPreTokenizer, WordPiece) on a small vocabulary."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+
+    letters = "abcdefghijklmnopqrstuvwxyz0123456789"
+    vocab_list = ["[PAD]", "[UNK]", *WORDS, *letters, *".,;:!?'()-", "##s", "##ing", "##ed",
+                  *(f"##{c}" for c in letters)]
+    tok = Tokenizer(models.WordPiece({t: i for i, t in enumerate(dict.fromkeys(vocab_list))}, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    out: str = tok.to_str()
+    return out
+
+
+def _write_wordpiece(path: Path, *, max_length: int | None = 512, seed: int = 0) -> Path:
+    path = _write(path, max_length=max_length, seed=seed)
+    tok_json = _wordpiece_json()
+    n_vocab = len(json.loads(tok_json)["model"]["vocab"])
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(seed)
+    save_file({"embeddings": rng.normal(size=(n_vocab, 12)).astype(np.float16)}, str(path / "model.safetensors"))
+    (path / "tokenizer.json").write_text(tok_json, encoding="utf-8")
+    return path
+
+
+def previous_vectors(path: Path, texts: list[str], *, max_length: int = 512) -> np.ndarray:
+    """The static backend's vectors before the chunk cache (vecembed 6253832), the same steps written plainly:
+
+    each text cut to max_length * median token length characters, tokenised whole (truncated to max_length
+    tokens), unknown tokens dropped, mean of the float32 rows, L2; no known token -> the vocabulary's mean.
+    """
+    from safetensors.numpy import load_file
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(path / "tokenizer.json"))
+    tok.no_padding()
+    tok.enable_truncation(max_length)
+    table = load_file(str(path / "model.safetensors"))["embeddings"].astype(np.float32)
+    limit = max_length * int(np.median([len(t) for t in tok.get_vocab()]))
+    unk = tok.token_to_id("[UNK]")
+    rows = []
+    for enc in tok.encode_batch([t[:limit] for t in texts], add_special_tokens=False):
+        ids = [i for i in enc.ids if i != unk]
+        v = table[ids].mean(axis=0) if ids else table.mean(axis=0)
+        rows.append(v / max(float(np.linalg.norm(v)), 1e-12))
+    return np.asarray(rows, dtype=np.float32)
+
+
+def _mixed_texts(n: int, seed: int = 0) -> list[str]:
+    """Sentences of known words, unknown words, punctuation, case, accents, odd whitespace and long ones."""
+    rng = np.random.default_rng(seed)
+    extra = ["Cat.", "(dog)", "jumps!", "runnings", "zebra", "café", "中文", "\u00a0", "\t", "x" * 30, "it's",
+             "PARK,", "\x0b", "\x1c", "\x00", "\u200b", "2024"]
+    pool = [*WORDS, *extra]
+    return [" ".join(rng.choice(pool, size=int(rng.integers(0, 40)))) for _ in range(n)]
+
+
+@pytest.mark.parametrize("tokenizer", ["wordlevel", "wordpiece"])
+def test_matches_the_previous_implementation(tmp_path: Path, tokenizer: str) -> None:
+    path = _write(tmp_path / "m", max_length=16) if tokenizer == "wordlevel" else (
+        _write_wordpiece(tmp_path / "m", max_length=16))
+    texts = [*TEXTS, *_mixed_texts(400)]
+    want = previous_vectors(path, texts, max_length=16)
+    with StaticProvider(path) as provider:
+        got = provider.embed_documents(texts)
+        again = provider.embed_documents(texts)  # now every word comes from the cache
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    assert np.sum(got * want, axis=1).min() >= 0.99999
+    np.testing.assert_array_equal(again, got)
+
+
+def test_cache_size_and_threads_never_change_a_vector(tmp_path: Path) -> None:
+    path = _write_wordpiece(tmp_path / "m")
+    texts = _mixed_texts(3000, seed=1) + [w * 3 for w in WORDS]  # ~300k characters: several parts
+    with StaticProvider(path, threads=1, word_cache=0) as plain:
+        want_result = plain.embed_documents_counted(texts)
+        alone = [plain.embed_documents([t])[0] for t in texts[:50]]
+    want = want_result.vectors
+    np.testing.assert_array_equal(np.asarray(alone), want[:50])  # batch composition changes nothing either
+    for options in ({"threads": 4}, {"threads": 1, "word_cache": 5}, {"threads": 3, "word_cache": 40}):
+        with StaticProvider(path, **options) as provider:
+            got = provider.embed_documents_counted(texts)
+            threaded = provider._executor is not None
+        np.testing.assert_array_equal(got.vectors, want)
+        assert (got.tokens, got.truncated) == (want_result.tokens, want_result.truncated)
+        assert threaded == (options["threads"] > 1)  # big batches really went to the worker threads
+
+
+def test_long_texts_are_truncated_counted_and_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = _write(tmp_path / "m", max_length=8, normalize=False)
+    long_text = "the cat sat on the mat " * 3  # 18 tokens
+    with StaticProvider(path) as provider, caplog.at_level("WARNING", logger="vecembed"):
+        result = provider.embed_documents_counted([long_text, "the dog"])
+        assert result.truncated == 1 and provider.stats.snapshot().truncated == 1
+        assert result.tokens == 8 + 2
+    assert any("1 of 2 texts were longer than 8 tokens" in r.getMessage() and "max_tokens" in r.getMessage()
+               for r in caplog.records)
+    np.testing.assert_allclose(result.vectors[0], provider_mean(path, long_text.split()[:8]), rtol=1e-6)
+    # static models have no position limit: a larger max_tokens embeds the whole text
+    with StaticProvider(path, max_tokens=10_000) as whole:
+        full = whole.embed_documents_counted([long_text])
+        assert full.truncated == 0 and full.tokens == 18 and whole.info.max_tokens == 10_000
+    np.testing.assert_allclose(full.vectors[0], provider_mean(path, long_text.split()), rtol=1e-6)
+
+
+def provider_mean(path: Path, words: list[str]) -> np.ndarray:
+    """The mean of ``words``' rows in the model's table (every word in the vocabulary, one token each)."""
+    from safetensors.numpy import load_file
+
+    table = load_file(str(path / "model.safetensors"))["embeddings"]
+    vocab = json.loads((path / "tokenizer.json").read_text())["model"]["vocab"]
+    return np.asarray(table[[vocab[w] for w in words]].mean(axis=0), dtype=np.float32)
+
+
+@pytest.mark.parametrize(("option", "value"), [("word_cache", -1), ("word_cache", "10"), ("word_cache", True),
+                                               ("threads", 0), ("threads", 1.5), ("threads", False)])
+def test_speed_options_are_checked(tmp_path: Path, option: str, value: Any) -> None:
+    with pytest.raises(InvalidInputError, match=option):
+        StaticProvider(_write(tmp_path / "m"), **{option: value})

@@ -1,7 +1,8 @@
 """The store contract without a database server: identity policy, ids, metadata rule, engine, registry, progress.
 
 The stores themselves are exercised by tests/integration/test_store_conformance.py; here the shared pieces
-are pinned down one by one, with Qdrant's in-memory mode where a real store is needed.
+are pinned down one by one, on the reference ``memory`` store (vecembed.memory_store: no database client
+needed) where a real store is needed.
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ from vecembed.errors import (
 )
 from vecembed.identity import (
     CollectionIdentity,
+    IdentitySource,
+    RecordedIdentity,
     Verdict,
+    read_chroma_identity,
     verify_identity,
 )
 from vecembed.ingest import ingest
@@ -54,6 +58,31 @@ def test_identity_round_trips_through_metadata() -> None:
     assert CollectionIdentity.from_metadata({"owner": "me"}) is None
     assert CollectionIdentity.without_identity(meta) == {"owner": "me"}
     assert all(isinstance(v, str | int) for v in one.to_metadata().values())  # every database takes them
+
+
+def test_the_chroma_reader_reads_metadata_then_a_vecembed_function_config() -> None:
+    config = {"name": "vecembed", "type": "known", "config": {
+        "backend": "onnx", "model": "m", "options": {"model": "m", "quantize": "int8"}, "fingerprint": "ve1-cfg",
+        "dimension": 8, "normalized": True, "rebuildable": True}}
+    by_config = read_chroma_identity(None, {"embedding_function": config, "hnsw": {"space": "l2"}})
+    assert by_config == RecordedIdentity(
+        ident("ve1-cfg", distance="euclid", quantization="int8"), IdentitySource.EMBEDDING_FUNCTION)
+    assert (by_config.fingerprint, by_config.model, by_config.dimension) == ("ve1-cfg", "m", 8)
+    # vecembed's metadata comes first; anything else records nothing
+    assert read_chroma_identity(ident("ve1-meta").to_metadata(), {"embedding_function": config}) == RecordedIdentity(
+        ident("ve1-meta"), IdentitySource.METADATA)
+    nothing = RecordedIdentity(None, IdentitySource.NONE)
+    for stored in ({"name": "default", "type": "known", "config": {}}, {"type": "legacy"}, None,
+                   {**config, "name": "sentence_transformer"}, {**config, "config": {"model": "m"}}, "garbage"):
+        assert read_chroma_identity({"owner": "me"}, {"embedding_function": stored}) == nothing
+    assert read_chroma_identity(None, None) == nothing and nothing.fingerprint is None
+    with pytest.raises(InvalidInputError):
+        RecordedIdentity(None, IdentitySource.METADATA)
+    # a config vouches for a provider: no adopt needed, and the claim copies it into the metadata
+    assert verify_identity("c", ident("ve1-cfg"), recorded=ident("ve1-cfg"), source=IdentitySource.EMBEDDING_FUNCTION,
+                           count=5) is Verdict.RECORD
+    with pytest.raises(ModelMismatchError):
+        verify_identity("c", ident("ve1-other"), recorded=ident("ve1-cfg"), source=IdentitySource.EMBEDDING_FUNCTION)
 
 
 def test_verify_identity_policy() -> None:
@@ -161,14 +190,13 @@ def test_document_forms_and_content_hash() -> None:
         prepare_records([{"text": "t", "metadata": {"k": "a\x00b"}}])
 
 
-# -- the engine on Qdrant's in-memory store -----------------------------------------------------------
+# -- the engine on the reference memory store -----------------------------------------------------------
 
 
 @pytest.fixture
 def store() -> Any:
-    pytest.importorskip("qdrant_client", reason="pip install 'vecembed[qdrant]'")
     with vecembed.load_provider("mock", dimension=16) as provider, vecembed.open_store(
-        "qdrant", "docs", provider, retry_backoff=0.0
+        "memory", "docs", provider, retry_backoff=0.0
     ) as opened:
         yield opened
 
@@ -223,6 +251,31 @@ def test_truncation_is_counted_per_call(store: Any) -> None:
     assert second.truncated == 2 and second.skipped == 1
 
 
+def test_an_ingest_logs_truncation_once_with_its_total(store: Any, monkeypatch: pytest.MonkeyPatch,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    # Issue 22 #10: the shared pipeline warned once per embed call, dozens of lines in one ingest.
+    import logging
+
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import Whitespace
+
+    from vecembed.pipeline import TextPipeline
+
+    tokenizer = Tokenizer(WordLevel({"[UNK]": 0, "[PAD]": 1, "w": 2}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = Whitespace()
+    pipe = TextPipeline(tokenizer, lambda b: np.ones((*b.input_ids.shape, 16), dtype=np.float32) + b.input_ids[
+        ..., None], dimension=16, max_tokens=4)
+    monkeypatch.setattr(store.provider, "embed_documents_counted", pipe.embed_counted)
+    docs = [" ".join(["w"] * (3 + i % 4)) + f" {i}" for i in range(40)]  # 1 in 4 fits in 4 tokens
+    with caplog.at_level(logging.DEBUG, logger="vecembed"):
+        report = store.ingest(iter(docs), batch_size=1)  # a stream: chunks of 8, five embed calls
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert report.truncated == 30 and report.batches == 40 and pipe.stats.batches >= 5
+    assert warnings == [f"{store.db} collection 'docs': 30 of 40 documents embedded were longer than the model's "
+                        f"{store.provider.info.max_tokens} tokens and were truncated (IngestReport.truncated)"]
+
+
 def test_retries_give_up_and_report_what_is_committed(store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     real_write = store.backend.write
     calls = {"n": 0}
@@ -263,7 +316,7 @@ def test_a_users_own_provider_without_counts(store: Any) -> None:
         def __enter__(self) -> Any: return self
         def __exit__(self, *exc: object) -> None: ...
 
-    with vecembed.open_store("qdrant", "plain", Plain()) as plain:
+    with vecembed.open_store("memory", "plain", Plain()) as plain:
         report = plain.ingest(["a", "b"])
         assert report.written == 2 and report.truncated is None and "n/a truncated" in str(report)
 
@@ -285,19 +338,23 @@ def test_engine_arguments_are_checked(store: Any) -> None:
 
 
 def test_registry_lists_the_stores_and_names_the_valid_ones() -> None:
-    assert {"chroma", "qdrant"} <= set(vecembed.available_stores())
+    assert {"chroma", "memory", "qdrant"} <= set(vecembed.available_stores())
     with pytest.raises(InvalidInputError, match="unknown database 'pgvectorr'; available: chroma"):
         vecembed.open_store("pgvectorr", "docs", vecembed.load_provider("mock"))
+    with pytest.raises(InvalidInputError, match="unknown database 'memroy'; available: chroma, memory"):
+        vecembed.open_store("memroy", "docs", vecembed.load_provider("mock"))
     with pytest.raises(InvalidInputError, match="one of path=, url= or client="):
         vecembed.open_store("qdrant", "docs", vecembed.load_provider("mock"), path="x", url="http://y")
 
 
 def test_stores_fit_the_protocol() -> None:
-    pytest.importorskip("qdrant_client")
-    pytest.importorskip("chromadb")
     from vecembed.store import VectorStore
 
     with vecembed.load_provider("mock") as p:
+        with vecembed.open_store("memory", "proto", p) as memory:
+            assert isinstance(memory.backend, VectorStore)
+        pytest.importorskip("qdrant_client")
+        pytest.importorskip("chromadb")
         for db in ("qdrant", "chroma"):
             with vecembed.open_store(db, "proto", p) as s:
                 assert isinstance(s.backend, VectorStore)
@@ -372,19 +429,18 @@ def test_a_failed_overlapped_write_stops_the_queued_ones(store: Any, monkeypatch
 def test_two_stores_claiming_one_collection_at_once_cannot_both_write() -> None:
     # Issue 10 #15, through open_store: two threads, two models, one empty collection made by other code (so
     # nothing recorded; both would record their own model): exactly one claims it.
-    pytest.importorskip("qdrant_client")
-    from qdrant_client import QdrantClient, models
+    from vecembed.memory_store import MemoryDatabase
 
     for trial in range(10):
-        client = QdrantClient(":memory:")
-        client.create_collection("race", vectors_config=models.VectorParams(size=16, distance=models.Distance.COSINE))
+        client = MemoryDatabase()
+        client.create_collection("race", dimension=16)
         outcomes: list[str] = []
         barrier = threading.Barrier(2)
 
         def ingest(seed: int, client: Any = client, outcomes: list[str] = outcomes,
                    barrier: threading.Barrier = barrier) -> None:
             with vecembed.load_provider("mock", dimension=16, seed=seed) as p:
-                store = vecembed.open_store("qdrant", "race", p, client=client)
+                store = vecembed.open_store("memory", "race", p, client=client)
                 record = store.backend.record_identity
 
                 def slow_record(identity: Any, record: Any = record) -> None:
@@ -405,7 +461,8 @@ def test_two_stores_claiming_one_collection_at_once_cannot_both_write() -> None:
         for t in threads:
             t.join()
         assert sorted(outcomes) == ["refused", "wrote"], (trial, outcomes)
-        assert client.count("race").count == 1
+        race = client.collection("race")
+        assert race is not None and race.count() == 1
 
 
 @pytest.mark.parametrize(("kind", "sizes"), [("chroma", [1024, 1024, 452]), ("qdrant", [128] * 19 + [68])])

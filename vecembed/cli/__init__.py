@@ -26,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="vecembed",
-        description="Text to vectors, offline, straight into Chroma and Qdrant.",
+        description="Text to vectors, offline, straight into a vector database: Chroma, Qdrant, Qdrant Edge, "
+        "pgvector, or any store another package plugs in.",
         epilog="Start with:  vecembed demo",
     )
     parser.add_argument("--version", action="version", version=f"vecembed {__version__}")

@@ -7,7 +7,9 @@ import ast
 import contextlib
 import logging
 import os
+import re
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ from vecembed.errors import (
     VecembedError,
 )
 from vecembed.protocol import EmbeddingProvider
-from vecembed.registry import available_providers, default_backend, load_provider
+from vecembed.registry import AUTO, auto_backend, available_providers, default_backend, load_provider
 
 __all__ = [
     "EXIT_ERROR",
@@ -30,6 +32,7 @@ __all__ = [
     "CliError",
     "add_provider_options",
     "data_dir",
+    "dropped_stderr_lines",
     "error_line",
     "open_provider",
     "parse_key_values",
@@ -105,11 +108,11 @@ def add_provider_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--backend",
         "-b",
-        choices=available_providers(),
+        choices=[*available_providers(), AUTO],
         default=None,
         # the rule, not its outcome: building the parser must not fail when no runtime is installed
         help="embedding backend (default: onnx when onnxruntime is installed, else torch; "
-        "mock = no model, for tests)",
+        "auto = chosen for this CPU, and said why; mock = no model, for tests)",
     )
     group.add_argument(
         "--model",
@@ -131,6 +134,9 @@ def open_provider(args: argparse.Namespace) -> EmbeddingProvider:
     options = parse_options(getattr(args, "opt", None))
     if args.model is not None:
         options["model"] = args.model
+    if backend == AUTO:
+        backend, why = auto_backend(options)
+        echo(f"backend auto: {backend} ({why})", err=True)
     try:
         return load_provider(backend, **options)
     except TypeError as exc:
@@ -177,6 +183,47 @@ def status_lines() -> Iterator[None]:
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def dropped_stderr_lines(pattern: re.Pattern[bytes]) -> Iterator[None]:
+    """Drop the lines matching ``pattern`` that this process writes to stderr (file descriptor 2) meanwhile.
+
+    For a known, harmless line that a library's C++ code prints where no logging setting reaches it (Ray's
+    core worker). Every other line, and a progress line ending in ``\\r``, passes through as written.
+    Processes started inside the block inherit the filter: start none there that outlive it.
+    """
+    sys.stderr.flush()
+    original = os.dup(2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def forward(piece: bytes) -> None:
+        if piece and not pattern.search(piece):
+            os.write(original, piece)
+
+    def pump() -> None:
+        pending = b""
+        with contextlib.suppress(OSError):
+            while data := os.read(read_end, 65536):
+                pending += data
+                cut = max(pending.rfind(b"\n"), pending.rfind(b"\r")) + 1
+                for piece in re.split(rb"(?<=[\r\n])", pending[:cut]):
+                    forward(piece)
+                pending = pending[cut:]
+            forward(pending)
+
+    thread = threading.Thread(target=pump, name="vecembed-stderr", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(original, 2)  # the pipe's last write end closes: the pump reads to the end and stops
+        thread.join(timeout=10)
+        os.close(read_end)
+        os.close(original)
 
 
 # -- errors -----------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 import os
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +23,7 @@ from vecembed.cli._common import (
     CliError,
     add_provider_options,
     data_dir,
+    dropped_stderr_lines,
     echo,
     open_provider,
     parse_key_values,
@@ -37,8 +39,17 @@ from vecembed.store import Hit, available_stores, needs_server, store_factory
 
 __all__ = ["DATABASES", "cli_store", "format_hits", "parse_where", "register"]
 
-#: The databases the CLI offers: every installed store (Chroma and Qdrant with vecembed[all]).
-DATABASES = tuple(available_stores()) or ("chroma", "qdrant")
+#: The databases the CLI offers: every installed store (chroma, pgvector, qdrant, qdrant-edge with vecembed[all])
+#: but ``memory``, whose collections end with the process: one CLI command could not see what the previous one wrote.
+DATABASES = tuple(db for db in available_stores() if db != "memory") or ("chroma", "qdrant")
+
+
+#: The ERROR line Ray 2.60's core worker prints for every Ray Data actor pool (ray-project/ray#57733): Ray Data
+#: passes its own DataContext and map function to each actor as object-store references, and its actors restart
+#: (max_restarts=-1), which a killed actor needs. The references are the driver's and live as long as the job, so
+#: the restart the line warns about works (tests/integration/test_distributed.py kills an actor mid-job).
+RAY_ACTOR_ARGS_LINE = re.compile(rb"core_worker\.cc:\d+: Actor with class name: 'MapWorker\(.*has constructor "
+                                 rb"arguments in the object store and max_restarts > 0")
 
 
 def url_env(db: str) -> str:
@@ -103,7 +114,8 @@ def _add_db_options(parser: argparse.ArgumentParser) -> None:
 
 def register(commands: Any) -> None:
     """Add this module's sub-commands to the CLI."""
-    ingest = commands.add_parser("ingest", help="embed documents and upsert them into Chroma or Qdrant")
+    ingest = commands.add_parser("ingest", help="embed documents and upsert them into a vector database "
+                                 f"({', '.join(DATABASES)})")
     ingest.add_argument("input", nargs="+",
                         help=".txt (one document a line), .jsonl ({\"id\",\"text\",\"metadata\"}), "
                              "a folder of .txt/.md files, or - for stdin (several files: --engine ray)")
@@ -167,10 +179,12 @@ def _ingest_on_ray(args: argparse.Namespace) -> int:
     if joined:
         ray.init(address=args.address, logging_level=logging.WARNING)
     try:
-        report = distributed.ingest_dataset(
-            distributed.read_dataset(args.input), db=args.db, collection=args.collection, url=url,
-            path=None if path is None else str(path), backend=args.backend or default_backend(), model=args.model,
-            provider_options=parse_options(args.opt), concurrency=args.workers, adopt=args.adopt)
+        with dropped_stderr_lines(RAY_ACTOR_ARGS_LINE):
+            report = distributed.ingest_dataset(
+                distributed.read_dataset(args.input), db=args.db, collection=args.collection, url=url,
+                path=None if path is None else str(path), backend=args.backend or default_backend(),
+                model=args.model, provider_options=parse_options(args.opt), concurrency=args.workers,
+                adopt=args.adopt)
     finally:
         if joined:
             ray.shutdown()

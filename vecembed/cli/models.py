@@ -15,6 +15,7 @@ import numpy as np
 from vecembed._deps import require
 from vecembed.cli._common import EXIT_UNHEALTHY, CliError, add_provider_options, echo, open_provider
 from vecembed.cli.inputs import read_texts
+from vecembed.cpu import REPORTED_FLAGS, onednn_cpu_info
 from vecembed.progress import Progress
 
 __all__ = ["find_benchmarks", "register"]
@@ -74,8 +75,11 @@ def cmd_info(args: argparse.Namespace) -> int:
         load_s = time.perf_counter() - start
         info = provider.info
         health = provider.health_check()
+    cpu = onednn_cpu_info()
     if args.json:
-        echo(json.dumps({"info": info.to_dict(), "health": health.to_dict(), "load_seconds": round(load_s, 3)},
+        echo(json.dumps({"info": info.to_dict(), "health": health.to_dict(), "load_seconds": round(load_s, 3),
+                         "cpu": {"model": cpu.model, "isa": cpu.isa, "int8_dot_product": cpu.int8_dot_product,
+                                 "flags": sorted(cpu.flags & set(REPORTED_FLAGS)), "source": cpu.source}},
                         indent=2, default=str))
     else:
         rows = [
@@ -94,6 +98,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         source = info.extra.get("source")
         if source:
             rows.append(("source", f"{source}: {info.extra.get('path', '')}"))
+        rows.append(("cpu", cpu.summary))
         rows.append(("loaded in", f"{load_s:.2f} s"))
         verdict = "ok" if health.ok else "FAILED"
         rows.append(("health", f"{verdict} in {health.latency_ms:.1f} ms: {health.detail}"))

@@ -60,6 +60,12 @@ def register(commands: Any) -> None:
                         help=f"how long a busy server waits to fill a batch (default {defaults.max_wait_ms})")
     limits.add_argument("--max-queue", type=positive_int, default=defaults.max_queue_texts,
                         help=f"texts waiting before requests get 429 (default {defaults.max_queue_texts})")
+    limits.add_argument("--health-probe-interval", type=_non_negative_float, default=defaults.health_probe_interval,
+                        help="seconds between two model probes of /health?deep=1 (default "
+                        f"{defaults.health_probe_interval:g}); plain /health never runs the model")
+    limits.add_argument("--health-rate-limit", type=_non_negative_float, default=defaults.health_rate_limit,
+                        help="answers per second /health and /metrics give callers without a key; more wait "
+                        f"their turn, then 429 (default {defaults.health_rate_limit:g}; 0 = no limit)")
     limits.add_argument("--drain-timeout", type=_non_negative_float, default=defaults.drain_timeout,
                         help=f"seconds SIGTERM waits for in-flight requests (default {defaults.drain_timeout:g})")
     serve.set_defaults(handler=cmd_serve)
@@ -67,13 +73,19 @@ def register(commands: Any) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Load the model in the background, listen at once (503 until ready), serve until SIGTERM."""
-    from vecembed.server.app import API_KEY_ENV, EmbeddingServer, ServerSettings, run_server
+    from vecembed.errors import InvalidInputError
+    from vecembed.server.app import API_KEY_ENV, EmbeddingServer, ServerSettings, api_keys_from_env, run_server
 
-    keys = list(args.api_key or [])
-    if not keys:
-        keys = [k.strip() for k in os.environ.get(API_KEY_ENV, "").split(",") if k.strip()]
+    keys = [k.strip() for k in args.api_key or []]
     if any(not k for k in keys):
         raise CliError("--api-key must not be empty")
+    if not keys:
+        # a variable that holds something yet no key (" , ") is refused like --api-key "": serving
+        # without authentication must be asked for by leaving the variable unset or empty
+        try:
+            keys = list(api_keys_from_env(os.environ.get(API_KEY_ENV)))
+        except InvalidInputError as exc:
+            raise CliError(str(exc)) from None
     if args.quantize:
         args.opt = [*(args.opt or []), f"quantize={args.quantize}"]
     settings = ServerSettings(
@@ -88,6 +100,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_wait_ms=args.max_wait_ms,
         max_queue_texts=args.max_queue,
         drain_timeout=args.drain_timeout,
+        health_probe_interval=args.health_probe_interval,
+        health_rate_limit=args.health_rate_limit,
         log_level=args.log_level,
     )
     # Building the server checks the [server] extra before any model is loaded.

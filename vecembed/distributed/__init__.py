@@ -59,13 +59,20 @@ from vecembed.distributed.rows import (  # noqa: E402
     NEW,
     PENDING,
     REPEAT,
+    TRUNCATED_COLUMN,
     UNCHANGED,
     classify,
     prepare_rows,
     record_columns,
     table_records,
 )
-from vecembed.distributed.sink import BlockCounts, VecembedDatasink, check_collection, write_records  # noqa: E402
+from vecembed.distributed.sink import (  # noqa: E402
+    BlockCounts,
+    VecembedDatasink,
+    check_collection,
+    truncation_counts,
+    write_records,
+)
 from vecembed.distributed.specs import ProviderSpec, StoreSpec  # noqa: E402
 
 __all__ = [
@@ -74,6 +81,7 @@ __all__ = [
     "NEW",
     "PENDING",
     "REPEAT",
+    "TRUNCATED_COLUMN",
     "UNCHANGED",
     "BatchEmbedder",
     "BlockCounts",
@@ -90,5 +98,6 @@ __all__ = [
     "read_dataset",
     "record_columns",
     "table_records",
+    "truncation_counts",
     "write_records",
 ]

@@ -11,10 +11,11 @@ import ray
 from ray.data import ActorPoolStrategy
 from ray.data.block import BlockAccessor
 
-from vecembed.distributed.rows import PENDING, TO_EMBED, classify, prepare_rows, record_columns
+from vecembed.distributed.rows import PENDING, TO_EMBED, TRUNCATED_COLUMN, classify, prepare_rows, record_columns
 from vecembed.distributed.specs import ProviderSpec, StoreSpec, apply_env
 from vecembed.errors import InvalidInputError
-from vecembed.ingest import BatchWriter, embed_sorted
+from vecembed.ingest import BatchWriter, embed_sorted, embed_sorted_counted
+from vecembed.pipeline.text import truncation_reported_by_caller
 from vecembed.records import check_text
 
 __all__ = ["DEFAULT_DATASET_BATCH_SIZE", "BatchEmbedder", "RecordEmbedder", "actor_pool"]
@@ -63,8 +64,9 @@ class RecordEmbedder(BatchEmbedder):
 
     Rows become prepared records (:func:`prepare_rows`); with ``store`` (a server) the stored hashes of the
     batch are looked up first, so documents stored unchanged are not embedded again (a re-run embeds
-    nothing). Returns the prepared columns (id, text, metadata JSON, hash, state) and the vectors (zero rows
-    for what is not written).
+    nothing). Returns the prepared columns (id, text, metadata JSON, hash, state), the vectors (zero rows
+    for what is not written) and the batch's truncation count (:data:`TRUNCATED_COLUMN`, on its first row;
+    -1 where the provider does not count). The actors log no truncation: the driver reports the job's total.
     """
 
     def __init__(
@@ -97,9 +99,18 @@ class RecordEmbedder(BatchEmbedder):
             states = classify(records, states, stored)
         todo = [i for i, s in enumerate(states) if s in TO_EMBED]
         vectors = np.zeros((len(records), self.provider.info.dimension), dtype=np.float32)
+        truncated: int | None = 0
         if todo:
-            vectors[todo] = embed_sorted(self.provider, [records[i].text for i in todo])
-        return record_columns(records, states, vectors, self.output_column)
+            with truncation_reported_by_caller():  # the driver reports the job's total once
+                result = embed_sorted_counted(self.provider, [records[i].text for i in todo])
+            vectors[todo], truncated = result.vectors, result.truncated
+        columns = record_columns(records, states, vectors, self.output_column)
+        # -1: this provider does not count (the report says n/a); the count rides on the first row
+        column = np.zeros(len(records), dtype=np.int32)
+        if len(records):
+            column[0] = -1 if truncated is None else truncated
+        columns[TRUNCATED_COLUMN] = column
+        return columns
 
 
 def actor_pool(concurrency: int | tuple[int, int] | None, num_cpus: float) -> ActorPoolStrategy:

@@ -11,10 +11,10 @@ from vecembed import errors
 from vecembed.collection import Store, open_store
 from vecembed.distributed.actors import DEFAULT_DATASET_BATCH_SIZE, BatchEmbedder, RecordEmbedder, actor_pool
 from vecembed.distributed.rows import table_records
-from vecembed.distributed.sink import BlockCounts, VecembedDatasink, summarise, write_records
+from vecembed.distributed.sink import BlockCounts, VecembedDatasink, summarise, truncation_counts, write_records
 from vecembed.distributed.specs import ProviderSpec, StoreSpec, forwarded_env
 from vecembed.errors import IngestError, InvalidInputError, ProviderUnavailableError, VecembedError
-from vecembed.ingest import DEFAULT_BATCH_SIZE
+from vecembed.ingest import DEFAULT_BATCH_SIZE, warn_truncated
 from vecembed.protocol import EmbeddingProvider
 from vecembed.store import IngestReport
 
@@ -176,15 +176,20 @@ def ingest_dataset(
                                         concurrency=write_concurrency)
                 if sink.report is None:  # pragma: no cover - Ray calls on_write_complete before returning
                     raise ProviderUnavailableError("Ray finished the write without reporting it")
-                return sink.report
-            counts = BlockCounts()
-            for batch in prepared.iter_batches(batch_size=None, batch_format="pyarrow"):
-                records, states, vectors = table_records(batch, nested=nested)
-                counts += write_records(store.backend, store.caller, records, states, vectors,
-                                        skip_unchanged=skip_unchanged)
-            return summarise(db, collection, counts, before, store.count(), time.perf_counter() - started)
+                report = sink.report
+            else:
+                counts = BlockCounts()
+                for batch in prepared.iter_batches(batch_size=None, batch_format="pyarrow"):
+                    records, states, vectors = table_records(batch, nested=nested)
+                    counts += write_records(store.backend, store.caller, records, states, vectors,
+                                            skip_unchanged=skip_unchanged, dimension=provider.info.dimension,
+                                            normalized=provider.info.normalized)
+                    counts += truncation_counts(batch)
+                report = summarise(db, collection, counts, before, store.count(), time.perf_counter() - started)
         except Exception as exc:
             raise _job_failed(exc, store, before, started) from exc
+        warn_truncated(report, None, provider.info.max_tokens)  # the actors said nothing: one line for the job
+        return report
 
 
 def _job_failed(exc: Exception, store: Store, before: int, started: float) -> IngestError:
@@ -193,8 +198,9 @@ def _job_failed(exc: Exception, store: Store, before: int, started: float) -> In
         now = store.count()
     except Exception:  # pragma: no cover - the database itself went away
         now = before
-    done = summarise(store.db, store.collection, BlockCounts(rows=max(0, now - before)), before, now,
-                      time.perf_counter() - started)
+    rows = max(0, now - before)
+    done = summarise(store.db, store.collection, BlockCounts(rows=rows, uncounted=rows), before, now,
+                     time.perf_counter() - started)
     hint = ("fix the document named below, then re-run the same job: it skips what is stored. "
             if name == InvalidInputError.__name__
             else "re-run the same job once the cause is fixed: it skips what is stored. ")

@@ -25,6 +25,7 @@ __all__ = [
     "STATE_COLUMN",
     "TEXT_COLUMN",
     "TO_EMBED",
+    "TRUNCATED_COLUMN",
     "UNCHANGED",
     "classify",
     "prepare_rows",
@@ -39,6 +40,8 @@ TEXT_COLUMN = "text"
 METADATA_COLUMN = "vecembed_metadata"  # the validated metadata as canonical JSON text
 HASH_COLUMN = "vecembed_hash"
 STATE_COLUMN = "vecembed_state"
+#: Texts of the actor's batch truncated to the model's max_tokens, on the batch's first row (the column sums up)
+TRUNCATED_COLUMN = "vecembed_truncated"
 
 #: What a prepared row is: not yet looked up / new / stored with other content / stored unchanged / a repeat.
 PENDING, NEW, CHANGED, UNCHANGED, REPEAT = 0, 1, 2, 3, 4

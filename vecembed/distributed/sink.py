@@ -19,7 +19,16 @@ from ray.data import Datasink
 from ray.data.block import BlockAccessor
 
 from vecembed.collection import open_store
-from vecembed.distributed.rows import CHANGED, NEW, PENDING, REPEAT, UNCHANGED, classify, table_records
+from vecembed.distributed.rows import (
+    CHANGED,
+    NEW,
+    PENDING,
+    REPEAT,
+    TRUNCATED_COLUMN,
+    UNCHANGED,
+    classify,
+    table_records,
+)
 from vecembed.distributed.specs import ProviderSpec, StoreSpec
 from vecembed.errors import DimensionMismatchError, InvalidInputError, ModelMismatchError, ProviderUnavailableError
 from vecembed.identity import CollectionIdentity, verify_identity
@@ -29,13 +38,18 @@ from vecembed.records import Record
 from vecembed.retry import StoreCaller
 from vecembed.store import IngestReport, VectorStore
 from vecembed.types import Embeddings
+from vecembed.vectors import check_embeddings
 
-__all__ = ["BlockCounts", "VecembedDatasink", "check_collection", "summarise", "write_records"]
+__all__ = ["BlockCounts", "VecembedDatasink", "check_collection", "summarise", "truncation_counts", "write_records"]
 
 
 @dataclass
 class BlockCounts:
-    """What writes saw: rows read, repeats, stored unchanged, new, changed, write batches, retries."""
+    """What writes saw: rows read, repeats, stored unchanged, new, changed, write batches, retries, truncations.
+
+    ``truncated``: texts the actors truncated to the model's ``max_tokens``; ``uncounted``: rows whose
+    truncation nobody counted (then the report's ``truncated`` is None: n/a).
+    """
 
     rows: int = 0
     repeats: int = 0
@@ -44,9 +58,19 @@ class BlockCounts:
     changed: int = 0
     batches: int = 0
     retries: int = 0
+    truncated: int = 0
+    uncounted: int = 0
 
     def __add__(self, other: BlockCounts) -> BlockCounts:
         return BlockCounts(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
+
+
+def truncation_counts(table: Any) -> BlockCounts:
+    """The truncation counts a block carries (:data:`TRUNCATED_COLUMN`); a block without it is uncounted."""
+    if TRUNCATED_COLUMN not in table.column_names:
+        return BlockCounts(uncounted=table.num_rows)
+    values = [int(v) for v in table.column(TRUNCATED_COLUMN).to_pylist()]
+    return BlockCounts(truncated=sum(v for v in values if v > 0), uncounted=sum(1 for v in values if v < 0))
 
 
 def write_records(
@@ -58,15 +82,28 @@ def write_records(
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     skip_unchanged: bool = True,
+    dimension: int | None = None,
+    normalized: bool = False,
 ) -> BlockCounts:
-    """Upsert the NEW and CHANGED records (PENDING ones looked up first) through the engine's batch writer."""
+    """Upsert the NEW and CHANGED records (PENDING ones looked up first) through the engine's batch writer.
+
+    The vectors of the records to write are checked first (:func:`~vecembed.vectors.check_embeddings`:
+    ``dimension`` when given, finite, unit norm when ``normalized``): a bad one writes nothing of the block.
+    """
     writer = BatchWriter(backend, call, batch_size=batch_size, skip_unchanged=skip_unchanged)
-    if vectors.shape[0] != len(records):
-        raise DimensionMismatchError(f"{len(records)} records but {vectors.shape[0]} vectors in one block")
+    if len(vectors) != len(records):
+        raise DimensionMismatchError(f"{len(records)} records but {len(vectors)} vectors in one block")
     stored = writer.stored([r.id for r, s in zip(records, states, strict=True) if s == PENDING])
     states = classify(records, states, stored)
     todo = [i for i, s in enumerate(states) if s in (NEW, CHANGED)]
-    writer.write([records[i] for i in todo], vectors[todo])
+    if todo:  # the other rows are placeholders (zeros) for records that are not written
+        width = dimension if dimension is not None else int(vectors.shape[1]) if vectors.ndim == 2 else 0
+        checked = check_embeddings(
+            vectors[todo], expected_rows=len(todo), dimension=width, normalized=normalized,
+            where="the embedding column", outcome="nothing of this block was written",
+            row_name=lambda i: f"document {records[todo[i]].id!r}",
+        )
+        writer.write([records[i] for i in todo], checked)
     tally = writer.tally()
     return BlockCounts(rows=len(records), repeats=states.count(REPEAT), unchanged=states.count(UNCHANGED),
                        new=states.count(NEW), changed=states.count(CHANGED), batches=tally.batches,
@@ -105,14 +142,15 @@ def _worker_store(spec: StoreSpec, identity: CollectionIdentity, normalized: boo
     return opened
 
 
-def summarise(db: str, collection: str, counts: BlockCounts, before: int, after: int, seconds: float,
-              truncated: int | None = None) -> IngestReport:
+def summarise(db: str, collection: str, counts: BlockCounts, before: int, after: int, seconds: float) -> IngestReport:
     """The job's report, in the engine's accounting, with ``written`` counted from the store.
 
     Ray may run a write task twice, so the tasks' own counts of new records may add up to more than were
     written: ``written`` is the store's count after minus before, plus the records whose content changed.
+    ``truncated`` is the actors' total, None (n/a) when some rows were not counted.
     """
     written = max(0, after - before) + counts.changed
+    truncated = None if counts.uncounted else counts.truncated
     return IngestCounts(documents=counts.rows, written=written, skipped=max(0, counts.rows - counts.repeats - written),
                         duplicates=counts.repeats, batches=counts.batches, retries=counts.retries,
                         truncated=truncated).report(db, collection, seconds)
@@ -233,8 +271,9 @@ class VecembedDatasink(Datasink[BlockCounts]):
             after = int(call(backend.count))
         finally:
             backend.close()
+        self.truncated = None if counts.uncounted else counts.truncated
         self.report = summarise(self.store.db, self.store.collection, counts, self._count_before or 0, after,
-                                 time.perf_counter() - self._started, self.truncated)
+                                time.perf_counter() - self._started)
 
     # -- in the write tasks -------------------------------------------------------------------------
 
@@ -249,5 +288,7 @@ class VecembedDatasink(Datasink[BlockCounts]):
                 table, embedding_column=self.embedding_column, id_column=self.id_column,
                 text_column=self.text_column, metadata_columns=self.metadata_columns, nested=self.nested)
             counts += write_records(backend, call, records, states, vectors, batch_size=self.batch_size,
-                                    skip_unchanged=self.skip_unchanged)
+                                    skip_unchanged=self.skip_unchanged, dimension=self.identity.dimension,
+                                    normalized=self.normalized)
+            counts += truncation_counts(table)
         return counts

@@ -2,7 +2,7 @@
 
 from vecembed.pipeline.batching import plan_batches
 from vecembed.pipeline.pooling import l2_normalize, pool
-from vecembed.pipeline.text import Batch, ForwardFn, TextPipeline, Tokenized
+from vecembed.pipeline.text import Batch, ForwardFn, TextPipeline, Tokenized, truncation_reported_by_caller
 from vecembed.pipeline.validate import validate_texts
 
 __all__ = [
@@ -13,5 +13,6 @@ __all__ = [
     "l2_normalize",
     "plan_batches",
     "pool",
+    "truncation_reported_by_caller",
     "validate_texts",
 ]

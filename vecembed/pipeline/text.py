@@ -13,6 +13,9 @@ chunk k is in ``forward`` (the Rust tokenizer releases the GIL).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import functools
 import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -27,10 +30,28 @@ from vecembed.pipeline.batching import plan_batches
 from vecembed.pipeline.pooling import l2_normalize, pool
 from vecembed.pipeline.validate import validate_texts
 from vecembed.types import Embeddings, EmbeddingStats, EmbedResult
+from vecembed.vectors import check_embeddings
 
-__all__ = ["Batch", "ForwardFn", "TextPipeline", "Tokenized"]
+__all__ = ["Batch", "ForwardFn", "TextPipeline", "Tokenized", "truncation_reported_by_caller"]
 
 log = logging.getLogger("vecembed")
+
+#: True while a caller that reports one total embeds (the ingest engine, a Ray actor): per-call notes go to DEBUG.
+_TOTAL_REPORTED: contextvars.ContextVar[bool] = contextvars.ContextVar("vecembed_truncation_reported", default=False)
+
+
+@contextlib.contextmanager
+def truncation_reported_by_caller() -> Iterator[None]:
+    """Within the block, this thread's embed calls log their truncation counts at DEBUG, not WARNING.
+
+    For callers that count truncation across many calls and report the total once (the ingest engine's
+    :class:`~vecembed.store.IngestReport`, the Ray actors): one ingest is one line, not one per chunk.
+    """
+    token = _TOTAL_REPORTED.set(True)
+    try:
+        yield
+    finally:
+        _TOTAL_REPORTED.reset(token)
 
 
 @dataclass(frozen=True)
@@ -126,6 +147,7 @@ class TextPipeline:
         self.encode_batch = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
         self._executor: ThreadPoolExecutor | None = None
         self._executor_lock = threading.Lock()
+        self._truncation_warned = False
 
     # -- tokenisation -------------------------------------------------------------------------
 
@@ -181,25 +203,42 @@ class TextPipeline:
                 vectors = pool(hidden, batch.attention_mask, self.pooling)
                 if self.normalize:
                     vectors = l2_normalize(vectors)
-                if vectors.shape != (len(index), self.dimension):
-                    raise RuntimeError(
-                        f"backend returned vectors of shape {vectors.shape}, expected {(len(index), self.dimension)}"
-                    )
-                out[offset + index] = vectors
+                rows = offset + index
+                vectors = check_embeddings(
+                    vectors, expected_rows=len(index), dimension=self.dimension, normalized=self.normalize,
+                    where="the backend's forward pass", outcome="nothing was returned",
+                    row_name=functools.partial(_text_at, rows),
+                )
+                out[rows] = vectors
             offset += len(tok.lengths)
             total_tokens += int(tok.lengths.sum())
             truncated += tok.truncated
             n_batches += len(plan)
         self.stats.add(texts=len(items), tokens=total_tokens, truncated=truncated, batches=n_batches)
         if truncated:
-            log.warning(
-                "%d of %d texts were longer than %d tokens and were truncated",
-                truncated, len(items), self.max_tokens,
-            )
+            self._note_truncation(truncated, len(items))
         return EmbedResult(out, tokens=total_tokens, truncated=truncated)
+
+    def _note_truncation(self, truncated: int, n: int) -> None:
+        # A warning the first time only: a loop of embed calls (the CLI's chunks, an app's batches) would
+        # otherwise repeat it on every call; the counts stay exact in stats and in each call's EmbedResult.
+        first = not self._truncation_warned and not _TOTAL_REPORTED.get()
+        if first:
+            self._truncation_warned = True
+        log.log(
+            logging.WARNING if first else logging.DEBUG,
+            "%d of %d texts were longer than %d tokens and were truncated%s",
+            truncated, n, self.max_tokens,
+            " (said once; later calls count them in the provider's stats.truncated)" if first else "",
+        )
 
     def close(self) -> None:
         with self._executor_lock:
             executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown(wait=True)
+
+
+def _text_at(rows: NDArray[np.intp], i: int) -> str:
+    """How a check names row ``i`` of a batch: by the text's position in the call."""
+    return f"text {int(rows[i])}"

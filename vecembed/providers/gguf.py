@@ -75,6 +75,9 @@ _FILE_TYPES = {0: "f32", 1: "f16", 2: "q4_0", 3: "q4_1", 7: "q8_0", 8: "q5_0", 9
                17: "q5_k_m", 18: "q6_k", 32: "bf16"}
 #: llama.cpp holds at most this many sequences in one batch (LLAMA_MAX_SEQ)
 _MAX_SEQ = 256
+#: The file types llama.cpp's AMX int8 path leaves alone; with a quantised type (Q8_0 seen, llama-cpp-python
+#: 0.3.36 on a Sapphire Rapids CPU) a build with AMX segfaults on the first embedding, killing the process.
+_AMX_SAFE_TYPES = frozenset({"f32", "f16", "bf16"})
 _DEFAULT_MAX_TOKENS_CAP = 8192
 _GGUF_MAGIC = b"GGUF"
 
@@ -166,6 +169,13 @@ def _init_backend(llama: Any) -> None:
         llama.llama_backend_init()
         llama.llama_log_set(_log_callback(llama), ctypes.c_void_p(0))
         _backend_ready = True
+
+
+def _built_with_amx(llama: Any) -> bool:
+    """Whether this llama.cpp build uses AMX int8 (its system info says ``AMX_INT8 = 1``)."""
+    info = llama.llama_print_system_info()
+    text = info.decode(errors="replace") if isinstance(info, bytes) else str(info)
+    return "AMX_INT8 = 1" in text
 
 
 _callback_ref: Any = None
@@ -348,6 +358,14 @@ class GgufProvider(PipelineProvider):
         llama = self._llama
         meta = self._metadata()
         arch = meta.get("general.architecture", "")
+        file_type = _FILE_TYPES.get(int(meta.get("general.file_type", "-1") or -1), meta.get("general.file_type"))
+        if file_type not in _AMX_SAFE_TYPES and _built_with_amx(llama):
+            # refused here: a segfault in llama.cpp would end the whole process, not only this call
+            raise ProviderUnavailableError(
+                f"{located.path} is {file_type or 'quantised'}, and this llama-cpp-python was built with AMX int8, "
+                "whose quantised path crashes the process (llama-cpp-python 0.3.36); rebuild it without AMX: "
+                "CMAKE_ARGS='-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AMX_INT8=OFF' "
+                "pip install --force-reinstall --no-cache-dir llama-cpp-python, or use an f16 file")
         if llama.llama_model_has_decoder(self._model) is False and llama.llama_model_has_encoder(self._model):
             self._run = llama.llama_encode
         else:
@@ -388,7 +406,6 @@ class GgufProvider(PipelineProvider):
             self.tokenizer, self._forward, dimension=dim, max_tokens=limit, pooling="none",
             normalize=self._normalize, batch_size=n_seq, max_batch_tokens=capacity, stats=self.stats,
         )
-        file_type = _FILE_TYPES.get(int(meta.get("general.file_type", "-1") or -1), meta.get("general.file_type"))
         quantization = None if file_type == "f32" else (str(file_type) if file_type is not None else "unknown")
         self._info = ModelInfo(
             name=(meta.get("general.name") if located.source == "file" else None) or located.name,

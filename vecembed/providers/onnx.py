@@ -21,7 +21,14 @@ from numpy.typing import NDArray
 from vecembed._deps import require
 from vecembed.errors import InvalidInputError, ModelLoadError, ProviderUnavailableError
 from vecembed.pipeline import Batch
-from vecembed.providers.onnx_graph import OnnxGraph, check_runtime_options, ensure_onnx_graph, graph_io, run_graph
+from vecembed.providers.onnx_graph import (
+    INT8_METHOD,
+    OnnxGraph,
+    check_runtime_options,
+    ensure_onnx_graph,
+    graph_io,
+    run_graph,
+)
 from vecembed.providers.transformer import TransformerProvider
 
 __all__ = ["OnnxProvider", "physical_cores"]
@@ -160,6 +167,13 @@ class OnnxProvider(TransformerProvider):
 
     def _quantization(self) -> str | None:
         return self._quantize
+
+    def _fingerprint_extra(self) -> dict[str, Any]:
+        extra = super()._fingerprint_extra()
+        if self._quantize == "int8":
+            # the int8 recipe changes the vectors (fp32 is the same space on every runtime: nothing added)
+            extra["int8_method"] = INT8_METHOD
+        return extra
 
     def _agreement(self) -> float | None:
         return self._agreement_value

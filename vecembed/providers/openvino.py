@@ -16,14 +16,34 @@ Which backend is faster depends on the CPU: measured on a 2-core AMD EPYC with
 AVX-512 VNNI and BF16 (README, "Speed and quality"), OpenVINO int8 was the
 fastest backend; without int8 dot-product instructions (VNNI, AMX) it falls
 back to AVX2 code and was slower than ONNX Runtime int8 and than its own fp32
-(:data:`INT8_DOT_PRODUCT_FLAGS`; the provider warns). ``benchmarks/run.py``
+(:data:`~vecembed.cpu.INT8_DOT_PRODUCT_FLAGS`; the provider warns). ``benchmarks/run.py``
 prints the CPU's flags and tells on yours.
+
+Which int8 recipe is built depends on the CPU too (:func:`int8_recipe`). Both keep
+the feed-forward output projections in fp32 (NNCF's ignored scope; the same
+MatMuls the onnx backend keeps, :func:`~vecembed.providers.onnx_graph.down_projections`):
+quantising their input, the GELU output with its outliers, is the largest error.
+On a CPU without VNNI/AMX, OpenVINO's int8 kernels add u8×s8 products in
+saturating int16 (``vpmaddubsw``) and 8-bit weights overflow it, so there NNCF's
+``overflow_fix`` (7-bit weights in every layer) is used as well; with VNNI/AMX
+the full 8-bit weights are kept. Measured on all-MiniLM-L6-v2 (mean cosine to fp32
+on the probe texts / on STS-B dev; STS-B Spearman, fp32 0.8672), VNNI CPU natively
+and with oneDNN capped to AVX2 (``ONEDNN_MAX_CPU_ISA=AVX2``):
+
+- NNCF's default, everything int8 (v1): VNNI 0.9912; AVX2 0.9878 (refused) / 0.9958, 0.8646;
+- overflow fix, everything int8: 0.9874 / 0.9955 on both (7-bit weights: no saturation, same numbers);
+- default, FFN output fp32 (**VNNI recipe**): VNNI 0.9978 / 0.9991, 0.8669; AVX2 0.9951 / 0.9970, 0.8646;
+- overflow fix, FFN output fp32 (**AVX2 recipe**): 0.9947 / 0.9977, 0.8675 on both.
+
+The two recipes are cached under different names and carry different fingerprints,
+so neither is ever reused for the other.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import os
 import queue
@@ -38,12 +58,14 @@ from numpy.typing import NDArray
 
 from vecembed import cache
 from vecembed._deps import require
+from vecembed.cpu import INT8_DOT_PRODUCT_FLAGS, CpuInfo, onednn_cpu_info
 from vecembed.errors import InvalidInputError, ModelLoadError, ProviderUnavailableError
 from vecembed.pipeline import Batch, TextPipeline
 from vecembed.progress import progress_enabled
 from vecembed.providers.onnx import physical_cores
 from vecembed.providers.onnx_graph import (
     check_runtime_options,
+    down_projections,
     ensure_onnx_graph,
     graph_cache_entry,
     graph_io,
@@ -57,7 +79,7 @@ __all__ = [
     "INT8_MIN_MEAN_COSINE",
     "OpenVinoProvider",
     "calibration_texts",
-    "cpu_flags",
+    "int8_recipe",
     "quantize_int8_openvino",
 ]
 
@@ -66,31 +88,31 @@ log = logging.getLogger(__name__)
 #: Below this mean cosine vs fp32 on the probe texts an int8 model is refused (nothing is cached).
 INT8_MIN_MEAN_COSINE = 0.99
 #: Bump when the int8 recipe changes (calibration set, NNCF options): old cache entries are then ignored.
-INT8_VERSION = 1
+#: v2: the recipe depends on the CPU (:func:`int8_recipe`); a refusal is recorded so the next load fails at once.
+INT8_VERSION = 2
 #: The calibration set (``vecembed/data/calibration.txt``): 250 sentences, 10 of three words or fewer, and 40
 #: paragraphs of consecutive sentences (~1,000 characters: long inputs have activation ranges of their own).
 #: 300 items is NNCF's default subset size; the build takes ~20-40 s for all-MiniLM-L6-v2 on 2 cores.
 CALIBRATION_SENTENCES = 260
 CALIBRATION_PARAGRAPHS = 40
 _DEVICES = {"auto": "CPU", "cpu": "CPU", "gpu": "GPU"}
-#: CPU flags (``/proc/cpuinfo``) of int8 dot-product instructions. Without one, OpenVINO's int8 kernels fall back to
-#: AVX2 code: measured on the reference CPU with oneDNN limited to AVX2 (``ONEDNN_MAX_CPU_ISA=AVX2``), one thread,
-#: int8 took 1.36 s for 400 short texts and 2.04 s for 48 long ones against 0.36 s / 0.55 s with VNNI, and was
-#: slower than OpenVINO fp32 (1.02 s / 1.55 s, which AVX2 barely changes).
-INT8_DOT_PRODUCT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+#: The int8 recipes (both keep the FFN output projections fp32): NNCF's default overflow handling (on the first
+#: layer only) for CPUs with VNNI/AMX, and the overflow fix everywhere (7-bit weights) for the others.
+RECIPE_DEFAULT = "nncf-static-ffn-out-fp32"
+RECIPE_OVERFLOW_FIX = "nncf-static-ffn-out-fp32-overflow-fix"
 
 
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags from ``/proc/cpuinfo`` (Linux); empty where they cannot be read."""
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8")
-    except OSError:
-        return frozenset()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "flags":
-            return frozenset(value.split())
-    return frozenset()
+def int8_recipe(device: str = "CPU", cpu: CpuInfo | None = None) -> str:
+    """Which NNCF int8 recipe suits ``device`` on this CPU (as oneDNN sees it: ``ONEDNN_MAX_CPU_ISA`` counts).
+
+    :data:`RECIPE_OVERFLOW_FIX` where the CPU has no int8 dot-product instructions (VNNI/AMX) or its flags
+    cannot be read — 7-bit weights, so the saturating AVX2 int8 path cannot overflow; :data:`RECIPE_DEFAULT`
+    elsewhere (and on a GPU), where full 8-bit weights are closer to fp32.
+    """
+    if device != "CPU":
+        return RECIPE_DEFAULT
+    cpu = cpu if cpu is not None else onednn_cpu_info()
+    return RECIPE_DEFAULT if cpu.int8_dot_product else RECIPE_OVERFLOW_FIX
 
 
 def calibration_texts() -> list[str]:
@@ -183,6 +205,7 @@ class OpenVinoProvider(TransformerProvider):
                 f"(available: {', '.join(self._core.available_devices)})"
             )
         self._quantize = quantize
+        self._recipe = int8_recipe(self._device) if quantize == "int8" else None
         self._threads = threads or physical_cores()
         self._session: _OvSession | None = None
         self._input_names: tuple[str, ...] = ()
@@ -219,12 +242,12 @@ class OpenVinoProvider(TransformerProvider):
         path = graph.path
         if self._quantize == "int8":
             path, self._agreement_value = self._int8_model(graph.path)
-            flags = cpu_flags()
-            if self._device == "CPU" and flags and not flags & set(INT8_DOT_PRODUCT_FLAGS):
+            cpu = onednn_cpu_info()
+            if self._device == "CPU" and cpu.flags and not cpu.int8_dot_product:
                 log.warning(
-                    "this CPU has no int8 dot-product instructions (%s): OpenVINO int8 runs on AVX2 code paths "
-                    "here, measured slower than OpenVINO fp32; load_provider('onnx', quantize='int8') is the "
-                    "faster int8 backend on such CPUs", " / ".join(INT8_DOT_PRODUCT_FLAGS))
+                    "this CPU has no int8 dot-product instructions (%s; %s): OpenVINO int8 runs on AVX2 code "
+                    "paths here, measured slower than onnx int8; load_provider('onnx', quantize='int8') is the "
+                    "faster int8 backend on such CPUs", " / ".join(INT8_DOT_PRODUCT_FLAGS), cpu.source)
         try:
             session = self._compile(path)
         except Exception as exc:
@@ -237,12 +260,27 @@ class OpenVinoProvider(TransformerProvider):
         return dim
 
     def _int8_model(self, fp32: Path) -> tuple[Path, float | None]:
-        """The cached int8 IR of ``fp32`` (built now if absent or damaged) and its agreement with fp32."""
-        folder = graph_cache_entry(self.config) / f"openvino-int8-v{INT8_VERSION}"
+        """The cached int8 IR of ``fp32`` (built now if absent or damaged) and its agreement with fp32.
+
+        Each recipe has its own folder. A build that failed the quality gate leaves a ``.refused`` record
+        beside it, so the next load with the same recipe, OpenVINO and NNCF refuses at once instead of
+        quantising (tens of seconds) to the same verdict.
+        """
+        suffix = "-overflow-fix" if self._recipe == RECIPE_OVERFLOW_FIX else ""
+        folder = graph_cache_entry(self.config) / f"openvino-int8-v{INT8_VERSION}{suffix}"
         xml, weights = folder / "model.xml", folder / "model.bin"
         record = cache.is_verified(weights) if cache.is_verified(xml) is not None else None
         if record is None:
-            quantize_int8_openvino(self, fp32, folder)
+            refused = _refusal(folder, str(self._ov.get_version()))
+            if refused is not None:
+                raise ProviderUnavailableError(
+                    f"int8 quantisation of {self.resolved.name} was refused on this CPU before ({refused}); "
+                    f"use quantize=None, or delete {_refusal_path(folder)} to try again")
+            try:
+                quantize_int8_openvino(self, fp32, folder)
+            except ProviderUnavailableError as exc:
+                _record_refusal(folder, str(self._ov.get_version()), str(exc))
+                raise
             record = cache.is_verified(weights) or {}
         agreement = record.get("agreement")
         return xml, float(agreement) if isinstance(agreement, int | float) else None
@@ -266,7 +304,8 @@ class OpenVinoProvider(TransformerProvider):
         if self._quantize == "int8":
             # NNCF's static int8 is another approximation than onnxruntime's dynamic int8: its vectors are a
             # vector space of their own (fp32 is the same space on every backend, so it adds nothing)
-            extra["int8_method"] = f"nncf-static-v{INT8_VERSION}"
+            # (and the overflow-fix recipe of CPUs without VNNI is another one again)
+            extra["int8_method"] = f"{self._recipe}-v{INT8_VERSION}"
         return extra
 
     def close(self) -> None:
@@ -299,8 +338,11 @@ def quantize_int8_openvino(provider: OpenVinoProvider, fp32: Path, folder: Path)
                   "token_type_ids": batch.token_type_ids}
         items.append({n: arrays[n] for n in inputs})
     with _nncf_quiet():
+        fix = nncf.OverflowFix.ENABLE if provider._recipe == RECIPE_OVERFLOW_FIX else nncf.OverflowFix.FIRST_LAYER
         quantized = nncf.quantize(provider._core.read_model(str(fp32)), nncf.Dataset(items),
-                                  model_type=nncf.ModelType.TRANSFORMER, subset_size=len(items))
+                                  model_type=nncf.ModelType.TRANSFORMER, subset_size=len(items),
+                                  ignored_scope=nncf.IgnoredScope(names=down_projections(fp32)),
+                                  advanced_parameters=nncf.AdvancedQuantizationParameters(overflow_fix=fix))
     with cache.atomic_dir(folder) as tmp:
         # compress_to_fp16=False: save_model would otherwise store the remaining fp32 weights as fp16
         ov.save_model(quantized, str(tmp / "model.xml"), compress_to_fp16=False)
@@ -314,9 +356,46 @@ def quantize_int8_openvino(provider: OpenVinoProvider, fp32: Path, folder: Path)
             )
         cache.write_checksum(tmp / "model.xml", model=name)
         cache.write_checksum(tmp / "model.bin", agreement=low, mean_agreement=mean, model=name,
-                             calibration="STS-B train, vecembed/data/calibration.txt",
+                             calibration="STS-B train, vecembed/data/calibration.txt", recipe=provider._recipe,
+                             cpu=onednn_cpu_info().summary,
                              openvino=str(ov.get_version()), nncf=str(nncf.__version__))
     return low
+
+
+def _refusal_path(folder: Path) -> Path:
+    return folder.with_name(folder.name + ".refused.json")
+
+
+def _refusal(folder: Path, openvino_version: str) -> str | None:
+    """The reason recorded by an earlier refused build of ``folder`` with this OpenVINO and NNCF, if any."""
+    try:
+        record = json.loads(_refusal_path(folder).read_text(encoding="utf-8"))
+        nncf_version = _nncf_version()
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("openvino") != openvino_version or \
+            record.get("nncf") != nncf_version:
+        return None  # another OpenVINO or NNCF may do better: build again
+    return str(record.get("reason", "no reason recorded"))
+
+
+def _record_refusal(folder: Path, openvino_version: str, reason: str) -> None:
+    try:
+        record = {"reason": reason, "openvino": openvino_version, "nncf": _nncf_version(),
+                  "cpu": onednn_cpu_info().summary}
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        _refusal_path(folder).write_text(json.dumps(record), encoding="utf-8")
+    except OSError as exc:  # a read-only cache: the next load just tries again
+        log.debug("could not record the int8 refusal beside %s: %s", folder, exc)
+
+
+def _nncf_version() -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("nncf")
+    except PackageNotFoundError:  # not installed: a refusal then stands for the same (absent) NNCF
+        return None
 
 
 @contextlib.contextmanager

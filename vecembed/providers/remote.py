@@ -22,6 +22,7 @@ timeouts, 429 (honouring Retry-After), 502, 503 and 504.
 from __future__ import annotations
 
 import base64
+import binascii
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -40,6 +41,7 @@ from vecembed.pipeline import validate_texts
 from vecembed.providers.base import ProviderBase
 from vecembed.retry import call_with_retry
 from vecembed.types import Embeddings, EmbedResult, HealthReport, ModelInfo, make_fingerprint
+from vecembed.vectors import check_embeddings
 
 __all__ = ["RemoteProvider"]
 
@@ -132,8 +134,11 @@ class RemoteProvider(ProviderBase):
         if response.status_code == 404:
             return None  # an OpenAI-compatible server that is not vecembed
         self._raise_for(response)
-        body: dict[str, Any] = response.json()
-        if not isinstance(body, dict) or "model" not in body:
+        try:
+            body = response.json()
+        except ValueError:  # not JSON (a page of another server at that path): not a vecembed server
+            return None
+        if not isinstance(body, dict) or not isinstance(body.get("model"), dict):
             return None
         return body
 
@@ -267,25 +272,70 @@ class RemoteProvider(ProviderBase):
         for start, stop in self._batches(items):
             response = self._request("POST", f"{self.api_url}/embeddings", json={**payload, "input": items[start:stop]})
             self._raise_for(response)
-            body = response.json()
-            data = sorted(body.get("data") or [], key=lambda d: int(d.get("index", 0)))
-            if len(data) != stop - start:
-                raise ProviderUnavailableError(
-                    f"the embedding server returned {len(data)} vectors for {stop - start} inputs"
-                )
-            for row, item in enumerate(data):
-                vector = _decode(item.get("embedding"))
-                if vector.shape != (dim,):
-                    raise DimensionMismatchError(
-                        f"the embedding server returned a {vector.shape[0]}-d vector; {self._info.name} is {dim}-d",
-                        expected=dim, got=int(vector.shape[0]),
-                    )
-                out[start + row] = vector
-            usage = body.get("usage") or {}
-            tokens += int(usage.get("prompt_tokens") or 0)
+            body = self._json(response, "POST /v1/embeddings")
+            self._read_rows(body, out, start, stop)
+            usage = body.get("usage")
+            prompt_tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+            tokens += prompt_tokens if isinstance(prompt_tokens, int) and not isinstance(prompt_tokens, bool) else 0
             batches += 1
+        # The server's vectors are checked like any provider's: finite, and unit norm when the model says so.
+        out = check_embeddings(
+            out, expected_rows=len(items), dimension=dim, normalized=self._info.normalized,
+            where=f"the embedding server at {self.root} ({self._info.name})", outcome="nothing was returned",
+            provider=self._info.name,
+        )
         self.stats.add(texts=len(items), tokens=tokens, batches=batches)
         return EmbedResult(out, tokens=tokens, truncated=None)
+
+    def _json(self, response: Any, what: str) -> dict[str, Any]:
+        """The JSON object of a response, or ProviderUnavailableError saying what came instead."""
+        try:
+            body = response.json()
+        except ValueError:  # json.JSONDecodeError, UnicodeDecodeError
+            snippet = (response.text or "").strip()[:120] or "(an empty body)"
+            raise ProviderUnavailableError(
+                f"the embedding server at {self.root} answered {what} with a body that is not JSON: {snippet!r}; "
+                "is url a vecembed or OpenAI-compatible embedding server?"
+            ) from None
+        if not isinstance(body, dict):
+            raise ProviderUnavailableError(
+                f"the embedding server at {self.root} answered {what} with JSON {type(body).__name__}, not an object"
+            )
+        return body
+
+    def _read_rows(self, body: dict[str, Any], out: Embeddings, start: int, stop: int) -> None:
+        """Put one response's vectors into ``out[start:stop]`` by their ``index``: each of 0..n-1 exactly once."""
+        data = body.get("data")
+        n = stop - start
+        server = f"the embedding server at {self.root}"
+        if not isinstance(data, list) or len(data) != n:
+            got = f"{len(data)} vectors" if isinstance(data, list) else f"no 'data' list ({type(data).__name__})"
+            raise ProviderUnavailableError(f"{server} returned {got} for {n} inputs")
+        seen = np.zeros(n, dtype=bool)
+        dim = self._info.dimension
+        for item in data:
+            index = item.get("index") if isinstance(item, dict) else None
+            if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < n:
+                raise ProviderUnavailableError(
+                    f"{server} returned a vector with index {index!r}; a response to {n} inputs has each index "
+                    f"0..{n - 1} once (nothing was returned)"
+                )
+            if seen[index]:
+                # Two rows for one index mean another row is missing: the vectors would be paired with the
+                # wrong texts.
+                raise ProviderUnavailableError(
+                    f"{server} returned index {index} twice in one response of {n} vectors; each index must come "
+                    "once (nothing was returned)"
+                )
+            seen[index] = True
+            vector = _decode(item.get("embedding"), f"{server} (the vector of text {start + index})")
+            if vector.shape != (dim,):
+                raise DimensionMismatchError(
+                    f"{server} returned a {vector.shape[0]}-d vector for text {start + index}; "
+                    f"{self._info.name} is {dim}-d",
+                    expected=dim, got=int(vector.shape[0]),
+                )
+            out[start + index] = vector
 
     # -- the protocol --------------------------------------------------------------------------------
 
@@ -316,9 +366,22 @@ def _message_of(response: Any) -> str:
         return (response.text or "").strip()[:300] or "(no body)"
 
 
-def _decode(embedding: Any) -> Embeddings:
+def _decode(embedding: Any, where: str) -> Embeddings:
+    """One embedding of a response, base64 float32 or a list of numbers, as a 1-D float32 array."""
     if isinstance(embedding, str):
-        return np.frombuffer(base64.b64decode(embedding), dtype="<f4").astype(np.float32)
+        try:
+            raw = base64.b64decode(embedding, validate=True)
+            return np.frombuffer(raw, dtype="<f4").astype(np.float32)
+        except (binascii.Error, ValueError) as exc:
+            raise ProviderUnavailableError(
+                f"{where} is not base64 of little-endian float32 ({exc}); nothing was returned"
+            ) from None
     if isinstance(embedding, list):
-        return np.asarray(embedding, dtype=np.float32)
-    raise ProviderUnavailableError(f"the embedding server returned an embedding of type {type(embedding).__name__}")
+        try:
+            vector = np.asarray(embedding, dtype=np.float32)
+        except (TypeError, ValueError) as exc:  # strings, nested lists, objects
+            raise ProviderUnavailableError(f"{where} is not a list of numbers ({exc}); nothing was returned") from None
+        if vector.ndim == 1:
+            return vector
+        raise ProviderUnavailableError(f"{where} is a nested list of shape {vector.shape}, not a list of numbers")
+    raise ProviderUnavailableError(f"{where} is a {type(embedding).__name__}, not base64 or a list of numbers")

@@ -14,6 +14,12 @@ The embedding follows ``model2vec.StaticModel.encode`` exactly: text cut to
 ``max_length * median token length`` characters before tokenising, tokens
 truncated to ``max_length`` (config ``max_length``, default 512), unknown
 tokens removed, plain mean, normalisation as the config's ``normalize`` says.
+Over-long texts are counted in ``stats.truncated`` and logged.
+
+Speed: token ids come through a bounded word cache in front of the tokenizer
+(:mod:`vecembed.providers.static_tokens`, the same ids), and the mean is one
+position-by-position pass over a flat id array (:meth:`StaticProvider._mean_into`).
+``benchmarks/static_speed.py`` compares it with model2vec.
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ import itertools
 import json
 import logging
 import os
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +40,10 @@ from numpy.typing import NDArray
 from vecembed import cache
 from vecembed._deps import require
 from vecembed.errors import InvalidInputError, ModelLoadError, ModelNotFoundError
-from vecembed.pipeline import Batch, TextPipeline, l2_normalize, validate_texts
+from vecembed.pipeline import Batch, TextPipeline, validate_texts
 from vecembed.progress import third_party_quiet
 from vecembed.providers.base import ProviderBase
+from vecembed.providers.static_tokens import DEFAULT_CACHE_ENTRIES, ChunkTokenizer
 from vecembed.resolve import resolve_model, weights_digest
 from vecembed.types import Embeddings, EmbedResult, ModelInfo, make_fingerprint
 
@@ -47,7 +56,9 @@ DISTILL_VERSION = 1
 #: model2vec's default ``max_length`` when a config gives none.
 DEFAULT_MAX_LENGTH = 512
 _NO_LIMIT = 1_000_000  # config max_length null: model2vec does not truncate
-_CHUNK = 256  # texts per gather in the mean (see StaticProvider._mean_into)
+_GATHER_ROWS = 256  # texts per accumulator in the mean: 256 KB at 256 dimensions (see StaticProvider._mean_into)
+#: Characters per part when a batch is split across threads: below ~2 parts' worth, one thread is faster.
+_PART_CHARS = 65_536
 
 # (embeddings file, tokenizer file, config file, tensor name): model2vec's own folder layouts
 _LAYOUTS = (
@@ -148,6 +159,20 @@ class StaticProvider(ProviderBase):
     given a transformer instead, a static model is distilled from it once
     (cached; see :func:`distill`) with ``dim`` dimensions. ``max_tokens`` and
     ``normalize`` override the model's config.
+
+    Texts longer than ``max_tokens`` (the model's ``max_length``, 512 for
+    distilled models) are truncated as model2vec truncates them, counted in
+    ``stats.truncated`` and logged; a static model has no position limit, so a
+    larger ``max_tokens`` embeds long texts whole (then differing from
+    model2vec's vectors for exactly those texts).
+
+    ``word_cache``: how many distinct words (whitespace-separated chunks) to
+    keep the token ids of (see :mod:`vecembed.providers.static_tokens`); the
+    vectors are the same with any size, ``0`` switches the cache off.
+    ``threads``: worker threads for big batches (``None``: one per CPU, at
+    most 4). The default is 1: about half the work (splitting, dict look-ups)
+    holds the GIL, and on a busy 2-core machine two threads measured slower
+    than one. The vectors never depend on it.
     """
 
     backend = "static"
@@ -160,7 +185,13 @@ class StaticProvider(ProviderBase):
         max_tokens: int | None = None,
         normalize: bool | None = None,
         allow_download: bool | None = None,
+        word_cache: int = DEFAULT_CACHE_ENTRIES,
+        threads: int | None = 1,
     ) -> None:
+        if isinstance(word_cache, bool) or not isinstance(word_cache, int) or word_cache < 0:
+            raise InvalidInputError(f"word_cache must be an int >= 0 (0: no cache), got {word_cache!r}")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise InvalidInputError(f"threads must be an int >= 1 or None (one per CPU, at most 4), got {threads!r}")
         resolved = resolve_model(model, allow_download=allow_download)
         path = resolved.path
         name = resolved.name
@@ -214,6 +245,11 @@ class StaticProvider(ProviderBase):
             tokenizer, _no_forward, dimension=self._dimension, max_tokens=self._max_length,
             add_special_tokens=False, stats=self.stats,
         )
+        self._tokens = ChunkTokenizer(tokenizer, max_entries=word_cache)
+        # beyond 4 threads the GIL-held half of the work leaves extra workers idle
+        self._threads = threads if threads is not None else max(1, min(os.cpu_count() or 1, 4))
+        self._executor: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
         self.path = path
         self._info = ModelInfo(
             name=name,
@@ -242,34 +278,64 @@ class StaticProvider(ProviderBase):
         self._check_open()
         items = validate_texts(texts, what=what)
         n = len(items)
-        out = np.zeros((n, self._dimension), dtype=np.float32)
+        out = np.empty((n, self._dimension), dtype=np.float32)
         if not n:
             return EmbedResult(out, tokens=0, truncated=0)
-        cut = [t[: self._char_limit] for t in items]
-        # the shared pipeline set the tokenizer up (no padding, truncation) and picked the fastest batch call
-        encodings = self.pipeline.encode_batch(cut, add_special_tokens=False)
-        ids = [e.ids for e in encodings]
-        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=n)
-        flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))
-        counts = lengths
-        if self._unk_id is not None:
-            # model2vec drops unknown tokens (word-level vocabularies map every unseen word to [UNK])
-            unk = flat == self._unk_id
-            if unk.any():
-                counts = lengths - np.bincount(np.repeat(np.arange(n), lengths)[unk], minlength=n)
-                flat = flat[~unk]
+        bounds = _parts(items, self._threads)
+        if len(bounds) == 2:
+            tokens, truncated = self._embed_into(items, out)
+        else:
+            # Tokenising holds the GIL, pooling mostly does not: on a thread pool, one part's lookups overlap
+            # another's gathers. Each text's vector is computed the same way whatever part it lands in.
+            pool = self._pool()
+            futures = [pool.submit(self._embed_into, items[a:b], out[a:b])
+                       for a, b in itertools.pairwise(bounds)]
+            counted = [f.result() for f in futures]
+            tokens, truncated = sum(c[0] for c in counted), sum(c[1] for c in counted)
+        self.stats.add(texts=n, tokens=tokens, truncated=truncated, batches=1)
+        if truncated:
+            log.warning("%d of %d texts were longer than %d tokens and were truncated (pass a larger max_tokens "
+                        "to embed them whole: a static model has no position limit)", truncated, n,
+                        self._max_length)
+        return EmbedResult(out, tokens=tokens, truncated=truncated)
+
+    def _embed_into(self, items: list[str], out: NDArray[np.float32]) -> tuple[int, int]:
+        """Write the vectors of ``items`` into ``out``; return (tokens embedded, texts truncated)."""
+        n = len(items)
+        limit = self._char_limit
+        cut = max(map(len, items)) > limit
+        # model2vec cuts each text to max_length * median token length characters before tokenising
+        tokens = self._tokens.token_ids([t[:limit] for t in items] if cut else items)
+        lengths = tokens.lengths
+        over = lengths > self._max_length
+        if cut:
+            over |= np.fromiter((len(t) > limit for t in items), dtype=bool, count=n)
+        flat, counts = _kept_tokens(tokens.flat, lengths, self._max_length, self._unk_id)
         self._mean_into(out, flat, counts)
         empty = counts == 0
         if empty.any():
             # No known token (an empty string, emoji, a zero-width space): not a zero vector, which scores 0
             # against everything and breaks "normalized", but the vocabulary's mean — the "average text".
             out[empty] = self._no_token_vector()
-        limit = self._char_limit
-        truncated = sum(1 for e, t in zip(encodings, items, strict=True) if e.overflowing or len(t) > limit)
         if self._normalize:
-            out = l2_normalize(out)
-        self.stats.add(texts=n, tokens=int(lengths.sum()), truncated=truncated, batches=1)
-        return EmbedResult(np.ascontiguousarray(out), tokens=int(lengths.sum()), truncated=truncated)
+            # l2_normalize's arithmetic, in place
+            norms = np.linalg.norm(out, axis=1, keepdims=True)
+            out /= np.maximum(norms, np.float32(1e-12))
+        return int(np.minimum(lengths, self._max_length).sum()), int(over.sum())
+
+    def _pool(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(self._threads, thread_name_prefix="vecembed-static")
+            return self._executor
+
+    def close(self) -> None:
+        """Release the worker threads (if a big batch started them); safe to call more than once."""
+        with self._pool_lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
+        super().close()
 
     def _no_token_vector(self) -> NDArray[np.float32]:
         """The vector of a text with no known token: the mean of all token vectors (computed once)."""
@@ -282,24 +348,45 @@ class StaticProvider(ProviderBase):
     def _mean_into(self, out: NDArray[np.float32], flat: NDArray[np.int64], counts: NDArray[np.int64]) -> None:
         """``out[i]`` = mean of the vectors of text i's tokens (``flat`` holds every text's ids, in order).
 
-        Texts go in chunks so the gathered ``(tokens, dim)`` block stays cache-sized: one gather of all
-        tokens at once measured 2.5x slower (page faults on a fresh 40 MB array, then a cold reduceat).
+        Texts go longest first in blocks of :data:`_GATHER_ROWS`, and the sum runs position by position:
+        at position p the texts with more than p tokens are a prefix of the block, so one gather of their
+        p-th token vectors is added into one ``(texts, dim)`` accumulator. Python steps per block = its
+        longest text; nothing bigger than the accumulator is built, and it stays in the L2 cache (one
+        ``(tokens, dim)`` gather and ``np.add.reduceat`` measured 2-3x slower). Each text's vectors are added
+        in token order, as ``np.add.reduceat`` and model2vec's ``sum`` add them, whichever texts share a
+        block: batch composition and threads never change a vector.
         """
-        bounds = np.concatenate(([0], np.cumsum(counts)))
-        for start in range(0, len(counts), _CHUNK):
-            stop = min(start + _CHUNK, len(counts))
-            chunk_counts = counts[start:stop]
-            filled = np.flatnonzero(chunk_counts)
-            if not len(filled):
-                continue
-            ids = flat[bounds[start] : bounds[stop]]
-            vectors = np.take(self.embeddings, ids if self._mapping is None else self._mapping[ids], axis=0)
-            if self._weights is not None:
-                vectors = vectors * self._weights[ids][:, None]
-            # rows are contiguous runs: one reduceat sums every text's vectors of the chunk at once
-            starts = np.concatenate(([0], np.cumsum(chunk_counts[filled])[:-1]))
-            sums = np.add.reduceat(vectors, starts, axis=0)
-            out[start + filled] = sums / chunk_counts[filled, None].astype(np.float32)
+        table, mapping, weights = self.embeddings, self._mapping, self._weights
+        if len(counts) == 1:
+            # one text (a query): one gather and a sum over the tokens adds them in the same order, with a
+            # third of the steps
+            if counts[0]:
+                vectors = table.take(flat if mapping is None else mapping[flat], axis=0)
+                if weights is not None:
+                    vectors *= weights[flat][:, None]
+                out[0] = vectors.sum(axis=0) / np.float32(counts[0])
+            return
+        starts = np.cumsum(counts) - counts
+        order = np.argsort(-counts, kind="stable")
+        filled = int(np.count_nonzero(counts))
+        for at in range(0, filled, _GATHER_ROWS):
+            rows = order[at : min(at + _GATHER_ROWS, filled)]
+            lengths = counts[rows]
+            first = starts[rows]
+            # how many texts have more than p tokens, for each position p (a prefix: longest first)
+            alive = len(rows) - np.searchsorted(lengths[::-1], np.arange(int(lengths[0])), side="right")
+            ids = flat[first]
+            sums = table.take(ids if mapping is None else mapping[ids], axis=0)
+            if weights is not None:
+                sums *= weights[ids][:, None]
+            row = np.empty_like(sums)
+            for position, k in enumerate(alive[1:].tolist(), start=1):
+                ids = flat[first[:k] + position]
+                table.take(ids if mapping is None else mapping[ids], axis=0, out=row[:k])
+                if weights is not None:
+                    row[:k] *= weights[ids][:, None]
+                sums[:k] += row[:k]
+            out[rows] = sums / lengths[:, None].astype(np.float32)
 
     def embed_documents(self, texts: Sequence[str]) -> Embeddings:
         """Mean token vectors of ``texts``, float32 ``(n, dimension)``.
@@ -316,6 +403,41 @@ class StaticProvider(ProviderBase):
     def embed_queries(self, texts: Sequence[str]) -> Embeddings:
         """As :meth:`embed_documents` (static models have no query prompt)."""
         return self._embed(texts, "queries").vectors
+
+
+def _parts(items: list[str], threads: int) -> list[int]:
+    """Bounds of contiguous parts of ``items`` of about equal length, for ``threads`` workers ([0, n]: one part)."""
+    n = len(items)
+    if threads < 2 or n < 2:
+        return [0, n]
+    chars = np.cumsum(np.fromiter(map(len, items), dtype=np.int64, count=n))
+    # a few parts per worker, so that one slow part does not leave the others idle
+    count = min(4 * threads, int(chars[-1]) // _PART_CHARS, n)
+    if count < 2:
+        return [0, n]
+    cuts = np.searchsorted(chars, chars[-1] * np.arange(1, count) / count)
+    return sorted({0, n, *(int(c) for c in cuts if 0 < c < n)})
+
+
+def _kept_tokens(flat: NDArray[np.int64], lengths: NDArray[np.int64], max_length: int,
+                 unk_id: int | None) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Each text's first ``max_length`` token ids less the unknown token's (model2vec's order: cut, then drop).
+
+    Returns the kept ids (still grouped by text, in order) and how many each text kept.
+    """
+    keep: NDArray[np.bool_] | None = None
+    if len(lengths) and int(lengths.max()) > max_length:
+        position = np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        keep = position < max_length
+    if unk_id is not None:
+        # model2vec drops unknown tokens (word-level vocabularies map every unseen word to [UNK])
+        known = flat != unk_id
+        if not known.all():
+            keep = known if keep is None else keep & known
+    if keep is None:
+        return flat, lengths
+    text = np.repeat(np.arange(len(lengths)), lengths)
+    return flat[keep], np.bincount(text[keep], minlength=len(lengths)).astype(np.int64)
 
 
 def _no_forward(batch: Batch) -> NDArray[np.float32]:  # pragma: no cover - never called

@@ -5,8 +5,12 @@ Endpoints::
     POST /v1/embeddings   OpenAI's embeddings API (see vecembed.server.schema)      API key
     GET  /v1/models       the served model and its aliases                           API key
     GET  /info            ModelInfo (fingerprint included), limits, what input is taken  API key
-    GET  /health          200 when the provider's health check passes, else 503      open
+    GET  /health          liveness from state + the last probe's verdict: 200 / 503   open
+    GET  /health?deep=1   runs the provider's probe (at most one per probe interval)  API key
     GET  /metrics         Prometheus text format                                     open
+
+``/health`` without ``deep`` never touches the model: a flood of unauthenticated
+health checks costs the event loop microseconds each, not a forward pass.
 
 States: ``starting`` (the model loads in the background; everything but /metrics
 answers 503), ``ready``, ``draining`` (after SIGTERM: in-flight requests finish,
@@ -17,12 +21,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hmac
 import logging
+import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 
 import numpy as np
@@ -33,13 +40,77 @@ from vecembed.protocol import EmbeddingProvider, TokenizerProvider
 from vecembed.server.batcher import DynamicBatcher, QueueFullError, ShuttingDownError
 from vecembed.server.metrics import ServerMetrics
 from vecembed.server.schema import ApiError, parse_embeddings_request
+from vecembed.types import HealthReport, ModelInfo
 
-__all__ = ["EmbeddingServer", "ServerSettings", "run_server"]
+__all__ = ["EmbeddingServer", "ServerSettings", "api_keys_from_env", "public_model_info", "run_server"]
 
 log = logging.getLogger("vecembed.server")
 
 #: The environment variable holding API keys (comma-separated) when ``--api-key`` is not given.
 API_KEY_ENV = "VECEMBED_API_KEY"
+
+# a key is sent as "Authorization: Bearer <key>": printable ASCII, no spaces, no commas (the env list's separator)
+_KEY = re.compile(r"[\x21-\x2b\x2d-\x7e]+")
+
+
+def api_keys_from_env(raw: str | None) -> tuple[str, ...]:
+    """The keys in ``$VECEMBED_API_KEY`` (comma-separated, spaces around each ignored).
+
+    Unset or blank means no authentication (what ``${VECEMBED_API_KEY:-}`` in a
+    compose file gives); a value that holds something yet parses to no key
+    (``" , "``) raises :class:`InvalidInputError` instead of silently serving
+    without authentication.
+    """
+    if raw is None or not raw.strip():
+        return ()
+    keys = tuple(k.strip() for k in raw.split(",") if k.strip())
+    if not keys:
+        raise InvalidInputError(
+            f"${API_KEY_ENV} is set to {raw!r}, which holds no key: set it to one key or several separated "
+            f"by commas, or unset it to serve without authentication"
+        )
+    return keys
+
+
+def _safe_probe(provider: EmbeddingProvider) -> HealthReport:
+    """``provider.health_check()``, which should never raise; a user's own provider that does fails the probe."""
+    start = time.perf_counter()
+    try:
+        return provider.health_check()
+    except Exception as exc:
+        return HealthReport(ok=False, latency_ms=(time.perf_counter() - start) * 1000.0,
+                            detail=f"health_check raised {type(exc).__name__}: {exc}", component="provider")
+
+
+def _is_machine_path(value: str) -> bool:
+    return PurePosixPath(value).is_absolute() or (PureWindowsPath(value).drive != ""
+                                                   and PureWindowsPath(value).is_absolute())
+
+
+def _strip_paths(value: Any, key: str = "") -> Any:
+    if isinstance(value, Mapping):
+        return {k: _strip_paths(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strip_paths(v) for v in value]
+    if isinstance(value, str) and value and (key == "path" or _is_machine_path(value)):
+        name = PureWindowsPath(value).name if "\\" in value else PurePosixPath(value).name
+        return name or "."
+    return value
+
+
+def public_model_info(info: ModelInfo) -> dict[str, Any]:
+    """``info.to_dict()`` as ``/info`` shows it: file-system paths reduced to their last part.
+
+    Where the model lies on the server's disk (``/home/<user>/...``) tells a key
+    holder about the machine and nothing about the vector space: the
+    fingerprint, the name and the source stay; ``extra["path"]`` becomes the
+    folder's or the file's own name.
+    """
+    shown = info.to_dict()
+    shown["extra"] = _strip_paths(shown.get("extra") or {})
+    if _is_machine_path(shown["name"]):
+        shown["name"] = _strip_paths(shown["name"], "path")
+    return shown
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,7 +121,11 @@ class ServerSettings:
     model names clients may send; ``max_inputs`` / ``max_request_bytes``: per
     request (413 beyond); ``max_batch_texts``, ``max_batch_tokens``,
     ``max_wait_ms``: dynamic batching; ``max_queue_texts``: queued texts before 429;
-    ``drain_timeout``: seconds SIGTERM waits for in-flight requests.
+    ``drain_timeout``: seconds SIGTERM waits for in-flight requests;
+    ``health_probe_interval``: seconds between two probes of ``/health?deep=1``
+    (a deep check within that answers the last probe's verdict);
+    ``health_rate_limit``: answers per second that ``/health`` and ``/metrics`` give
+    callers without a key (more wait their turn, up to 1 s, then 429; 0: no limit).
     """
 
     host: str = "127.0.0.1"
@@ -64,6 +139,8 @@ class ServerSettings:
     max_wait_ms: float = 2.0
     max_queue_texts: int = 4096
     drain_timeout: float = 30.0
+    health_probe_interval: float = 10.0
+    health_rate_limit: float = 50.0
     log_level: str = "warning"
 
     def __post_init__(self) -> None:
@@ -73,10 +150,18 @@ class ServerSettings:
                 raise InvalidInputError(f"ServerSettings.{name} must be a positive int, got {value!r}")
         if not 0 <= self.port <= 65535:
             raise InvalidInputError(f"ServerSettings.port must be in 0..65535, got {self.port}")
-        if self.max_wait_ms < 0 or self.drain_timeout < 0:
-            raise InvalidInputError("ServerSettings.max_wait_ms and drain_timeout must be >= 0")
-        if any(not key for key in self.api_keys):
-            raise InvalidInputError("ServerSettings.api_keys must not hold an empty key")
+        if min(self.max_wait_ms, self.drain_timeout, self.health_probe_interval, self.health_rate_limit) < 0:
+            raise InvalidInputError("ServerSettings.max_wait_ms, drain_timeout, health_probe_interval and "
+                                    "health_rate_limit must be >= 0")
+        if isinstance(self.api_keys, str):
+            raise InvalidInputError("ServerSettings.api_keys must be a tuple of keys, not one string")
+        for i, key in enumerate(self.api_keys):
+            if not key:
+                raise InvalidInputError(f"ServerSettings.api_keys[{i}] is an empty key")
+            if not isinstance(key, str) or not _KEY.fullmatch(key):
+                raise InvalidInputError(
+                    f"ServerSettings.api_keys[{i}] must be printable ASCII without spaces or commas "
+                    "(it is sent as 'Authorization: Bearer <key>')")
 
     def limits(self) -> dict[str, Any]:
         """The limits a client needs (what ``/info`` reports and the remote provider batches to)."""
@@ -88,6 +173,38 @@ class ServerSettings:
             "max_queue_texts": self.max_queue_texts,
             "max_wait_ms": self.max_wait_ms,
         }
+
+
+class _OpenLimiter:
+    """A token bucket for what anyone may call (``/health``, ``/metrics`` without a key), on the event loop only.
+
+    A caller over the rate waits for its turn (at most ``max_wait`` seconds, else a 429):
+    a client flooding in a loop is slowed to the rate instead of taking the event loop
+    from the authorised requests; a probe every few seconds never waits.
+    """
+
+    def __init__(self, rate: float, *, max_wait: float = 1.0) -> None:
+        self.rate = rate
+        self.burst = max(10.0, rate)
+        self.max_wait = max_wait
+        self._tokens = self.burst
+        self._at = time.monotonic()
+
+    async def admit(self) -> float | None:
+        """None once admitted (after waiting for its turn), else the seconds after which to retry."""
+        if self.rate <= 0:
+            return None
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate) - 1.0
+        self._at = now
+        if self._tokens >= 0:
+            return None
+        wait = -self._tokens / self.rate  # tokens below zero are the turns promised to the callers waiting
+        if wait > self.max_wait:
+            self._tokens += 1.0
+            return wait
+        await asyncio.sleep(wait)
+        return None
 
 
 @dataclass
@@ -132,6 +249,14 @@ class EmbeddingServer:
         self._names: set[str] = set()
         self._decode: Callable[[list[list[int]]], list[str]] | None = None
         self._vocab_size: int | None = None
+        # what /health answers from: the last probe (at start, then deep checks), when it ran, the one running,
+        # and the last embedding call's failure (cleared by the next success)
+        self._probe: HealthReport | None = None
+        self._probe_at = 0.0
+        self._probing: asyncio.Future[HealthReport] | None = None
+        self._call_failure: str | None = None
+        self._reprobe: asyncio.Task[None] | None = None
+        self._open_limiter = _OpenLimiter(self.settings.health_rate_limit)
         self.metrics = ServerMetrics(
             queue_depth=lambda: float(self.batcher.queued_texts if self.batcher else 0),
             in_flight=lambda: float(self._counts.in_flight),
@@ -164,12 +289,18 @@ class EmbeddingServer:
             self.status = "draining"
             if not loader.done():
                 loader.cancel()
+            if self._reprobe is not None:
+                self._reprobe.cancel()
             await asyncio.to_thread(self.shutdown)
 
     async def _load(self) -> None:
         try:
             if self.provider is None and self._factory is not None:
                 self.provider = await asyncio.to_thread(self._factory)
+            provider = self.provider
+            if provider is not None:
+                # the one probe /health starts from, before any request can reach the provider
+                self._set_probe(await asyncio.to_thread(_safe_probe, provider))
             self._attach(self.provider)
         except Exception as exc:  # the server stays up and says why on /health
             self.load_error = exc
@@ -229,14 +360,30 @@ class EmbeddingServer:
             self.metrics.rejected.inc(reason=str(err.code or err.status))
         return self._json(err.body(), err.status, err.headers or None)
 
-    def _check_key(self, request: Any) -> None:
-        if not self._keys:
-            return
+    def _has_key(self, request: Any) -> bool:
+        """Whether the request carries one of the server's keys (False when the server has none)."""
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         given = token.strip().encode() if scheme.lower() == "bearer" else b""
         # compare with every key, in constant time, so timing does not tell which prefix matched
-        if not any([hmac.compare_digest(given, key) for key in self._keys]) or not given:
+        return bool(given) and any([hmac.compare_digest(given, key) for key in self._keys])
+
+    async def _limit_open(self, request: Any, endpoint: str) -> Any:
+        """None when the caller holds a key or its turn came; else the 429 to answer."""
+        if self._keys and self._has_key(request):
+            return None
+        retry = await self._open_limiter.admit()
+        if retry is None:
+            return None
+        return self._error(endpoint, ApiError(
+            429, f"too many {endpoint} requests without an API key (at most {self.settings.health_rate_limit:g}/s)",
+            type="rate_limit_error", param=None, code="rate_limited",
+            headers={"Retry-After": str(max(1, int(np.ceil(retry))))}))
+
+    def _check_key(self, request: Any) -> None:
+        if not self._keys:
+            return
+        if not self._has_key(request):
             raise ApiError(401, "missing or wrong API key: send 'Authorization: Bearer <key>'",
                            type="invalid_request_error", code="invalid_api_key",
                            headers={"WWW-Authenticate": "Bearer"})
@@ -308,11 +455,14 @@ class EmbeddingServer:
             except InvalidInputError as exc:
                 raise ApiError(400, str(exc), param="input") from None
             except ProviderUnavailableError as exc:
+                self._failed_call(exc)
                 raise ApiError(503, str(exc), type="server_error", code="service_unavailable") from None
             except Exception as exc:
                 log.exception("embedding failed")
+                self._failed_call(exc)
                 raise ApiError(500, f"embedding failed: {type(exc).__name__}: {exc}", type="server_error",
                                param=None, code="internal_error") from None
+            self._call_failure = None
             vectors = result.vectors
             if parsed.encoding_format == "base64":
                 raw_rows = vectors.astype("<f4", copy=False)
@@ -332,6 +482,10 @@ class EmbeddingServer:
             return response
         except ApiError as err:
             return self._error(endpoint, err)
+        except Exception as exc:  # a bug of ours still answers in the OpenAI error shape, never a bare 500 page
+            log.exception("the embeddings endpoint failed")
+            return self._error(endpoint, ApiError(500, f"internal error: {type(exc).__name__}", type="server_error",
+                                                  param=None, code="internal_error"))
         finally:
             self._counts.in_flight -= 1
 
@@ -362,32 +516,127 @@ class EmbeddingServer:
         return self._json({
             "object": "vecembed.info",
             "vecembed_version": __version__,
-            "model": info.to_dict(),
+            "model": public_model_info(info),
             "served_names": sorted(self._names),
             "limits": self.settings.limits(),
             "accepts_token_ids": self._decode is not None,
             "input_types": ["document", "query"],
         })
 
-    async def health(self, request: Any) -> Any:
-        """``GET /health``: 200 with the provider's health report when it passes, 503 otherwise."""
-        if self.status != "ready" or self.batcher is None or self.provider is None:
-            detail = f"the model failed to load: {self.load_error}" if self.status == "failed" else self.status
-            self.metrics.requests.inc(endpoint="/health", status="503")
-            return self._json({"status": self.status, "ok": False, "detail": detail}, 503)
+    def _set_probe(self, report: HealthReport) -> None:
+        self._probe, self._probe_at = report, time.monotonic()
+        if report.ok:
+            self._call_failure = None
+        else:
+            self._watch()
+
+    def _failed_call(self, exc: BaseException) -> None:
+        self._call_failure = f"{type(exc).__name__}: {exc}"
+        self._watch()
+
+    def _watch(self) -> None:
+        """While /health says 503, probe again every ``health_probe_interval`` (at least 0.5 s) until it passes.
+
+        The server's own timer, not a caller, decides when the model runs; without it a
+        load balancer that stopped sending traffic on a 503 would never see the server recover.
+        """
+        if self._reprobe is not None and not self._reprobe.done():
+            return
         try:
-            report = await asyncio.wrap_future(self.batcher.call(self.provider.health_check))
-            body = {"status": self.status, **report.to_dict()}
-            ok = bool(report.ok)
-        except Exception as exc:
-            body, ok = {"status": self.status, "ok": False, "detail": f"{type(exc).__name__}: {exc}"}, False
+            self._reprobe = asyncio.get_running_loop().create_task(self._reprobe_until_ok())
+        except RuntimeError:  # no loop running (the probe at start, in its thread): the first request's turn
+            self._reprobe = None
+
+    async def _reprobe_until_ok(self) -> None:
+        while self.status in ("starting", "ready"):
+            await asyncio.sleep(max(self.settings.health_probe_interval, 0.5))
+            provider, batcher = self.provider, self.batcher
+            if provider is None or batcher is None or batcher.closed or getattr(provider, "closed", False):
+                return
+            try:
+                report = await asyncio.wrap_future(batcher.call(functools.partial(_safe_probe, provider)))
+            except Exception:  # the batcher shut down: nothing left to watch
+                return
+            self._probe, self._probe_at = report, time.monotonic()
+            if report.ok:
+                self._call_failure = None
+                return
+
+    def _liveness(self) -> tuple[bool, str]:
+        """The verdict from state alone: loaded, not closed, the last probe and the last call passed."""
+        provider = self.provider
+        if self.status != "ready" or self.batcher is None or provider is None:
+            return False, f"the model failed to load: {self.load_error}" if self.status == "failed" else self.status
+        if getattr(provider, "closed", False):
+            return False, "provider is closed"
+        if self._call_failure is not None:
+            return False, f"the last embedding call failed: {self._call_failure}"
+        if self._probe is not None and not self._probe.ok:
+            return False, self._probe.detail
+        return True, self._probe.detail if self._probe is not None else "ready"
+
+    async def _deep_probe(self) -> tuple[HealthReport, bool]:
+        """The provider's probe on its own thread, at most once per ``health_probe_interval``: (report, cached)."""
+        if self._probing is not None:  # one probe runs: every deep check waiting now shares it
+            return await asyncio.shield(self._probing), True
+        fresh = time.monotonic() - self._probe_at < self.settings.health_probe_interval
+        if self._probe is not None and fresh:
+            return self._probe, True
+        provider, batcher = self.provider, self.batcher
+        if provider is None or batcher is None:  # pragma: no cover - _liveness said ready
+            raise ProviderUnavailableError("the server is not ready")
+        self._probing = asyncio.wrap_future(batcher.call(lambda: _safe_probe(provider)))
+        try:
+            report: HealthReport = await asyncio.shield(self._probing)
+        finally:
+            self._probing = None
+        self._set_probe(report)
+        return report, False
+
+    async def health(self, request: Any) -> Any:
+        """``GET /health``: liveness from state (200 / 503), never a forward pass; ``?deep=1`` probes the model.
+
+        The deep probe needs the API key (when the server has keys) and runs at most
+        once per ``health_probe_interval`` seconds; checks in between get the last
+        probe's report (``"cached": true``), so no caller can make the model work.
+        Callers without a key get ``health_rate_limit`` answers a second (see :class:`_OpenLimiter`).
+        """
+        endpoint = "/health"
+        limited = await self._limit_open(request, endpoint)
+        if limited is not None:
+            return limited
+        deep = request.query_params.get("deep", "").lower() in ("1", "true", "yes")
+        ok, detail = self._liveness()
+        body: dict[str, Any] = {"status": self.status, "ok": ok, "detail": detail, "deep": False}
+        if deep:
+            try:
+                self._check_key(request)
+            except ApiError as err:
+                return self._error(endpoint, err)
+            if self.status == "ready":
+                try:
+                    report, cached = await self._deep_probe()
+                    ok, detail = self._liveness()
+                    body = {"status": self.status, **report.to_dict(), "deep": True, "cached": cached}
+                    body["ok"] = ok = ok and report.ok
+                except Exception as exc:
+                    ok = False
+                    body = {"status": self.status, "ok": False, "detail": f"{type(exc).__name__}: {exc}",
+                            "deep": True}
+        elif self._probe is not None and self.status == "ready":
+            body["last_probe"] = {**self._probe.to_dict(),
+                                  "age_s": round(time.monotonic() - self._probe_at, 1)}
         status = 200 if ok else 503
-        self.metrics.requests.inc(endpoint="/health", status=str(status))
+        self.metrics.requests.inc(endpoint=endpoint, status=str(status))
         return self._json(body, status)
 
     async def metrics_endpoint(self, request: Any) -> Any:
-        """``GET /metrics`` in the Prometheus text format."""
+        """``GET /metrics`` in the Prometheus text format (rate-limited like ``/health`` for callers without a key)."""
         from starlette.responses import Response
+
+        limited = await self._limit_open(request, "/metrics")
+        if limited is not None:
+            return limited
 
         return Response(self.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 

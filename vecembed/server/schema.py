@@ -78,6 +78,37 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _describe(value: Any) -> str:
+    """A short, safe description of a bad value for an error message.
+
+    Containers are named by their type only: the repr of a 1,000-deep nested list
+    raises RecursionError, and a long string or list would be echoed back whole.
+    """
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 40 else f"{value[:40]!r}... ({len(value)} characters)"
+    if value is None or isinstance(value, bool | int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return f"a {type(value).__name__}"
+
+
+def _choice(body: dict[str, Any], name: str, allowed: tuple[str, ...], default: str) -> str:
+    """The string field ``name`` of ``body``: one of ``allowed``, ``default`` when absent or null.
+
+    Any other value is a 400 naming the field: ``0``, ``{}``, ``""`` or a list are not taken as the default.
+    """
+    value = body.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, str) or value not in allowed:
+        raise _bad(f"{name} must be one of {', '.join(repr(a) for a in allowed)}, got {_describe(value)}",
+                   param=name)
+    return value
+
+
 def parse_embeddings_request(
     body: Any,
     *,
@@ -97,21 +128,19 @@ def parse_embeddings_request(
     model = body.get("model")
     if model is not None:
         if not isinstance(model, str):
-            raise _bad("model must be a string", param="model")
+            raise _bad(f"model must be a string, got {_describe(model)}", param="model")
         if model not in served_names:
-            raise ApiError(404, f"the model {model!r} is not served here; this server serves "
+            raise ApiError(404, f"the model {_describe(model)} is not served here; this server serves "
                            f"{', '.join(sorted(served_names))}", param="model", code="model_not_found")
-    encoding_format = body.get("encoding_format") or "float"
-    if encoding_format not in ("float", "base64"):
-        raise _bad(f"encoding_format must be 'float' or 'base64', got {encoding_format!r}",
-                   param="encoding_format")
+    encoding_format = _choice(body, "encoding_format", ("float", "base64"), "float")
     dimensions = body.get("dimensions")
     if dimensions is not None and (not _is_int(dimensions) or dimensions != dimension):
         raise _bad(f"dimensions must be {dimension} (this model's dimension; vecembed does not shorten "
-                   f"vectors), got {dimensions!r}", param="dimensions")
-    input_type = body.get("input_type") or "document"
-    if input_type not in INPUT_TYPES:
-        raise _bad(f"input_type must be one of {sorted(INPUT_TYPES)}, got {input_type!r}", param="input_type")
+                   f"vectors), got {_describe(dimensions)}", param="dimensions")
+    input_type = _choice(body, "input_type", tuple(INPUT_TYPES), "document")
+    user = body.get("user")
+    if user is not None and not isinstance(user, str):
+        raise _bad(f"user must be a string, got {_describe(user)}", param="user")
     if "input" not in body:
         raise _bad("input is required: a string, a list of strings, or token ids", code="missing_required_parameter")
     texts, token_inputs = _parse_input(body["input"], max_inputs, decode_tokens, vocab_size)
@@ -132,7 +161,7 @@ def _parse_input(
         # a flat list of ints is ONE input given as token ids
         items = [raw] if _is_int(raw[0]) else raw
     else:
-        raise _bad(f"input must be a string or a list, got {type(raw).__name__}")
+        raise _bad(f"input must be a string or a list, got {_describe(raw)}")
     if len(items) > max_inputs:
         raise ApiError(413, f"{len(items)} inputs in one request; this server takes at most {max_inputs}: "
                        "split the request", param="input", code="too_many_inputs")
@@ -153,12 +182,12 @@ def _parse_input(
             for j, tok in enumerate(item):
                 if not _is_int(tok) or tok < 0 or (vocab_size is not None and tok >= vocab_size):
                     limit = f" below {vocab_size}" if vocab_size is not None else ""
-                    raise _bad(f"{where}[{j}] must be a token id (an int >= 0{limit}), got {tok!r}")
+                    raise _bad(f"{where}[{j}] must be a token id (an int >= 0{limit}), got {_describe(tok)}")
             texts.append(None)
             token_lists.append(item)
             token_rows.append(i)
         else:
-            raise _bad(f"{where} must be a string or a list of token ids, got {type(item).__name__}")
+            raise _bad(f"{where} must be a string or a list of token ids, got {_describe(item)}")
     if token_lists:
         if decode_tokens is None:
             raise _bad("this server's model has no tokenizer to read token ids; send text instead")

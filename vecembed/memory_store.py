@@ -1,0 +1,354 @@
+"""The ``memory`` store: the reference implementation of the store contract, in this process, exact, with numpy.
+
+It sits beside the contract (:mod:`vecembed.store`) as httpx's ``MockTransport``
+sits beside ``BaseTransport``: the smallest complete :class:`~vecembed.store.VectorStore`,
+with no dependency beyond numpy, so that the ingest engine, :class:`~vecembed.collection.Store`
+and code written against ``open_store`` can be run and tested without a database, and so
+that a new adapter has a plain example of every call::
+
+    with vecembed.open_store("memory", "docs", provider) as store:        # a private database
+        store.ingest(docs)
+        store.search("query", k=10, where={"lang": "en"})
+
+    shared = MemoryDatabase()                                             # several stores, one database
+    vecembed.open_store("memory", "docs", provider, client=shared)
+
+Search is exact: every stored vector is scored (a matrix product), so results are
+the true nearest neighbours — what the approximate indexes of the other stores are
+measured against. ``where`` keeps records whose metadata value under each key
+equals the given one (``True`` matches only booleans, ``1`` matches ``1`` and
+``1.0``, a stored list matches when one of its items does), as Qdrant's filters
+do. Nothing is persisted: ``path=`` and ``url=`` are refused.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from vecembed.errors import DimensionMismatchError, InvalidInputError, ProviderUnavailableError
+from vecembed.health import timed_check
+from vecembed.identity import CollectionIdentity, canonical_distance
+from vecembed.protocol import EmbeddingProvider
+from vecembed.records import Record
+from vecembed.retry import is_transient_default
+from vecembed.store import CollectionState, Hit
+from vecembed.types import Embeddings, HealthReport
+
+__all__ = ["MemoryCollection", "MemoryDatabase", "MemoryStore", "open_memory_store"]
+
+#: The distances a memory collection scores by; every score is a similarity (higher is nearer).
+DISTANCES = ("cosine", "dot", "euclid")
+
+
+@dataclass
+class _Row:
+    text: str
+    metadata: dict[str, Any]
+    content_hash: str
+
+
+def _equal(stored: Any, wanted: Any) -> bool:
+    # One type family per comparison: a bool is not the number 1 (Python says True == 1; filters should not).
+    if isinstance(wanted, bool) or isinstance(stored, bool):
+        return isinstance(wanted, bool) and isinstance(stored, bool) and stored is wanted
+    if isinstance(wanted, int | float):
+        return isinstance(stored, int | float) and stored == wanted
+    return isinstance(stored, str) and stored == wanted
+
+
+def _matches(metadata: Mapping[str, Any], where: Mapping[str, Any]) -> bool:
+    for key, wanted in where.items():
+        if key not in metadata:
+            return False
+        stored = metadata[key]
+        if isinstance(stored, list):
+            if not any(_equal(item, wanted) for item in stored):
+                return False
+        elif not _equal(stored, wanted):
+            return False
+    return True
+
+
+class MemoryCollection:
+    """One collection: ids, vectors (float32, one row each), texts, metadata and content hashes; thread-safe."""
+
+    def __init__(self, name: str, *, dimension: int, distance: str = "cosine",
+                 metadata: Mapping[str, Any] | None = None) -> None:
+        if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension <= 0:
+            raise InvalidInputError(f"memory collection {name!r}: dimension must be a positive int, got {dimension!r}")
+        distance = canonical_distance(distance)
+        if distance not in DISTANCES:
+            raise InvalidInputError(
+                f"memory collection {name!r}: distance {distance!r} is not one of {', '.join(DISTANCES)}"
+            )
+        self.name = name
+        self.dimension = dimension
+        self.distance = distance
+        #: The collection's own metadata (vecembed records its identity here, beside the user's keys).
+        self.metadata: dict[str, Any] = dict(metadata or {})
+        self._lock = threading.RLock()
+        self._ids: list[str] = []
+        self._rows: list[_Row] = []
+        self._position: dict[str, int] = {}
+        # Rows 0..count-1 are live; capacity grows by doubling so a stream of small upserts stays linear.
+        self._vectors = np.zeros((0, dimension), dtype=np.float32)
+
+    def count(self) -> int:
+        """Records stored."""
+        return len(self._ids)
+
+    def upsert(
+        self, ids: Sequence[str], vectors: Embeddings, rows: Sequence[tuple[str, Mapping[str, Any], str]]
+    ) -> None:
+        """Insert or replace records: ``ids[i]`` gets ``vectors[i]`` and ``rows[i]`` = (text, metadata, hash)."""
+        array = np.asarray(vectors, dtype=np.float32)
+        if array.ndim != 2 or array.shape[0] != len(ids) or len(rows) != len(ids):
+            raise InvalidInputError(
+                f"memory collection {self.name!r}: {len(ids)} ids, {len(rows)} rows and vectors of shape "
+                f"{array.shape} do not line up; expected ({len(ids)}, {self.dimension})"
+            )
+        if array.shape[1] != self.dimension:
+            raise DimensionMismatchError(
+                f"memory collection {self.name!r} holds {self.dimension}-dimensional vectors, got "
+                f"{array.shape[1]}; nothing was written",
+                expected=self.dimension,
+                got=int(array.shape[1]),
+            )
+        if self.distance == "cosine":
+            # Stored unit-length, so a score is one dot product; a zero vector stays zero (score 0).
+            norms = np.linalg.norm(array, axis=1, keepdims=True)
+            array = np.divide(array, norms, out=np.zeros_like(array), where=norms > 0)
+        with self._lock:
+            for doc_id, vector, (text, metadata, content_hash) in zip(ids, array, rows, strict=True):
+                row = _Row(text, copy.deepcopy(dict(metadata)), content_hash)
+                at = self._position.get(doc_id)
+                if at is None:
+                    at = len(self._ids)
+                    self._grow(at + 1)
+                    self._position[doc_id] = at
+                    self._ids.append(doc_id)
+                    self._rows.append(row)
+                else:
+                    self._rows[at] = row
+                self._vectors[at] = vector
+
+    def _grow(self, needed: int) -> None:
+        if needed > self._vectors.shape[0]:
+            grown = np.zeros((max(needed, 2 * self._vectors.shape[0], 64), self.dimension), dtype=np.float32)
+            grown[: len(self._ids)] = self._vectors[: len(self._ids)]
+            self._vectors = grown
+
+    def hashes(self, ids: Sequence[str]) -> dict[str, str]:
+        """``{id: content hash}`` of those ``ids`` that are stored."""
+        with self._lock:
+            return {i: self._rows[self._position[i]].content_hash for i in ids if i in self._position}
+
+    def delete(self, ids: Sequence[str]) -> None:
+        """Delete these ids (ids not stored are ignored)."""
+        with self._lock:
+            for doc_id in ids:
+                at = self._position.pop(doc_id, None)
+                if at is None:
+                    continue
+                last = len(self._ids) - 1
+                if at != last:  # the last row fills the gap: rows stay contiguous, deletion stays O(1)
+                    moved = self._ids[last]
+                    self._ids[at], self._rows[at] = moved, self._rows[last]
+                    self._vectors[at] = self._vectors[last]
+                    self._position[moved] = at
+                self._ids.pop()
+                self._rows.pop()
+
+    def search(self, vectors: Embeddings, k: int, where: Mapping[str, Any] | None) -> list[list[Hit]]:
+        """The ``k`` best records for each query vector by exact scoring, best first (ties: insertion order)."""
+        queries = np.asarray(vectors, dtype=np.float32)
+        if queries.ndim != 2 or queries.shape[1] != self.dimension:
+            raise DimensionMismatchError(
+                f"memory collection {self.name!r} holds {self.dimension}-dimensional vectors, got query vectors "
+                f"of shape {queries.shape}",
+                expected=self.dimension,
+                got=int(queries.shape[-1]) if queries.ndim else None,
+            )
+        with self._lock:
+            n = len(self._ids)
+            candidates = np.arange(n)
+            if where:
+                candidates = np.array([i for i in range(n) if _matches(self._rows[i].metadata, where)], dtype=np.int64)
+            stored = self._vectors[candidates]
+            scores = self._scores(queries, stored)
+            out: list[list[Hit]] = []
+            for row in scores:
+                # A stable sort on the negated scores: best first, equal scores in the order they were stored.
+                best = np.argsort(-row, kind="stable")[:k]
+                out.append([self._hit(int(candidates[j]), float(row[j])) for j in best])
+            return out
+
+    def _scores(self, queries: Embeddings, stored: Embeddings) -> Embeddings:
+        if self.distance == "cosine":
+            norms = np.linalg.norm(queries, axis=1, keepdims=True)
+            queries = np.divide(queries, norms, out=np.zeros_like(queries), where=norms > 0)
+        products: Embeddings = queries @ stored.T
+        if self.distance != "euclid":
+            return products
+        # euclid: 1 - d²/2, which is the cosine similarity on the unit vectors a normalised model writes
+        # (what the Chroma store answers for its l2 space too).
+        squared = (queries**2).sum(axis=1)[:, None] + (stored**2).sum(axis=1)[None, :] - 2.0 * products
+        similarity: Embeddings = (1.0 - np.maximum(squared, 0.0) / 2.0).astype(np.float32)
+        return similarity
+
+    def _hit(self, at: int, score: float) -> Hit:
+        row = self._rows[at]
+        return Hit(self._ids[at], score, row.text, copy.deepcopy(row.metadata))
+
+
+class MemoryDatabase:
+    """Collections by name, in this process: the ``client=`` of the memory store (stores that share one see
+    each other's collections, as stores on one server do). Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._collections: dict[str, MemoryCollection] = {}
+
+    def collection(self, name: str) -> MemoryCollection | None:
+        """The collection ``name``, or None."""
+        with self._lock:
+            return self._collections.get(name)
+
+    def create_collection(self, name: str, *, dimension: int, distance: str = "cosine",
+                          metadata: Mapping[str, Any] | None = None) -> MemoryCollection:
+        """Create ``name`` (or return it when it exists already: a second creator gets the first one's)."""
+        with self._lock:
+            existing = self._collections.get(name)
+            if existing is not None:
+                return existing
+            created = MemoryCollection(name, dimension=dimension, distance=distance, metadata=metadata)
+            self._collections[name] = created
+            return created
+
+    def delete_collection(self, name: str) -> None:
+        """Drop ``name`` and its records (a no-op when it does not exist)."""
+        with self._lock:
+            self._collections.pop(name, None)
+
+    def list_collections(self) -> list[str]:
+        """The names of the collections, sorted."""
+        with self._lock:
+            return sorted(self._collections)
+
+    def __repr__(self) -> str:
+        return f"<MemoryDatabase {self.list_collections()}>"
+
+
+class MemoryStore:
+    """One collection of a :class:`MemoryDatabase` as a :class:`~vecembed.store.VectorStore`."""
+
+    db = "memory"
+    #: Records keep any JSON metadata (lists and nested dicts), as Qdrant payloads do.
+    nested_metadata = True
+
+    def __init__(self, database: MemoryDatabase, collection: str, *, location: str = "memory") -> None:
+        self.database = database
+        self.collection = collection
+        self.location = location
+
+    def _col(self) -> MemoryCollection:
+        found = self.database.collection(self.collection)
+        if found is None:
+            raise ProviderUnavailableError(f"memory collection {self.collection!r} is gone (deleted meanwhile)")
+        return found
+
+    # -- the collection ---------------------------------------------------------------------------
+
+    def state(self) -> CollectionState | None:
+        found = self.database.collection(self.collection)
+        if found is None:
+            return None
+        identity = CollectionIdentity.from_metadata(found.metadata)
+        return CollectionState(
+            identity=identity,
+            dimension=found.dimension,
+            distance=found.distance,
+            count=None if identity is not None else found.count(),
+        )
+
+    def create(self, identity: CollectionIdentity) -> None:
+        self.database.create_collection(
+            self.collection, dimension=identity.dimension, distance=identity.distance, metadata=identity.to_metadata()
+        )
+
+    def record_identity(self, identity: CollectionIdentity) -> None:
+        # Merged into the metadata, as Qdrant does: the user's own keys stay.
+        self._col().metadata.update(identity.to_metadata())
+
+    # -- records ----------------------------------------------------------------------------------
+
+    def write(self, records: Sequence[Record], vectors: Embeddings) -> None:
+        self._col().upsert(
+            [r.id for r in records], vectors, [(r.text, r.metadata, r.content_hash) for r in records]
+        )
+
+    def stored_hashes(self, ids: Sequence[str]) -> dict[str, str]:
+        return self._col().hashes(ids)
+
+    def query(self, vectors: Embeddings, k: int, where: Mapping[str, Any] | None) -> list[list[Hit]]:
+        return self._col().search(vectors, k, where)
+
+    def count(self) -> int:
+        found = self.database.collection(self.collection)
+        return 0 if found is None else found.count()
+
+    def delete(self, ids: Sequence[str]) -> None:
+        self._col().delete(ids)
+
+    # -- the database -----------------------------------------------------------------------------
+
+    def health(self) -> HealthReport:
+        def check() -> tuple[bool, str, dict[str, bool]]:
+            names = self.database.list_collections()
+            return True, f"in this process ({len(names)} collections)", {"memory": True}
+
+        return timed_check("memory", check)
+
+    def is_transient(self, exc: BaseException) -> bool:
+        return is_transient_default(exc)
+
+    def close(self) -> None:
+        """Nothing to release: the database lives as long as something holds it."""
+
+
+def open_memory_store(
+    collection: str,
+    *,
+    provider: EmbeddingProvider | None = None,
+    path: str | None = None,
+    url: str | None = None,
+    client: MemoryDatabase | None = None,
+    **options: Any,
+) -> MemoryStore:
+    """The ``memory`` entry point: a :class:`MemoryStore` on ``client`` (a :class:`MemoryDatabase`) or a new one.
+
+    Without ``client`` the store gets a database of its own, gone when the store is; pass one
+    :class:`MemoryDatabase` to several stores to share collections between them.
+    """
+    del provider  # the memory store embeds nothing and keeps no embedding function
+    if options:
+        raise InvalidInputError(f"the memory store takes no options {sorted(options)}; it takes client=")
+    if path is not None or url is not None:
+        raise InvalidInputError(
+            f"the memory store keeps its collections in this process only; it takes no "
+            f"{'path=' if path is not None else 'url='}: pass client=MemoryDatabase() to share one between stores, "
+            "or use a database that persists (chroma, qdrant, qdrant-edge with path=)"
+        )
+    if client is None:
+        return MemoryStore(MemoryDatabase(), collection)
+    if not isinstance(client, MemoryDatabase):
+        raise InvalidInputError(
+            f"the memory store's client= must be a vecembed.memory_store.MemoryDatabase, got {type(client).__name__}"
+        )
+    return MemoryStore(client, collection)
