@@ -30,6 +30,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from vecembed.errors import InvalidInputError, ProviderUnavailableError
+
 ROOT = Path(__file__).resolve().parent.parent
 STS_DEV = ROOT / "tests" / "data" / "sts-dev.tsv"
 #: The STS Benchmark train split beside the project (held out: the tests use the dev split).
@@ -133,7 +135,7 @@ def bench_query_latency(db: str, mode: str, n: int, *, dimension: int = 384, que
                 hits = store.search(text, k=10)
                 times.append((time.perf_counter() - t) * 1000)
                 if len(hits) != 10:
-                    raise RuntimeError(f"{db}: {len(hits)} hits instead of 10")
+                    raise ProviderUnavailableError(f"{db}: {len(hits)} hits instead of 10 in the latency benchmark")
             count = store.count()
     times.sort()
     return {"benchmark": "query_latency", "db": db, "mode": mode, "points": count, "dimension": dimension,
@@ -155,10 +157,11 @@ def bench_store_ingest(
     ``mode``: ``"memory"`` (Chroma ``EphemeralClient``, ``QdrantClient(":memory:")``) or ``"path"``
     (embedded on disk, a temporary folder per run).
     """
-    from vecembed.ingest import DEFAULT_BATCH_SIZE, prepare_records
+    from vecembed.ingest import DEFAULT_BATCH_SIZE
+    from vecembed.records import prepare_records
 
     if mode not in ("memory", "path", "url"):
-        raise ValueError(f"mode must be 'memory', 'path' or 'url', got {mode!r}")
+        raise InvalidInputError(f"ingest benchmark: mode must be 'memory', 'path' or 'url', got {mode!r}")
     texts = list(dict.fromkeys(texts))
     docs = [(f"t{i}", t) for i, t in enumerate(texts)]
     bs = batch_size or DEFAULT_BATCH_SIZE
@@ -174,7 +177,8 @@ def bench_store_ingest(
             with _fresh_store(db, provider, mode, root, run) as store:
                 report = store.ingest(docs, batch_size=bs)
                 if report.written != len(texts) or store.count() != len(texts):
-                    raise RuntimeError(f"benchmark ingest wrote {report.written} of {len(texts)} documents")
+                    raise ProviderUnavailableError(
+                        f"benchmark ingest into {db} wrote {report.written} of {len(texts)} documents")
 
         return go
 
@@ -184,7 +188,7 @@ def bench_store_ingest(
     def write_only(run: str) -> Callable[[], None]:
         def go() -> None:
             with _fresh_store(db, provider, mode, root, run) as store:
-                store._claim()  # create the collection as the engine does before its first write
+                store.claim()  # create the collection as the engine does before its first write
                 for lo in range(0, len(records), bs):
                     store.backend.write(records[lo : lo + bs], vectors[lo : lo + bs])
 
@@ -385,7 +389,7 @@ def _store_hook(db: str) -> Callable[[Any], dict[str, Any]]:
         providers: dict[str, Any] = ctx.providers
         name = next((n for n in ("onnx", "torch") if n in providers), next(iter(providers), None))
         if name is None:
-            raise RuntimeError("no vecembed provider was loaded by the benchmark run")
+            raise ProviderUnavailableError("store benchmarks: no vecembed provider was loaded by the benchmark run")
         texts = list(ctx.corpora["short"])
         if ctx.quick:
             texts = texts[:400]

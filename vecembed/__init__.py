@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from vecembed.collection import Store, aopen_store, open_store
 from vecembed.errors import (
     CollectionNotFoundError,
     DimensionMismatchError,
@@ -33,17 +34,9 @@ from vecembed.errors import (
 )
 from vecembed.identity import CollectionIdentity
 from vecembed.protocol import EmbeddingProvider
+from vecembed.records import Document
 from vecembed.registry import available_providers, load_provider
-from vecembed.store import (
-    Document,
-    Hit,
-    IngestReport,
-    Store,
-    VectorStore,
-    aopen_store,
-    available_stores,
-    open_store,
-)
+from vecembed.store import Hit, IngestReport, VectorStore, available_stores
 from vecembed.types import Embeddings, EmbeddingStats, EmbedResult, HealthReport, ModelInfo
 
 if TYPE_CHECKING:

@@ -28,54 +28,45 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import itertools
-import json
 import logging
-import math
-import numbers
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from vecembed.errors import (
+    DimensionMismatchError,
     IngestError,
     InvalidInputError,
-    ProviderUnavailableError,
     VecembedError,
 )
-from vecembed.identity import RESERVED_PREFIX
 from vecembed.pipeline.text import truncation_reported_by_caller
-from vecembed.pipeline.validate import lone_surrogate
 from vecembed.progress import Progress
-from vecembed.protocol import EmbeddingProvider
-from vecembed.retry import call_with_retry
-from vecembed.store import Document, IngestReport, Record, VectorStore
+from vecembed.protocol import CountingProvider, EmbeddingProvider
+from vecembed.records import Record, documents_iterable, prepare_records
+from vecembed.retry import StoreCaller
+from vecembed.store import IngestReport, PreferredBatchSize, VectorStore
 from vecembed.types import Embeddings, EmbedResult
 from vecembed.vectors import check_embeddings, provider_label
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
-    "ID_NAMESPACE",
-    "StoreCaller",
-    "check_text",
-    "content_hash",
+    "BatchWriter",
+    "IngestCounts",
+    "embed_documents",
+    "embed_sorted",
+    "embed_sorted_counted",
     "ingest",
-    "normalize_id",
-    "prepare_records",
-    "text_id",
-    "validate_metadata",
     "warn_truncated",
 ]
 
 log = logging.getLogger("vecembed.ingest")
 
-T = TypeVar("T")
 
 #: Documents per write: small enough that a progress bar moves and a failure loses little work, large enough
 #: that a server round trip per write costs little.
@@ -92,237 +83,6 @@ CHUNK_BATCHES = 8
 #: move a CPU-bound write across it.
 OVERLAP_CPU_SHARE = 0.25
 
-#: The namespace of every id vecembed derives from a text. Fixed forever: changing it would orphan stored data.
-ID_NAMESPACE = uuid.UUID("8d4f6e2a-31c5-5b0e-9a57-6c1e0b7d2f94")
-
-_DOC_KEYS = frozenset({"id", "text", "metadata"})
-
-
-# -- ids, hashes, metadata: the rules every store shares ---------------------------------------------
-
-
-def text_id(text: str) -> str:
-    """The id of a document given without one: ``uuid5`` of its text (the same text, the same id)."""
-    return str(uuid.uuid5(ID_NAMESPACE, "text:" + text))
-
-
-def normalize_id(value: Any, where: str) -> str:
-    """A caller's id as the one string every store keeps: ``str`` as is, an integer as its decimal digits.
-
-    ``1``, ``np.int64(1)`` and ``"1"`` are the same document. Anything else (``None``, a float, a bool,
-    an empty string) raises :class:`~vecembed.errors.InvalidInputError` naming ``where``.
-    """
-    if isinstance(value, str):
-        if not value:
-            raise InvalidInputError(f"{where}: the id is an empty string; nothing was written")
-        return value
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_):
-        return str(int(value))
-    kind = "None" if value is None else type(value).__name__
-    raise InvalidInputError(f"{where}: an id must be a str or an int, got {kind} ({value!r}); nothing was written")
-
-
-def check_text(text: Any, where: str) -> bytes:
-    """``text`` as UTF-8; :class:`~vecembed.errors.InvalidInputError` naming ``where`` if not a str or not Unicode."""
-    if not isinstance(text, str):
-        kind = "None" if text is None else type(text).__name__
-        hint = " (decode bytes first)" if isinstance(text, bytes | bytearray) else ""
-        raise InvalidInputError(f"{where}: the text must be a str, got {kind}{hint}; nothing was written")
-    nul = text.find("\x00")
-    if nul >= 0:
-        # One rule for every store: PostgreSQL refuses NUL in text, and in Chroma or Qdrant it is binary junk.
-        raise InvalidInputError(f"{where}: the text has a NUL character at {nul}; nothing was written")
-    try:
-        return text.encode("utf-8")  # the bytes are hashed next: encode once, and let a failure say where
-    except UnicodeEncodeError:
-        bad = lone_surrogate(text)
-        raise InvalidInputError(
-            f"{where}: the text is not valid Unicode at character {bad} ({text[bad or 0]!r} is a lone surrogate); "
-            "fix the text or decode its source with errors='replace'; nothing was written"
-        ) from None
-
-
-def _json_value(value: Any, path: str, nested: bool) -> Any:
-    if isinstance(value, str) and "\x00" in value:
-        raise InvalidInputError(f"{path} has a NUL character (no store keeps it as text)")
-    if isinstance(value, bool | str):
-        return value
-    if isinstance(value, numbers.Integral):
-        return int(value)
-    if isinstance(value, numbers.Real):
-        if not math.isfinite(float(value)):
-            raise InvalidInputError(f"{path} is {value!r}: metadata numbers must be finite")
-        return float(value)
-    if nested and isinstance(value, Mapping):
-        return {str(k): _json_value(v, f"{path}.{k}", nested) for k, v in value.items() if isinstance(k, str)}
-    if nested and isinstance(value, list | tuple):
-        return [_json_value(v, f"{path}[{i}]", nested) for i, v in enumerate(value)]
-    allowed = "str, int, float, bool, and lists and dicts of those" if nested else "str, int, float or bool"
-    raise InvalidInputError(
-        f"{path} is a {type(value).__name__}; this database stores {allowed} metadata values"
-        + ("" if nested else " (encode other values as JSON text)")
-    )
-
-
-def validate_metadata(raw: Any, where: str, *, nested: bool) -> dict[str, Any]:
-    """One rule for metadata, before anything is written.
-
-    A dict (or None) with non-empty ``str`` keys that do not start with ``vecembed:``
-    (vecembed's own); values ``str``/``int``/``float`` (finite)/``bool`` — and, where the
-    store keeps them (``nested``), lists and dicts of those. ``None`` values mean "no
-    value" and are dropped. Anything else raises :class:`~vecembed.errors.InvalidInputError`.
-    """
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        raise InvalidInputError(f"{where}: metadata must be a dict (or None), got {type(raw).__name__}; "
-                                "nothing was written")
-    out: dict[str, Any] = {}
-    for key, value in raw.items():
-        if not isinstance(key, str) or not key:
-            raise InvalidInputError(f"{where}: metadata key {key!r} must be a non-empty str; nothing was written")
-        if key.startswith(RESERVED_PREFIX):
-            raise InvalidInputError(f"{where}: metadata key {key!r} is reserved (keys starting with "
-                                    f"{RESERVED_PREFIX!r} are vecembed's own); rename it; nothing was written")
-        if value is None:
-            continue
-        try:
-            out[key] = _json_value(value, f"metadata[{key!r}]", nested)
-        except InvalidInputError as exc:
-            raise InvalidInputError(f"{where}: {exc}; nothing was written") from None
-    return out
-
-
-def content_hash(text_bytes: bytes, metadata: Mapping[str, Any]) -> str:
-    """What says "already stored, unchanged": a hash of the text and the metadata (canonical JSON)."""
-    digest = hashlib.sha256(text_bytes)
-    digest.update(b"\x00")
-    digest.update(json.dumps(metadata, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode())
-    return digest.hexdigest()[:32]
-
-
-def _record(doc: Any, index: int, *, nested: bool) -> Record:
-    where = f"documents[{index}]"
-    metadata: Any = None
-    doc_id: Any = None
-    if isinstance(doc, str):
-        text: Any = doc
-    elif isinstance(doc, Document):
-        doc_id, text, metadata = doc.id, doc.text, doc.metadata
-    elif isinstance(doc, Mapping):
-        unknown = set(doc) - _DOC_KEYS
-        if "text" not in doc or unknown:
-            found = ", ".join(repr(k) for k in doc) or "none"
-            raise InvalidInputError(
-                f'{where}: a document dict has the keys "text" (required), "id" and "metadata"; '
-                f"found {found}; nothing was written",
-                index=index,
-            )
-        doc_id, text, metadata = doc.get("id"), doc["text"], doc.get("metadata")
-    elif isinstance(doc, tuple) and len(doc) == 2:
-        doc_id, text = doc
-    else:
-        raise InvalidInputError(
-            f"{where}: a document is a str, an (id, text) pair, a dict with \"text\" (and \"id\", \"metadata\") or "
-            f"a vecembed.Document; got {type(doc).__name__}"
-            + (" (decode bytes first)" if isinstance(doc, bytes | bytearray) else "")
-            + "; nothing was written",
-            index=index,
-        )
-    try:
-        text_bytes = check_text(text, where)
-        meta = validate_metadata(metadata, where, nested=nested)
-        rid = text_id(text) if doc_id is None else normalize_id(doc_id, where)
-    except InvalidInputError as exc:
-        raise InvalidInputError(str(exc), index=index) from None
-    return Record(id=rid, text=text, metadata=meta, content_hash=content_hash(text_bytes, meta))
-
-
-def prepare_records(
-    docs: Sequence[Any], *, start: int = 0, nested: bool = True, seen: dict[str, tuple[int, str]] | None = None
-) -> tuple[list[Record], int]:
-    """Validate ``docs`` (numbered from ``start``) into records; return them and how many repeats were collapsed.
-
-    The same id twice with the same content is one record (a repeated text without ids);
-    the same id with other content is refused, naming both positions. ``seen`` carries the
-    ids (and hashes) across calls when the caller wants one check over several chunks.
-    """
-    seen = {} if seen is None else seen
-    out: list[Record] = []
-    duplicates = 0
-    for offset, doc in enumerate(docs):
-        index = start + offset
-        record = _record(doc, index, nested=nested)
-        first = seen.get(record.id)
-        if first is not None:
-            if first[1] != record.content_hash:
-                raise InvalidInputError(
-                    f"documents[{index}] has the id {record.id!r} of documents[{first[0]}] but other text or "
-                    "metadata; ids must be unique (without ids, a document is addressed by its text); "
-                    "nothing was written",
-                    index=index,
-                )
-            duplicates += 1
-            continue
-        seen[record.id] = (index, record.content_hash)
-        out.append(record)
-    return out, duplicates
-
-
-def _documents_iterable(documents: Any) -> Iterable[Any]:
-    if isinstance(documents, str | bytes | Mapping | Set) or not isinstance(documents, Iterable):
-        raise InvalidInputError(
-            f"documents must be a list or an iterable of documents, got {type(documents).__name__} (a set or dict "
-            "has no order, a str is one document: wrap it in a list); nothing was written"
-        )
-    return documents
-
-
-# -- the store, called one call at a time, with retries ----------------------------------------------
-
-
-class StoreCaller:
-    """Calls a :class:`~vecembed.store.VectorStore` one call at a time, retrying its transient errors.
-
-    One lock, because an embedded database (Qdrant's local mode) is plain Python state without locks, and
-    the engine's writer thread writes while the calling thread looks up stored hashes.
-    """
-
-    def __init__(self, store: VectorStore, *, max_retries: int = 3, retry_backoff: float = 0.5) -> None:
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-            raise InvalidInputError(f"max_retries must be an int >= 0, got {max_retries!r}")
-        if not isinstance(retry_backoff, int | float) or retry_backoff < 0:
-            raise InvalidInputError(f"retry_backoff must be a number >= 0, got {retry_backoff!r}")
-        self.store = store
-        self.max_retries = max_retries
-        self.retry_backoff = float(retry_backoff)
-        self.retries = 0
-        self._lock = threading.Lock()
-
-    def _counted(self, exc: BaseException) -> None:
-        self.retries += 1  # under self._lock: the retry loop runs inside it
-
-    def __call__(self, fn: Callable[[], T]) -> T:
-        with self._lock:
-            try:
-                return call_with_retry(
-                    fn,
-                    retries=self.max_retries,
-                    backoff=self.retry_backoff,
-                    is_transient=self.store.is_transient,
-                    on_retry=self._counted,
-                )
-            except Exception as exc:
-                if not self.store.is_transient(exc):
-                    raise
-                store = self.store
-                raise ProviderUnavailableError(
-                    f"{store.db} did not answer for collection {store.collection!r} at {store.location} after "
-                    f"{self.max_retries} retries ({type(exc).__name__}: {exc}); check that the database is up "
-                    "and reachable"
-                ) from exc
-
-
 # -- the engine -------------------------------------------------------------------------------------
 
 
@@ -336,18 +96,159 @@ def _prepared_chunks(documents: Iterable[Any], size: int, nested: bool) -> Itera
         yield records, duplicates, len(chunk)
 
 
-def _embed(provider: EmbeddingProvider, texts: list[str], dimension: int, ids: list[str]) -> EmbedResult:
-    counted = getattr(provider, "embed_documents_counted", None)
-    result = counted(texts) if callable(counted) else EmbedResult(provider.embed_documents(texts))
+def embed_documents(
+    provider: EmbeddingProvider,
+    texts: Sequence[str],
+    dimension: int,
+    *,
+    row_name: Callable[[int], str] | None = None,
+    outcome: str = "nothing of this batch was written",
+) -> EmbedResult:
+    """The engine's embed step: ``texts`` in one provider call, counted where the provider counts.
+
+    The vectors are checked (:func:`~vecembed.vectors.check_embeddings`): ``(len(texts), dimension)``,
+    finite, non-zero, unit norm where the provider says it normalises. A bad row raises
+    :class:`~vecembed.errors.InvalidVectorsError` (a wrong shape
+    :class:`~vecembed.errors.DimensionMismatchError`) naming it by ``row_name(i)`` and saying ``outcome``.
+    """
+    texts = list(texts)
+    result = (provider.embed_documents_counted(texts) if isinstance(provider, CountingProvider)
+              else EmbedResult(provider.embed_documents(texts)))
     if not isinstance(result, EmbedResult):  # a user's own provider with a method of that name
         result = EmbedResult(result)
     info = provider.info
     vectors = check_embeddings(
         result.vectors, expected_rows=len(texts), dimension=dimension, normalized=info.normalized,
-        where=provider_label(info), outcome="nothing of this batch was written", provider=info.name,
-        row_name=lambda i: f"document {ids[i]!r} (text {i} of the embed call)",
+        where=provider_label(info), outcome=outcome, provider=info.name,
+        row_name=row_name or (lambda i: f"text {i} of the embed call"),
     )
     return EmbedResult(vectors, tokens=result.tokens, truncated=result.truncated)
+
+
+def embed_sorted(provider: EmbeddingProvider, texts: Sequence[str]) -> Embeddings:
+    """:func:`embed_documents` in input order, computed sorted by length (batches of similar lengths pad little).
+
+    For callers that must keep their rows in place (the Ray actors); the engine sorts its records itself.
+    """
+    return embed_sorted_counted(provider, texts).vectors
+
+
+def embed_sorted_counted(provider: EmbeddingProvider, texts: Sequence[str]) -> EmbedResult:
+    """:func:`embed_sorted` with the provider's counts (``truncated`` None when it does not count)."""
+    dimension = provider.info.dimension
+    if not texts:
+        return EmbedResult(np.zeros((0, dimension), dtype=np.float32), tokens=0, truncated=0)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    result = embed_documents(provider, [texts[i] for i in order], dimension,
+                             row_name=lambda i: f"text {order[i]} of the block",
+                             outcome="nothing of this block was written")
+    out = np.empty_like(result.vectors)
+    out[order] = result.vectors
+    return EmbedResult(out, tokens=result.tokens, truncated=result.truncated)
+
+
+# -- the one batch writer and its accounting ---------------------------------------------------------
+
+
+@dataclass
+class IngestCounts:
+    """What an ingest did so far, in :class:`~vecembed.store.IngestReport`'s terms; :meth:`report` makes one."""
+
+    documents: int = 0
+    written: int = 0
+    skipped: int = 0
+    duplicates: int = 0
+    batches: int = 0
+    retries: int = 0
+    truncated: int | None = 0  # None once a provider did not count
+    embedded: int = 0  # documents sent to the provider (the truncation warning's "of N"; not in the report)
+
+    def add_truncated(self, truncated: int | None) -> None:
+        """Add a provider's count of truncated texts (None: it does not count, so the total is unknown)."""
+        self.truncated = None if truncated is None or self.truncated is None else self.truncated + truncated
+
+    def report(self, db: str, collection: str, seconds: float) -> IngestReport:
+        """These counts as the report of an ingest into ``collection`` of ``db`` that took ``seconds``."""
+        return IngestReport(db=db, collection=collection, documents=self.documents, written=self.written,
+                            skipped=self.skipped, duplicates=self.duplicates, batches=self.batches,
+                            retries=self.retries, truncated=self.truncated, seconds=seconds)
+
+
+def resolve_batch_size(store: VectorStore, batch_size: int | None) -> tuple[int, bool]:
+    """The documents per write: ``batch_size``, else the store's preferred size, else the default.
+
+    Returns it and whether it is the store's own preference.
+    """
+    preferred = store.preferred_batch_size if batch_size is None and isinstance(store, PreferredBatchSize) else None
+    size = preferred or DEFAULT_BATCH_SIZE if batch_size is None else batch_size
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise InvalidInputError(f"batch_size must be a positive int, got {size!r}")
+    return size, bool(preferred)
+
+
+class BatchWriter:
+    """The one batch writer: every write of :func:`ingest` and of the Ray sink goes through it.
+
+    :meth:`stored` looks up what is stored unchanged (when ``skip_unchanged``), :meth:`write_batch`
+    upserts one batch through the store's :class:`~vecembed.retry.StoreCaller` (retries) and
+    :meth:`write` a run of records in batches of ``batch_size``. ``counts`` tallies batches,
+    written records and retries. After a failed write it starts no other (writes queued on
+    another thread return 0), so that what ``counts`` calls written stays exact.
+    """
+
+    def __init__(
+        self,
+        store: VectorStore,
+        caller: StoreCaller | None = None,
+        *,
+        batch_size: int | None = None,
+        skip_unchanged: bool = True,
+    ) -> None:
+        self.store = store
+        self.caller = caller or StoreCaller(store)
+        self.batch_size, self.preferred = resolve_batch_size(store, batch_size)
+        self.skip_unchanged = skip_unchanged
+        self.counts = IngestCounts()
+        self._retries_before = self.caller.retries
+        self._failed = threading.Event()
+
+    def stored(self, ids: Sequence[str]) -> dict[str, str]:
+        """``{id: content_hash}`` of the ``ids`` stored (nothing looked up when not ``skip_unchanged``)."""
+        if not self.skip_unchanged or not ids:
+            return {}
+        return self.caller(functools.partial(self.store.stored_hashes, list(ids)))
+
+    def write_batch(self, records: Sequence[Record], vectors: Embeddings) -> int:
+        """Upsert one batch (row i of ``vectors`` for record i); return how many records it wrote."""
+        if self._failed.is_set():
+            return 0
+        try:
+            self.caller(functools.partial(self.store.write, records, vectors))
+        except BaseException:
+            self._failed.set()
+            raise
+        return len(records)
+
+    def write(self, records: Sequence[Record], vectors: Embeddings) -> int:
+        """Upsert ``records`` in batches, in turn; count the batches and the records written."""
+        if vectors.shape[0] != len(records):
+            raise DimensionMismatchError(f"{len(records)} records but {vectors.shape[0]} vectors in one block")
+        written = 0
+        for lo in range(0, len(records), self.batch_size):
+            written += self.write_batch(records[lo : lo + self.batch_size], vectors[lo : lo + self.batch_size])
+            self.counts.batches += 1
+        self.counts.written += written
+        return written
+
+    def tally(self) -> IngestCounts:
+        """The counts, with the retries the caller absorbed since this writer started."""
+        self.counts.retries = self.caller.retries - self._retries_before
+        return self.counts
+
+
+def _document_row(records: Sequence[Record]) -> Callable[[int], str]:
+    """How an embed call's row i is named in an error: by its document's id."""
+    return lambda i: f"document {records[i].id!r} (text {i} of the embed call)"
 
 
 def warn_truncated(report: IngestReport, embedded: int | None, max_tokens: int) -> None:
@@ -374,25 +275,22 @@ def ingest(
     """Embed ``documents`` with ``provider`` and write them into ``store``; see the module docstring.
 
     ``documents``: any iterable of ``str``, ``(id, text)``, ``{"id", "text", "metadata"}`` or
-    :class:`~vecembed.store.Document`. ``before_first_write`` runs once, after the first chunk
+    :class:`~vecembed.records.Document`. ``before_first_write`` runs once, after the first chunk
     validated and before anything is written (the store's identity is created or recorded
     there, so bad input leaves no empty collection behind). ``show_progress``: ``False``
     (default) never draws a bar, ``None`` draws one on a terminal, ``True`` always.
-    Most callers use :meth:`vecembed.store.Store.ingest`, which passes its store's caller and
+    Most callers use :meth:`vecembed.collection.Store.ingest`, which passes its store's caller and
     identity check.
     """
     start = time.perf_counter()
-    preferred = getattr(store, "preferred_batch_size", None) if batch_size is None else None
-    batch_size = preferred or DEFAULT_BATCH_SIZE if batch_size is None else batch_size
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InvalidInputError(f"batch_size must be a positive int, got {batch_size!r}")
+    writer = BatchWriter(store, caller, batch_size=batch_size, skip_unchanged=skip_unchanged)
+    batch_size, preferred = writer.batch_size, writer.preferred
     if chunk_size is None:  # a store's larger writes keep the usual chunk: one write a chunk
         chunk_size = max(batch_size, DEFAULT_BATCH_SIZE * CHUNK_BATCHES) if preferred else batch_size * CHUNK_BATCHES
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < batch_size:
         raise InvalidInputError(f"chunk_size must be an int >= batch_size ({batch_size}), got {chunk_size!r}")
-    documents = _documents_iterable(documents)
-    nested = bool(getattr(store, "nested_metadata", True))
-    call = caller or StoreCaller(store)
+    documents = documents_iterable(documents)
+    nested = store.nested_metadata
     dimension = provider.info.dimension
     total = len(documents) if isinstance(documents, Sequence) else None
     chunks: Iterable[tuple[list[Record], int, int]]
@@ -409,28 +307,14 @@ def ingest(
     else:
         chunks = _prepared_chunks(documents, chunk_size, nested)
 
-    retries_before = call.retries
-    counts = {"documents": 0, "written": 0, "skipped": 0, "duplicates": 0, "batches": 0, "embedded": 0}
-    truncated: int | None = 0
+    counts = writer.counts
     pending: list[Future[int]] = []
     claim = before_first_write
     overlap: bool | None = None  # decided by the first write
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vecembed-write")
 
     def report() -> IngestReport:
-        seconds = time.perf_counter() - start
-        return IngestReport(
-            db=store.db,
-            collection=store.collection,
-            documents=counts["documents"],
-            written=counts["written"],
-            skipped=counts["skipped"],
-            duplicates=counts["duplicates"],
-            batches=counts["batches"],
-            retries=call.retries - retries_before,
-            truncated=truncated,
-            seconds=seconds,
-        )
+        return writer.tally().report(store.db, store.collection, time.perf_counter() - start)
 
     def settle() -> int:
         """Wait for the writes in flight (in order); count what they wrote. After a failure, start no more."""
@@ -445,31 +329,16 @@ def ingest(
             except Exception as exc:
                 error = error or exc
                 continue
-            counts["written"] += n
+            counts.written += n
             written += n
         if error is not None:
             raise error
         return written
 
-    failed = threading.Event()  # after a failed write, queued writes do not start: "committed" stays exact
-
-    def write(records: list[Record], vectors: Embeddings) -> int:
-        def send() -> None:
-            store.write(records, vectors)
-
-        if failed.is_set():
-            return 0
-        try:
-            call(send)
-        except BaseException:
-            failed.set()
-            raise
-        return len(records)
-
     def first_write(records: list[Record], vectors: Embeddings) -> bool:
         """Write inline and say whether later writes should overlap the embedding (they mostly wait)."""
         wall, cpu = time.perf_counter(), time.thread_time()
-        counts["written"] += write(records, vectors)
+        counts.written += writer.write_batch(records, vectors)
         wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
         bar.advance(len(records))
         # A write that waits (a server, a disk) hides behind the next embedding; one that is CPU work here (an
@@ -482,13 +351,11 @@ def ingest(
         if claim is not None:
             claim()  # after the first chunk validated, before anything is looked up or written
             claim = None
-        todo = records
-        if skip_unchanged and records:
-            stored = call(functools.partial(store.stored_hashes, [r.id for r in records]))
-            todo = [r for r in records if stored.get(r.id) != r.content_hash]
-        counts["documents"] += read
-        counts["duplicates"] += duplicates
-        counts["skipped"] += len(records) - len(todo)
+        stored = writer.stored([r.id for r in records])
+        todo = [r for r in records if stored.get(r.id) != r.content_hash] if stored else records
+        counts.documents += read
+        counts.duplicates += duplicates
+        counts.skipped += len(records) - len(todo)
         bar.advance(read - len(todo))
         return todo
 
@@ -508,21 +375,21 @@ def ingest(
                 for lo in range(0, len(todo), chunk_size):
                     part = todo[lo : lo + chunk_size]
                     with truncation_reported_by_caller():  # one line for the ingest, below, not one per call
-                        result = _embed(provider, [r.text for r in part], dimension, [r.id for r in part])
-                    counts["embedded"] += len(part)
-                    if truncated is not None:
-                        truncated = None if result.truncated is None else truncated + result.truncated
+                        result = embed_documents(provider, [r.text for r in part], dimension,
+                                                 row_name=_document_row(part))
+                    counts.embedded += len(part)
+                    counts.add_truncated(result.truncated)
                     bar.advance(settle())  # the writes of the previous part overlapped this embedding
                     for b in range(0, len(part), batch_size):
                         batch, vectors = part[b : b + batch_size], result.vectors[b : b + batch_size]
                         if overlap is None:
                             overlap = first_write(batch, vectors)
                         elif overlap:
-                            pending.append(executor.submit(write, batch, vectors))
+                            pending.append(executor.submit(writer.write_batch, batch, vectors))
                         else:
-                            counts["written"] += write(batch, vectors)
+                            counts.written += writer.write_batch(batch, vectors)
                             bar.advance(len(batch))
-                        counts["batches"] += 1
+                        counts.batches += 1
             bar.advance(settle())
     except Exception as exc:
         # Settle the batch in flight, so that what the report calls committed is exact, not a guess.
@@ -548,5 +415,5 @@ def ingest(
     finally:
         executor.shutdown(wait=True)
     done = report()
-    warn_truncated(done, counts["embedded"], provider.info.max_tokens)
+    warn_truncated(done, counts.embedded, provider.info.max_tokens)
     return done

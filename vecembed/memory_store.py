@@ -2,7 +2,7 @@
 
 It sits beside the contract (:mod:`vecembed.store`) as httpx's ``MockTransport``
 sits beside ``BaseTransport``: the smallest complete :class:`~vecembed.store.VectorStore`,
-with no dependency beyond numpy, so that the ingest engine, :class:`~vecembed.store.Store`
+with no dependency beyond numpy, so that the ingest engine, :class:`~vecembed.collection.Store`
 and code written against ``open_store`` can be run and tested without a database, and so
 that a new adapter has a plain example of every call::
 
@@ -35,8 +35,9 @@ from vecembed.errors import DimensionMismatchError, InvalidInputError, ProviderU
 from vecembed.health import timed_check
 from vecembed.identity import CollectionIdentity, canonical_distance
 from vecembed.protocol import EmbeddingProvider
+from vecembed.records import Record
 from vecembed.retry import is_transient_default
-from vecembed.store import CollectionState, Hit, Record
+from vecembed.store import CollectionState, Hit
 from vecembed.types import Embeddings, HealthReport
 
 __all__ = ["MemoryCollection", "MemoryDatabase", "MemoryStore", "open_memory_store"]

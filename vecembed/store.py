@@ -1,13 +1,11 @@
-"""The store contract: what a database implements, the values every store shares, and :func:`open_store`.
+"""The store contract: what a database implements, the values every store shares, and the store registry.
 
 The database side mirrors the provider side. A provider implements only the
 forward pass and shares the text pipeline; a database implements only
 :class:`VectorStore` — its own calls, nothing else — and shares the identity
-check (:mod:`vecembed.identity`) and the ingest engine (:mod:`vecembed.ingest`)::
-
-    with vecembed.open_store("qdrant", "docs", provider, path="./vecembed-data") as store:
-        report = store.ingest(docs)              # str | (id, text) | {"id", "text", "metadata"} | Document
-        hits = store.search("query", k=10, where={"lang": "en"})   # [Hit(id, score, text, metadata)]
+check (:mod:`vecembed.identity`), the ingest engine (:mod:`vecembed.ingest`) and
+the user's :class:`~vecembed.collection.Store` (:mod:`vecembed.collection`).
+This module holds only the contract: it imports neither of them.
 
 Stores are plug-ins: the ``vecembed.stores`` entry-point group maps a name to a
 factory ``(collection, *, provider, path, url, client, **options) -> VectorStore``,
@@ -19,35 +17,31 @@ adapter by name.
 from __future__ import annotations
 
 import functools
-import math
-from collections.abc import Iterable, Mapping, Sequence
+from asyncio import AbstractEventLoop
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from typing import Any, Protocol, runtime_checkable
 
-from vecembed.aio import Worker
-from vecembed.errors import (
-    CollectionNotFoundError,
-    InvalidInputError,
-    ProviderUnavailableError,
-)
-from vecembed.health import timed_check
-from vecembed.identity import CollectionIdentity, IdentitySource, Verdict, claiming, verify_identity
+from vecembed.errors import InvalidInputError
+from vecembed.identity import CollectionIdentity, IdentitySource
 from vecembed.protocol import EmbeddingProvider
+from vecembed.records import Record
 from vecembed.types import Embeddings, HealthReport
 
 __all__ = [
     "STORE_ENTRY_POINTS",
+    "AsyncClientStore",
     "CollectionState",
-    "Document",
     "Hit",
     "IngestReport",
-    "Record",
-    "Store",
+    "PreferredBatchSize",
+    "ServerOnly",
+    "StoreFactory",
     "VectorStore",
-    "aopen_store",
     "available_stores",
-    "open_store",
+    "needs_server",
+    "store_factory",
 ]
 
 #: The entry-point group that registers stores (pyproject.toml ``[project.entry-points."vecembed.stores"]``).
@@ -55,25 +49,6 @@ STORE_ENTRY_POINTS = "vecembed.stores"
 
 
 # -- values every store shares --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Document:
-    """One document to ingest: the caller's id (None: derived from the text), the text, flat metadata."""
-
-    id: str | int | None
-    text: str
-    metadata: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Record:
-    """A validated document as a store writes it: normalised id, text, metadata and content hash."""
-
-    id: str
-    text: str
-    metadata: Mapping[str, Any]
-    content_hash: str
 
 
 @dataclass(frozen=True)
@@ -168,12 +143,9 @@ class VectorStore(Protocol):
     (the engine retries what :meth:`is_transient` calls passing). Ids are the
     normalised caller ids (``str``); vectors are float32 ``(n, dim)``.
 
-    Optional: ``preferred_batch_size`` (an int), the documents per write the engine
-    uses when the caller names none (default 128) — for a database whose cost per
-    write call is high next to its cost per record. ``loop`` (an asyncio event loop):
-    the loop of the native async client the store's calls run on (through a
-    :class:`vecembed.aio.LoopBridge`); :class:`Store` then refuses its sync methods on
-    that loop's own thread, where they would wait for themselves.
+    Optional traits, each declared by a protocol below and tested with ``isinstance``:
+    :class:`PreferredBatchSize` (documents per write) and :class:`AsyncClientStore` (the
+    event loop of a native async client); a factory may be :class:`ServerOnly`.
     """
 
     #: The database's name, as registered ("chroma", "qdrant").
@@ -230,6 +202,30 @@ class VectorStore(Protocol):
         ...
 
 
+# -- optional traits: declared, tested with isinstance ---------------------------------------------
+
+
+@runtime_checkable
+class PreferredBatchSize(Protocol):
+    """A store whose cost per write call is high next to its cost per record: its documents per write.
+
+    The engine uses ``preferred_batch_size`` when the caller names no ``batch_size`` (None: the default, 128).
+    """
+
+    preferred_batch_size: int | None
+
+
+@runtime_checkable
+class AsyncClientStore(Protocol):
+    """A store on a native async client: its calls run on ``loop`` (through a :class:`vecembed.aio.LoopBridge`).
+
+    :class:`~vecembed.collection.Store` then refuses its sync methods on that loop's own thread, where they
+    would wait for themselves. ``loop`` None: a sync client after all.
+    """
+
+    loop: AbstractEventLoop | None
+
+
 class StoreFactory(Protocol):
     """What a ``vecembed.stores`` entry point names: builds a :class:`VectorStore` for one collection."""
 
@@ -274,380 +270,14 @@ def store_factory(db: str) -> StoreFactory:
     return factory
 
 
+@runtime_checkable
+class ServerOnly(Protocol):
+    """A store factory marked ``server_only = True``: its database is a server only (``url=``, no ``path=``)."""
+
+    server_only: bool
+
+
 def needs_server(db: str) -> bool:
     """Whether store ``db`` only talks to a server (its factory is marked ``server_only = True``): no ``path=``."""
-    return bool(getattr(store_factory(db), "server_only", False))
-
-
-# -- what a user holds -----------------------------------------------------------------------------
-
-
-def _check_k(k: Any) -> int:
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise InvalidInputError(f"k must be a positive int, got {k!r}")
-    return k
-
-
-def _check_where(where: Any) -> dict[str, Any] | None:
-    if where is None:
-        return None
-    if not isinstance(where, Mapping):
-        raise InvalidInputError(f"where must be a dict of metadata key -> value, got {type(where).__name__}")
-    out: dict[str, Any] = {}
-    for key, value in where.items():
-        if not isinstance(key, str) or not key:
-            raise InvalidInputError(f"where: keys must be non-empty str, got {key!r}")
-        if not isinstance(value, str | int | float | bool):
-            raise InvalidInputError(
-                f"where[{key!r}] = {value!r}: an exact-match filter takes a str, int, float or bool value"
-            )
-        if isinstance(value, float) and not math.isfinite(value):
-            raise InvalidInputError(
-                f"where[{key!r}] = {value!r}: no stored value equals NaN or inf (metadata refuses them); "
-                "filter on a finite number"
-            )
-        out[key] = value
-    return out or None
-
-
-class Store:
-    """One collection of one database, bound to a provider. Open it with :func:`open_store`.
-
-    Every write goes through :func:`vecembed.ingest.ingest`; every read and write is
-    checked against the identity the collection records, at open and again before each
-    ingest and each search (so a collection replaced by another model's is noticed).
-    """
-
-    def __init__(
-        self,
-        backend: VectorStore,
-        provider: EmbeddingProvider,
-        *,
-        create: bool = True,
-        adopt: bool = False,
-        max_retries: int = 3,
-        retry_backoff: float = 0.5,
-        vector_name: str | None = None,
-    ) -> None:
-        from vecembed.ingest import StoreCaller
-
-        if not isinstance(provider, EmbeddingProvider):
-            raise InvalidInputError(
-                f"provider must be an EmbeddingProvider (e.g. vecembed.load_provider('onnx')), "
-                f"got {type(provider).__name__}"
-            )
-        self.backend = backend
-        self.provider = provider
-        self.adopt = adopt
-        self.identity = CollectionIdentity.of(provider.info, vector_name=vector_name)
-        self._caller = StoreCaller(backend, max_retries=max_retries, retry_backoff=retry_backoff)
-        self._loop = getattr(backend, "loop", None)
-        if self._loop is not None:
-            # A native async client: a worker thread waits while its call runs on the loop, so a second one can
-            # embed the next query meanwhile (providers serve several threads; the database calls still go
-            # one at a time through the caller).
-            self.async_concurrency = 2
-        if self._verify() is None and not create:
-            raise CollectionNotFoundError(
-                f"{backend.db} has no collection {backend.collection!r} at {backend.location}",
-                db=backend.db,
-                collection=backend.collection,
-                location=backend.location,
-            )
-
-    # -- identity -----------------------------------------------------------------------------
-
-    @property
-    def db(self) -> str:
-        return self.backend.db
-
-    @property
-    def collection(self) -> str:
-        return self.backend.collection
-
-    @property
-    def location(self) -> str:
-        return self.backend.location
-
-    def _off_loop(self, call: str) -> None:
-        """Refuse a sync call on the event loop of the store's async client (it would wait for itself)."""
-        if self._loop is not None:
-            from vecembed.aio import refuse_on_loop
-
-            refuse_on_loop(self._loop, f"store.{call}()", f"`await store.a{call}(...)`")
-
-    def _verify(self) -> tuple[CollectionState, Verdict] | None:
-        state = self._caller(self.backend.state)
-        if state is None:
-            return None
-        verdict = verify_identity(
-            self.collection,
-            self.identity,
-            recorded=state.identity,
-            source=state.source if state.identity is not None else IdentitySource.NONE,
-            stored_dimension=state.dimension,
-            stored_distance=state.distance,
-            count=state.count,
-            normalized=self.provider.info.normalized,
-            adopt=self.adopt,
-        )
-        return state, verdict
-
-    def _claim(self) -> None:
-        """Before the first write of an ingest: create the collection, or record the identity, and read it back."""
-        with claiming(self.db, self.location, self.collection):  # check, record, read back: one step here
-            checked = self._verify()
-            if checked is None:
-                self._caller(lambda: self.backend.create(self.identity))
-            elif checked[1] is Verdict.RECORD:
-                self._caller(lambda: self.backend.record_identity(self.identity))
-            else:
-                return
-            # Read back rather than trusted: another process may have claimed it meanwhile (then its identity
-            # must match ours), and Qdrant servers before 1.16 accept collection metadata and drop it.
-            checked = self._verify()
-        if checked is None or checked[0].identity is None:
-            raise ProviderUnavailableError(
-                f"{self.db} did not keep the identity recorded in collection {self.collection!r} at "
-                f"{self.location}; a server too old to store collection metadata (Qdrant < 1.16)? Upgrade it"
-            )
-
-    # -- the API ------------------------------------------------------------------------------
-
-    def ingest(
-        self,
-        documents: Iterable[Any],
-        *,
-        batch_size: int | None = None,
-        show_progress: bool | None = False,
-        skip_unchanged: bool = True,
-    ) -> IngestReport:
-        """Embed and write ``documents``; return an :class:`IngestReport`. See :func:`vecembed.ingest.ingest`.
-
-        ``documents``: any iterable of ``str``, ``(id, text)``, ``{"id", "text", "metadata"}`` or
-        :class:`Document`. Re-running the same ingest writes nothing (``written`` 0, every
-        document ``skipped``); after a failure it embeds only what is missing.
-        """
-        from vecembed.ingest import ingest
-
-        self._off_loop("ingest")
-        return ingest(
-            self.backend,
-            self.provider,
-            documents,
-            caller=self._caller,
-            before_first_write=self._claim,
-            batch_size=batch_size,
-            show_progress=show_progress,
-            skip_unchanged=skip_unchanged,
-        )
-
-    def search(self, query: str, k: int = 10, where: Mapping[str, Any] | None = None) -> list[Hit]:
-        """The ``k`` nearest documents to ``query``, best first; ``where``: metadata values that must all equal."""
-        if not isinstance(query, str):
-            raise InvalidInputError(f"query must be a str, got {type(query).__name__}; use search_many() for a list")
-        self._off_loop("search")
-        return self.search_many([query], k=k, where=where)[0]
-
-    def search_many(
-        self, queries: Sequence[str], k: int = 10, where: Mapping[str, Any] | None = None
-    ) -> list[list[Hit]]:
-        """:meth:`search` for several queries, embedded in one call and sent in one request where possible."""
-        from vecembed.ingest import check_text
-
-        self._off_loop("search_many")
-        if isinstance(queries, str) or not isinstance(queries, Sequence):
-            raise InvalidInputError(f"queries must be a list of str, got {type(queries).__name__}")
-        for i, query in enumerate(queries):
-            check_text(query, f"queries[{i}]")
-        k = _check_k(k)
-        flt = _check_where(where)
-        if not queries:
-            return []
-        if self._verify() is None:
-            return [[] for _ in queries]
-        vectors = self.provider.embed_queries(list(queries))
-        return self._caller(lambda: self.backend.query(vectors, k, flt))
-
-    def count(self) -> int:
-        """Documents in the collection (0 before the first ingest created it)."""
-        self._off_loop("count")
-        return int(self._caller(self.backend.count))
-
-    def delete(self, ids: Iterable[str | int]) -> int:
-        """Delete the documents with these ids (as given to :meth:`ingest`, or a :class:`Hit`'s ``id``).
-
-        Returns how many ids were asked for; ids that are not stored are ignored.
-        """
-        from vecembed.ingest import normalize_id
-
-        self._off_loop("delete")
-        if isinstance(ids, str | bytes | Mapping):
-            raise InvalidInputError(f"ids must be a list of str or int, got {type(ids).__name__}")
-        wanted = [normalize_id(doc_id, f"ids[{i}]") for i, doc_id in enumerate(ids)]
-        if wanted and self._verify() is not None:
-            self._caller(lambda: self.backend.delete(wanted))
-        return len(wanted)
-
-    def health_check(self) -> HealthReport:
-        """One report: the database answers, the collection fits the provider, the provider works. Never raises."""
-
-        def collection() -> tuple[bool, str, dict[str, bool]]:
-            checked = self._verify()
-            if checked is None:
-                missing = f"collection {self.collection!r} does not exist yet (ingest creates it)"
-                return False, missing, {"exists": False}
-            if checked[1] is Verdict.RECORD and checked[0].identity is None:
-                return False, (
-                    f"collection {self.collection!r} records no vecembed identity yet (the next ingest records it)"
-                ), {"exists": True, "identity": False}
-            count = self.count()
-            return True, (
-                f"{self.collection!r}: {count} records, dimension {self.identity.dimension}, "
-                f"model {self.identity.model}"
-            ), {"exists": True, "identity": True}
-
-        def provider() -> tuple[bool, str, dict[str, bool]]:
-            report = self.provider.health_check()
-            return report.ok, report.detail, dict(report.checks)
-
-        return HealthReport.combine(
-            f"{self.db}-store",
-            [self.backend.health(), timed_check("collection", collection), timed_check("provider", provider)],
-        )
-
-    def close(self) -> None:
-        """Release the database client if the store opened it (not the provider: it is the caller's)."""
-        if self._worker is not None:
-            self._worker.shutdown()
-        self.backend.close()
-
-    def __enter__(self) -> Store:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    # -- async: the same calls on this store's worker threads, for asyncio apps (FastAPI, ...) ----
-
-    #: Calls the async methods may run at once on this store; 1 (one database call at a time, off the event
-    #: loop) suits every store, embedded ones included; 2 on a native async client. Set it before the first
-    #: async call.
-    async_concurrency: int = 1
-    _worker: Worker | None = None
-
-    def _async_worker(self) -> Worker:
-        if self._worker is None:
-            self._worker = Worker(self.async_concurrency, name=f"vecembed-store-{self.db}")
-        return self._worker
-
-    async def aingest(self, documents: Iterable[Any], **options: Any) -> IngestReport:
-        """:meth:`ingest` on a worker thread (embedding and writes included): the event loop stays free."""
-        return await self._async_worker().run(self.ingest, documents, **options)
-
-    async def asearch(self, query: str, k: int = 10, where: Mapping[str, Any] | None = None) -> list[Hit]:
-        """:meth:`search` on a worker thread."""
-        return await self._async_worker().run(self.search, query, k, where)
-
-    async def asearch_many(
-        self, queries: Sequence[str], k: int = 10, where: Mapping[str, Any] | None = None
-    ) -> list[list[Hit]]:
-        """:meth:`search_many` on a worker thread."""
-        return await self._async_worker().run(self.search_many, queries, k, where)
-
-    async def acount(self) -> int:
-        """:meth:`count` on a worker thread."""
-        return await self._async_worker().run(self.count)
-
-    async def adelete(self, ids: Iterable[str | int]) -> int:
-        """:meth:`delete` on a worker thread."""
-        return await self._async_worker().run(self.delete, ids)
-
-    async def ahealth_check(self) -> HealthReport:
-        """:meth:`health_check` on a worker thread. Never raises."""
-        return await self._async_worker().run(self.health_check)
-
-    async def aclose(self) -> None:
-        """:meth:`close` on a worker thread, after the async calls already queued."""
-        worker = self._async_worker()
-        await worker.run(self.backend.close)
-        worker.shutdown()
-
-    async def __aenter__(self) -> Store:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    def __repr__(self) -> str:
-        ident = self.identity
-        return f"<Store {self.db}:{self.collection!r} at {self.location} {ident.model} dim={ident.dimension}>"
-
-
-async def aopen_store(db: str, collection: str, provider: EmbeddingProvider, **options: Any) -> Store:
-    """:func:`open_store` on a worker thread (opening may reach a server): ``async with await aopen_store(...)``.
-
-    The returned :class:`Store` has ``aingest``, ``asearch``, ``asearch_many``, ``acount``,
-    ``adelete``, ``ahealth_check`` and ``aclose``, each running the sync call on the
-    store's own worker threads (``store.async_concurrency`` at once, 1 by default).
-
-    ``client=`` may be a native async client of this event loop (``qdrant_client.AsyncQdrantClient``,
-    ``await chromadb.AsyncHttpClient(...)``): every database call then runs as a coroutine on this
-    loop (:class:`vecembed.aio.LoopBridge`), under the same engine and checks as a sync client's.
-    Use such a store through its async methods, or its sync ones from other threads while the loop
-    runs; a sync call on the loop itself raises :class:`~vecembed.errors.EventLoopError`.
-    """
-    from vecembed.aio import run_on_thread
-
-    return await run_on_thread(open_store, db, collection, provider, **options)
-
-
-def open_store(
-    db: str,
-    collection: str,
-    provider: EmbeddingProvider,
-    *,
-    path: str | None = None,
-    url: str | None = None,
-    client: Any = None,
-    create: bool = True,
-    adopt: bool = False,
-    max_retries: int = 3,
-    retry_backoff: float = 0.5,
-    **options: Any,
-) -> Store:
-    """Open ``collection`` in database ``db`` for ``provider``; check its recorded identity before anything else.
-
-    Where: ``path`` (an embedded database in that folder), ``url`` (a server) or
-    ``client`` (a client you made; you close it) — none of them: in memory.
-    ``create=False`` opens an existing collection only
-    (:class:`~vecembed.errors.CollectionNotFoundError` otherwise); with ``create=True``
-    the first ingest creates it. ``adopt=True`` records the provider's identity in a
-    collection that holds vectors but no vecembed record. ``options`` go to the
-    database's store (e.g. Qdrant's ``vector_name``).
-    Raises :class:`~vecembed.errors.ModelMismatchError` /
-    :class:`~vecembed.errors.DimensionMismatchError` for a collection of another model.
-    """
-    if not isinstance(collection, str) or not collection:
-        raise InvalidInputError(f"collection must be a non-empty str, got {collection!r}")
-    given = [name for name, value in (("path", path), ("url", url), ("client", client)) if value is not None]
-    if len(given) > 1:
-        raise InvalidInputError(f"give one of path=, url= or client=, not {' and '.join(given)}")
     factory = store_factory(db)
-    vector_name = options.get("vector_name")
-    backend = factory(
-        collection, provider=provider, path=None if path is None else str(path), url=url, client=client, **options
-    )
-    try:
-        return Store(
-            backend,
-            provider,
-            create=create,
-            adopt=adopt,
-            max_retries=max_retries,
-            retry_backoff=retry_backoff,
-            vector_name=vector_name,
-        )
-    except BaseException:
-        backend.close()
-        raise
+    return isinstance(factory, ServerOnly) and bool(factory.server_only)

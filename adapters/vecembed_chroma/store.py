@@ -37,8 +37,9 @@ from vecembed.errors import InvalidInputError, ProviderUnavailableError
 from vecembed.health import timed_check
 from vecembed.identity import RECORD_HASH_KEY, CollectionIdentity
 from vecembed.protocol import EmbeddingProvider
+from vecembed.records import Record
 from vecembed.retry import is_transient_default
-from vecembed.store import CollectionState, Hit, Record
+from vecembed.store import CollectionState, Hit
 from vecembed.types import Embeddings, HealthReport
 from vecembed_chroma._state import claim_metadata, collection_state, space
 from vecembed_chroma.embedding_function import ChromaEmbeddingFunction

@@ -38,8 +38,9 @@ from psycopg_pool import ConnectionPool
 from vecembed.errors import InvalidInputError, ProviderUnavailableError
 from vecembed.health import timed_check
 from vecembed.identity import CollectionIdentity
+from vecembed.records import Record
 from vecembed.retry import is_transient_default
-from vecembed.store import CollectionState, Hit, Record
+from vecembed.store import CollectionState, Hit
 from vecembed.types import Embeddings, HealthReport
 
 __all__ = [

@@ -40,9 +40,9 @@ from vecembed.identity import (
     RESERVED_PREFIX,
     CollectionIdentity,
 )
-from vecembed.ingest import ID_NAMESPACE
+from vecembed.records import ID_NAMESPACE, Record
 from vecembed.retry import is_transient_default
-from vecembed.store import CollectionState, Hit, Record
+from vecembed.store import CollectionState, Hit
 from vecembed.types import Embeddings, HealthReport
 
 __all__ = [

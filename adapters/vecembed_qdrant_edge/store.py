@@ -50,8 +50,9 @@ from vecembed_qdrant.store import HASH_SELECTOR, hit_of, point_id, record_payloa
 from vecembed.errors import InvalidInputError, ProviderUnavailableError
 from vecembed.health import timed_check
 from vecembed.identity import CollectionIdentity
+from vecembed.records import Record
 from vecembed.retry import is_transient_default
-from vecembed.store import CollectionState, Hit, Record
+from vecembed.store import CollectionState, Hit
 from vecembed.types import Embeddings, HealthReport
 
 __all__ = ["EdgeShards", "QdrantEdgeStore", "open_qdrant_edge_store", "to_edge_filter"]

@@ -224,7 +224,7 @@ def test_the_cli_ingests_files_with_the_ray_engine(
     import pyarrow.parquet as pq
 
     from vecembed.cli import main
-    from vecembed.ingest import text_id
+    from vecembed.records import text_id
 
     first, second, third, fourth = (tmp_path / n for n in ("a.jsonl", "b.csv", "c.parquet", "d.txt"))
     first.write_text("".join(json.dumps({"id": f"a{i}", "text": f"alpha text {i}" + " long" * 300 * (i < 2)}) + "\n"
@@ -242,6 +242,30 @@ def test_the_cli_ingests_files_with_the_ray_engine(
     stored = set(chroma_vectors(chroma_server.client(), "ray-cli"))
     assert stored == ({f"a{i}" for i in range(30)} | {f"b{i}" for i in range(20)} | {str(i) for i in range(100, 110)}
                       | {text_id("delta one"), text_id("delta two")})
+
+
+def test_one_text_file_through_both_engines_is_one_set_of_documents(
+    vd: Any, chroma_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Issue 21: the local engine gave id-less lines PATH:LINE, the Ray engine ids from the text: 1,000 documents.
+    from vecembed.cli import main
+    from vecembed.records import text_id
+
+    monkeypatch.chdir(tmp_path)
+    lines = [f"line {i}: a sentence about topic {i % 17}" for i in range(500)]
+    (tmp_path / "five-hundred.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    common = ["five-hundred.txt", "--db", "chroma", "--collection", "one-id-rule", "--url", chroma_server.url,
+              "--backend", "mock", "--json"]
+    assert main(["ingest", *common]) == 0
+    local = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (local["written"], local["count"]) == (500, 500)
+    assert main(["ingest", *common, "--engine", "ray", "--workers", "2"]) == 0
+    ray_run = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    # the same ids, texts and metadata: the Ray run finds every document stored unchanged
+    assert (ray_run["documents"], ray_run["written"], ray_run["skipped"], ray_run["count"]) == (500, 0, 500, 500)
+    collection = chroma_server.client().get_collection("one-id-rule")
+    assert collection.count() == 500
+    assert set(chroma_vectors(chroma_server.client(), "one-id-rule")) == {text_id(line) for line in lines}
 
 
 def test_the_readme_command_runs_as_written(vd: Any, chroma_server: Any, tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from vecembed_pgvector import REGISTRY_TABLE, open_pgvector_store, table_name
 import vecembed
 from vecembed.errors import IngestError, InvalidInputError, ProviderUnavailableError
 from vecembed.identity import CollectionIdentity
-from vecembed.store import Record
+from vecembed.records import Record
 
 pytestmark = pytest.mark.integration
 

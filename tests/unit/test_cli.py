@@ -47,7 +47,9 @@ def test_ids_are_unique_per_source_and_stable(tmp_path: Path, monkeypatch: pytes
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "list.txt").write_text("same first line\n", encoding="utf-8")
     a, b = read_documents("a/list.txt"), read_documents(tmp_path / "b" / "list.txt")
-    assert (a[0].id, b[0].id) == ("a/list.txt:1", "b/list.txt:1")
+    # The one id rule (issue 21): a line without an id is addressed by its text, whichever file holds it
+    assert (a[0].id, b[0].id) == (None, None)
+    assert (a[0].metadata, b[0].metadata) == ({"source": "a/list.txt"}, {"source": "b/list.txt"})
     assert read_documents("a/list.txt")[0].id == a[0].id  # stable across runs
     first = read_documents("-", stdin=io.StringIO("one\ntwo\n"))
     second = read_documents("-", stdin=io.StringIO("three\n"))
@@ -110,12 +112,15 @@ def test_text_streams_in_blocks_that_split_lines_and_characters(
     text = "caf\u00e9 \u2603 one\r\ntwo\rthree\n\n\u00fcber four"
     (tmp_path / "t.txt").write_text(text, encoding="utf-8", newline="")
     (tmp_path / "bad.txt").write_bytes(text.encode("utf-8") + b" \xe2\x98")  # a character cut by the end
-    want = [("t.txt:1", "caf\u00e9 \u2603 one"), ("t.txt:2", "two"), ("t.txt:3", "three"),
-            ("t.txt:5", "\u00fcber four")]
+    # the line numbers (where each document came from) survive the blocks; the ids come from the text
+    want = [("t.txt line 1", "caf\u00e9 \u2603 one"), ("t.txt line 2", "two"), ("t.txt line 3", "three"),
+            ("t.txt line 5", "\u00fcber four")]
     size = len(text.encode("utf-8"))
     for block in (1, 2, 3, 5, 1 << 20):
         monkeypatch.setattr(inputs, "BLOCK_SIZE", block)
-        assert [(d.id, d.text) for d in read_documents("t.txt")] == want, block
+        docs = read_documents("t.txt")
+        assert list(zip(docs.origins, [d.text for d in docs], strict=True)) == want, block
+        assert {d.id for d in docs} == {None}, block
         with pytest.raises(InvalidInputError, match=rf"invalid byte b'\\xe2' at byte offset {size + 1}\)"):
             read_documents("bad.txt")
         stdin = read_documents("-", stdin=io.StringIO('\n{"text": "a"}\n{"text": "b\u00e9"}\n'))
@@ -130,9 +135,10 @@ def test_txt_one_document_per_non_blank_line(tmp_path: Path, monkeypatch: pytest
     path.write_text("first line\n\n  \nsecond line\r\nthird\n", encoding="utf-8")
     docs = read_documents(path)
     assert [d.text for d in docs] == ["first line", "second line", "third"]
-    # ids keep the line number, so they stay stable when the file is ingested again
-    assert [d.id for d in docs] == ["notes.txt:1", "notes.txt:4", "notes.txt:5"]
-    assert docs[1].metadata == {"source": "notes.txt", "line": 4}
+    # no ids: the engine addresses each line by its text (the same ids as the API and --engine ray)
+    assert [d.id for d in docs] == [None, None, None]
+    assert docs.origins[1] == "notes.txt line 4"
+    assert docs[1].metadata == {"source": "notes.txt"}
 
 
 def test_jsonl_ids_text_metadata(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -146,7 +152,7 @@ def test_jsonl_ids_text_metadata(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n", encoding="utf-8")
     docs = read_documents(path)
     assert docs[0] == Document("a", "alpha", {"lang": "en", "tags": '["x", "y"]'})
-    assert docs[1].id == "docs.jsonl:2"
+    assert docs[1].id is None  # addressed by its text
     assert docs[2].id == "7"
 
 
@@ -486,7 +492,7 @@ def test_interrupted_ingest_says_a_rerun_resumes(docs_folder: Path, tmp_path: Pa
     def interrupt(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("vecembed.store.Store.ingest", interrupt)
+    monkeypatch.setattr("vecembed.collection.Store.ingest", interrupt)
     code = main(["ingest", str(docs_folder), "--db", "qdrant", "-c", "notes", "--path", str(tmp_path), "-b", "mock"])
     assert code == 130
     assert "run the same command again to finish" in capsys.readouterr().err

@@ -18,8 +18,12 @@ pytest.importorskip("ray.data", reason="pip install 'vecembed[ray]'")
 
 import vecembed
 from vecembed import distributed as vd
+from vecembed.distributed.actors import actor_pool
+from vecembed.distributed.readers import _arrow_with_str_ids
+from vecembed.distributed.sink import summarise
 from vecembed.errors import DimensionMismatchError, InvalidInputError, ModelMismatchError
-from vecembed.ingest import content_hash, text_id
+from vecembed.ingest import embed_sorted
+from vecembed.records import content_hash, text_id
 
 MOCK = vd.ProviderSpec(backend="mock", options={"dimension": 16})
 
@@ -81,8 +85,8 @@ def test_classify_and_length_sorted_embedding() -> None:
     assert vd.classify(records, states, stored) == [vd.UNCHANGED, vd.CHANGED, vd.NEW]
     with vecembed.load_provider("mock", dimension=16) as provider:
         texts = ["a much longer text than the others", "short", "", "medium text"]
-        assert np.array_equal(vd.embed_sorted(provider, texts), provider.embed_documents(texts))
-        assert vd.embed_sorted(provider, []).shape == (0, 16)
+        assert np.array_equal(embed_sorted(provider, texts), provider.embed_documents(texts))
+        assert embed_sorted(provider, []).shape == (0, 16)
 
     class Wrong:
         info = provider.info
@@ -91,7 +95,7 @@ def test_classify_and_length_sorted_embedding() -> None:
             return np.zeros((len(texts), 3), np.float32)
 
     with pytest.raises(DimensionMismatchError, match=r"shape \(1, 3\)"):
-        vd.embed_sorted(Wrong(), ["x"])  # type: ignore[arg-type]
+        embed_sorted(Wrong(), ["x"])  # type: ignore[arg-type]
 
 
 def test_the_provider_spec_checks_the_fingerprint_and_threads() -> None:
@@ -124,12 +128,12 @@ def test_records_are_prepared_embedded_and_written_with_counts() -> None:
     assert not prepared["embedding"][2].any()  # a repeat is not embedded
 
     with vecembed.open_store("qdrant", "parts", embedder.provider) as store:
-        vd.claim_collection(store)
+        store.claim()
         records, states, vectors = vd.table_records(_table(prepared))
         assert [dict(r.metadata) for r in records] == [{"n": 1}, {"n": 2}, {"n": 1}]
-        counts = vd.write_records(store.backend, store._caller, records, states, vectors, batch_size=1)
+        counts = vd.write_records(store.backend, store.caller, records, states, vectors, batch_size=1)
         assert (counts.rows, counts.new, counts.repeats, counts.batches) == (3, 2, 1, 2)
-        again = vd.write_records(store.backend, store._caller, records, states, vectors)
+        again = vd.write_records(store.backend, store.caller, records, states, vectors)
         assert (again.new, again.unchanged, again.batches) == (0, 2, 0)
         assert store.count() == 2
         hits = store.search("alpha", k=1)
@@ -140,11 +144,11 @@ def test_records_are_prepared_embedded_and_written_with_counts() -> None:
                       "embedding": embedder.provider.embed_documents(["beta"])})
         records, states, vectors = vd.table_records(raw)
         assert (records[0].id, states) == ("5", [vd.PENDING])
-        assert vd.write_records(store.backend, store._caller, records, states, vectors).new == 1
+        assert vd.write_records(store.backend, store.caller, records, states, vectors).new == 1
         with pytest.raises(InvalidInputError, match="no column 'vectors'"):
             vd.table_records(raw, embedding_column="vectors")
         with pytest.raises(DimensionMismatchError, match="1 records but 2 vectors"):
-            vd.write_records(store.backend, store._caller, records, states, np.zeros((2, 16), np.float32))
+            vd.write_records(store.backend, store.caller, records, states, np.zeros((2, 16), np.float32))
 
 
 def test_vectors_as_list_columns_and_int_ids_from_files_are_read() -> None:
@@ -154,14 +158,14 @@ def test_vectors_as_list_columns_and_int_ids_from_files_are_read() -> None:
     records, _, vectors = vd.table_records(table)
     assert vectors.dtype == np.float32 and vectors.tolist() == [[1.0, 0.0], [0.0, 1.0]]
     assert [r.id for r in records] == ["1", "2"]
-    cast = vd._arrow_with_str_ids(table)
-    assert cast.column("id").to_pylist() == ["1", "2"] and vd._arrow_with_str_ids(cast) is cast
+    cast = _arrow_with_str_ids(table)
+    assert cast.column("id").to_pylist() == ["1", "2"] and _arrow_with_str_ids(cast) is cast
 
 
 def test_counts_add_and_the_report_counts_from_the_store() -> None:
     total = vd.BlockCounts(rows=3, new=2, repeats=1) + vd.BlockCounts(rows=2, unchanged=1, changed=1, batches=1)
     assert (total.rows, total.new, total.unchanged, total.changed, total.repeats, total.batches) == (5, 2, 1, 1, 1, 1)
-    report = vd._summarise("chroma", "c", total, before=10, after=12, seconds=1.0)
+    report = summarise("chroma", "c", total, before=10, after=12, seconds=1.0)
     assert (report.documents, report.written, report.skipped, report.duplicates) == (5, 3, 1, 1)
 
 
@@ -178,11 +182,11 @@ def test_the_actors_count_truncation_and_the_report_sums_it(caplog: pytest.LogCa
     assert caplog.records == []  # the actors say nothing: the driver reports the job's total once
     assert list(first[vd.TRUNCATED_COLUMN]) == [2, 0, 0] and list(second[vd.TRUNCATED_COLUMN]) == [1, 0]
     counts = vd.truncation_counts(_table(first)) + vd.truncation_counts(_table(second))
-    assert vd._summarise("chroma", "c", counts, before=0, after=0, seconds=1.0).truncated == 3
+    assert summarise("chroma", "c", counts, before=0, after=0, seconds=1.0).truncated == 3
     # blocks nobody counted (a dataset embedded elsewhere) make the total unknown, not zero
     plain = _table({"text": np.array(["a"], dtype=object), "embedding": np.zeros((1, 16), np.float32)})
     unknown = counts + vd.truncation_counts(plain)
-    assert vd._summarise("chroma", "c", unknown, before=0, after=0, seconds=1.0).truncated is None
+    assert summarise("chroma", "c", unknown, before=0, after=0, seconds=1.0).truncated is None
 
 
 def test_the_datasink_refuses_a_local_folder_and_keeps_the_driver_provider_home() -> None:
@@ -209,12 +213,12 @@ def test_ingest_dataset_wants_one_place() -> None:
 
 
 def test_actor_pools_and_readers_check_their_arguments(tmp_path: Any) -> None:
-    pool = vd._actor_pool(None, 1)
+    pool = actor_pool(None, 1)
     assert pool.min_size == 1 and pool.max_size >= 1
-    assert (vd._actor_pool(3, 1).min_size, vd._actor_pool(3, 1).max_size) == (3, 3)
-    assert (vd._actor_pool((1, 4), 1).min_size, vd._actor_pool((1, 4), 1).max_size) == (1, 4)
+    assert (actor_pool(3, 1).min_size, actor_pool(3, 1).max_size) == (3, 3)
+    assert (actor_pool((1, 4), 1).min_size, actor_pool((1, 4), 1).max_size) == (1, 4)
     with pytest.raises(InvalidInputError, match="concurrency"):
-        vd._actor_pool(0, 1)
+        actor_pool(0, 1)
     with pytest.raises(InvalidInputError, match="non-empty list"):
         vd.read_dataset("docs.jsonl")
     with pytest.raises(InvalidInputError, match=r"unknown file type \.xml"):
@@ -240,3 +244,30 @@ def test_the_cli_local_engine_reads_one_input(tmp_path: Any, capsys: pytest.Capt
     code = main(["ingest", str(tmp_path / "a.txt"), str(tmp_path / "b.txt"), "--db", "qdrant", "-c", "docs",
                  "--path", str(tmp_path / "data"), "--backend", "mock"])
     assert code != 0 and "several inputs need --engine ray" in capsys.readouterr().err
+
+
+def test_the_ray_reader_reads_a_text_file_as_the_local_engine_does(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 21: one id rule. Ray's read_text split lines its own way and dropped the source; the local engine
+    # gave PATH:LINE ids. Now both read through vecembed.records and address id-less lines by their text.
+    from vecembed.cli.inputs import read_documents
+    from vecembed.distributed.readers import _line_rows
+    from vecembed.records import prepare_records
+
+    monkeypatch.chdir(tmp_path)
+    data = b"first\r\nsecond\x0bstill second\n\n   \nthird\rfourth\nfirst\n"
+    (tmp_path / "notes.txt").write_bytes(data)
+    local = read_documents("notes.txt")
+    rows = _line_rows({str(tmp_path / "notes.txt"): "notes.txt"}, {"path": str(tmp_path / "notes.txt"), "bytes": data})
+    assert [(r["text"], r["metadata"]) for r in rows] == [(d.text, dict(d.metadata)) for d in local]
+    assert [r["text"] for r in rows] == ["first", "second\x0bstill second", "third", "fourth", "first"]
+    # the same records, with the API's ids: the repeated line is one document
+    api, repeats = prepare_records([{"text": d.text, "metadata": {"source": "notes.txt"}} for d in local])
+    ray_records, states = vd.prepare_rows(rows)
+    expected = [text_id(t) for t in ("first", "second\x0bstill second", "third", "fourth")]
+    assert [r.id for r in ray_records[:4]] == [r.id for r in api] == expected
+    assert repeats == 1 and states[-1] == vd.REPEAT
+    assert [r.content_hash for r in ray_records[:4]] == [r.content_hash for r in api]
+    with pytest.raises(InvalidInputError, match=r"notes.txt: not a text file \(a NUL byte at byte offset 1\)"):
+        _line_rows({}, {"path": str(tmp_path / "notes.txt"), "bytes": b"a\x00"})

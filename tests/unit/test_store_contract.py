@@ -35,9 +35,10 @@ from vecembed.identity import (
     read_chroma_identity,
     verify_identity,
 )
-from vecembed.ingest import content_hash, ingest, normalize_id, prepare_records, text_id, validate_metadata
+from vecembed.ingest import ingest
 from vecembed.progress import Progress, progress_enabled
 from vecembed.providers.mock import MockProvider
+from vecembed.records import content_hash, normalize_id, prepare_records, text_id, validate_metadata
 from vecembed.retry import call_with_retry, is_transient_default
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -221,8 +222,8 @@ def _watch_overlap(store: Any, monkeypatch: pytest.MonkeyPatch, work: Any) -> li
     monkeypatch.setattr(store.backend, "write", write)
     monkeypatch.setattr(store.provider, "embed_documents_counted", embed)
     # The engine itself, with one batch per chunk: one embed call per write.
-    report = ingest(store.backend, store.provider, [f"text {i}" for i in range(50)], caller=store._caller,
-                    before_first_write=store._claim, batch_size=10, chunk_size=10)
+    report = ingest(store.backend, store.provider, [f"text {i}" for i in range(50)], caller=store.caller,
+                    before_first_write=store.claim, batch_size=10, chunk_size=10)
     assert report.batches == 5 and report.written == 50 and store.count() == 50
     return overlapped
 
@@ -419,8 +420,8 @@ def test_a_failed_overlapped_write_stops_the_queued_ones(store: Any, monkeypatch
 
     monkeypatch.setattr(store.backend, "write", waiting_then_failing)
     with pytest.raises(IngestError, match="20 are committed") as err:
-        ingest(store.backend, store.provider, [f"t{i}" for i in range(80)], caller=store._caller,
-               before_first_write=store._claim, batch_size=10, chunk_size=40)
+        ingest(store.backend, store.provider, [f"t{i}" for i in range(80)], caller=store.caller,
+               before_first_write=store.claim, batch_size=10, chunk_size=40)
     assert err.value.report.written == 20 == store.count()
     assert calls["n"] == 3  # the writes queued behind the failure never started
 

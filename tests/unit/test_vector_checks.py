@@ -142,7 +142,8 @@ def test_a_bad_vector_in_a_later_chunk_keeps_the_earlier_ones_committed(tmp_path
 
 def test_the_ray_writer_checks_the_rows_it_writes() -> None:
     from vecembed.distributed import NEW, UNCHANGED, write_records
-    from vecembed.ingest import StoreCaller, prepare_records
+    from vecembed.records import prepare_records
+    from vecembed.retry import StoreCaller
 
     with vecembed.open_store("qdrant", "ray-rows", MockProvider(dimension=DIM)) as store:
         store.ingest(["placeholder"])  # the collection exists

@@ -14,15 +14,9 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from vecembed.cli._common import echo, error_line, status_lines
+from vecembed.cli._common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_UNHEALTHY, echo, error_line, status_lines
 
 __all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_UNHEALTHY", "build_parser", "main"]
-
-#: Any failure the one-line message describes. (Usage errors exit 2: argparse's own convention.)
-EXIT_ERROR = 1
-#: A health check that ran and failed (``info``, ``demo``).
-EXIT_UNHEALTHY = 3
-EXIT_INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,6 +26,9 @@ from vecembed.protocol import EmbeddingProvider
 from vecembed.registry import AUTO, auto_backend, available_providers, default_backend, load_provider
 
 __all__ = [
+    "EXIT_ERROR",
+    "EXIT_INTERRUPTED",
+    "EXIT_UNHEALTHY",
     "CliError",
     "add_provider_options",
     "data_dir",
@@ -36,6 +39,12 @@ __all__ = [
     "parse_options",
     "positive_int",
 ]
+
+#: Any failure the one-line message describes. (Usage errors exit 2: argparse's own convention.)
+EXIT_ERROR = 1
+#: A health check that ran and failed (``info``, ``demo``).
+EXIT_UNHEALTHY = 3
+EXIT_INTERRUPTED = 130
 
 #: Environment variable naming the folder for embedded databases (default ``./vecembed-data``).
 DATA_ENV = "VECEMBED_DATA"

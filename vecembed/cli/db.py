@@ -31,10 +31,11 @@ from vecembed.cli._common import (
     positive_int,
 )
 from vecembed.cli.inputs import read_documents
+from vecembed.collection import Store, open_store
 from vecembed.errors import CollectionNotFoundError, InvalidInputError
 from vecembed.protocol import EmbeddingProvider
 from vecembed.registry import default_backend
-from vecembed.store import Hit, Store, available_stores, needs_server, open_store, store_factory
+from vecembed.store import Hit, available_stores, needs_server, store_factory
 
 __all__ = ["DATABASES", "cli_store", "format_hits", "parse_where", "register"]
 

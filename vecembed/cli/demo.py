@@ -18,12 +18,22 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from vecembed.cli._common import add_provider_options, echo, error_line, open_provider, positive_int
+from vecembed.cli._common import (
+    EXIT_ERROR,
+    EXIT_UNHEALTHY,
+    add_provider_options,
+    echo,
+    error_line,
+    open_provider,
+    positive_int,
+)
 from vecembed.cli.db import DATABASES, cli_store, format_hits
 from vecembed.cli.inputs import read_documents
+from vecembed.collection import Store
 from vecembed.errors import MissingDependencyError
+from vecembed.records import Document
 from vecembed.registry import default_backend
-from vecembed.store import Document, Hit, IngestReport, Store
+from vecembed.store import Hit, IngestReport
 
 __all__ = ["DEMO_COLLECTION", "DEMO_QUERIES", "DemoResult", "load_corpus", "register", "run_demo"]
 
@@ -202,8 +212,6 @@ def _print_summary(result: DemoResult) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """``vecembed demo``."""
-    from vecembed.cli import EXIT_ERROR, EXIT_UNHEALTHY
-
     if args.backend is None:
         args.backend = default_backend()
     if args.path:

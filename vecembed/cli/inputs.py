@@ -1,13 +1,14 @@
 """Reading what the CLI embeds or ingests: a .txt (one text a line), a .jsonl, a folder of files, or stdin.
 
 Every document gets a deterministic id, so that ingesting the same input twice
-updates instead of duplicating, and two inputs never share ids by accident:
+updates instead of duplicating — the one id rule of :func:`vecembed.records.document_id`,
+the same as the API's and the Ray engine's:
 
-- a ``.txt`` / ``.jsonl`` line without an id: ``PATH:LINE``, PATH as seen from the
-  working directory (``a/list.txt:3`` and ``b/list.txt:3`` are two documents);
-- a folder: each file's path inside the folder (``cooking/pasta.md``);
-- stdin lines without an id: addressed by their text (the same line is the same
-  document in every run).
+- a ``.jsonl`` line with an ``id``: that id;
+- a ``.txt`` / ``.jsonl`` / stdin line without one: addressed by its text (the same
+  line is the same document in every run, from any folder, through either engine),
+  with the metadata ``{"source": PATH}``, PATH as seen from the working directory;
+- a folder: each file's path inside the folder (``cooking/pasta.md``).
 
 Files must be UTF-8 text: a NUL byte or invalid UTF-8 is refused with the file
 and byte offset, before anything is read further. Files and stdin are read a
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from vecembed.errors import InvalidInputError
-from vecembed.store import Document
+from vecembed.records import Document, line_document, source_name
 
 __all__ = ["BLOCK_SIZE", "FOLDER_SUFFIXES", "Document", "Documents", "read_documents", "read_text_file", "read_texts"]
 
@@ -193,30 +194,16 @@ def _read_jsonl(lines: Iterable[tuple[int, str]], name: str) -> Documents:
             raise InvalidInputError(f"{where}: \"text\" must be a string, got {type(text).__name__}",
                                     index=number - 1)
         doc_id = record.get("id")
-        if doc_id is None and name != "stdin":
-            doc_id = f"{name}:{number}"  # stdin: None, the engine addresses the document by its text
-        elif doc_id is not None:
+        if doc_id is not None:  # without one, the engine addresses the document by its text
             doc_id = str(doc_id)
         docs.append((where, Document(doc_id, text, _flat_metadata(record.get("metadata"), where))))
     return Documents(docs)
 
 
 def _read_txt(lines: Iterable[tuple[int, str]], name: str) -> Documents:
-    # Blank lines are separators, not documents; the id keeps the line number so it stays stable.
-    if name == "stdin":  # no file to name: the text is the address (and a line's number is no identity)
-        return Documents((f"stdin line {number}", Document(None, line, {"source": name}))
-                         for number, line in lines if line.strip())
-    return Documents((f"{name} line {number}", Document(f"{name}:{number}", line, {"source": name, "line": number}))
-                     for number, line in lines if line.strip())
-
-
-def source_name(path: Path) -> str:
-    """How ids and metadata name a file: its path from the working directory (absolute when outside it)."""
-    full = path.resolve()
-    try:
-        return full.relative_to(Path.cwd().resolve()).as_posix()
-    except ValueError:
-        return full.as_posix()
+    # One rule with the Ray engine's reader (vecembed.records.line_document): blank lines are separators.
+    docs = ((f"{name} line {number}", line_document(line, name)) for number, line in lines)
+    return Documents((where, doc) for where, doc in docs if doc is not None)
 
 
 def read_text_file(path: Path) -> str:
@@ -240,9 +227,9 @@ def _read_folder(folder: Path) -> Documents:
 
 
 def _check_unique(docs: Documents) -> Documents:
-    seen: dict[str | int | None, int] = {}
+    seen: dict[str | int, int] = {}
     for index, doc in enumerate(docs):
-        if doc.id is None:  # stdin JSONL without ids: addressed by the text, repeats collapsed by the engine
+        if doc.id is None:  # addressed by its text: a repeat is the same document, collapsed by the engine
             continue
         if doc.id in seen:
             raise InvalidInputError(

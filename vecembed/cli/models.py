@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from vecembed._deps import require
-from vecembed.cli._common import CliError, add_provider_options, echo, open_provider
+from vecembed.cli._common import EXIT_UNHEALTHY, CliError, add_provider_options, echo, open_provider
 from vecembed.cli.inputs import read_texts
 from vecembed.cpu import REPORTED_FLAGS, onednn_cpu_info
 from vecembed.progress import Progress
@@ -70,8 +70,6 @@ def register(commands: Any) -> None:
 
 def cmd_info(args: argparse.Namespace) -> int:
     """Model info and a health check; exit 3 when the health check fails."""
-    from vecembed.cli import EXIT_UNHEALTHY
-
     start = time.perf_counter()
     with open_provider(args) as provider:
         load_s = time.perf_counter() - start

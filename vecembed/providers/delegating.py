@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from vecembed.errors import InvalidInputError
-from vecembed.protocol import EmbeddingProvider
+from vecembed.protocol import CountingProvider, EmbeddingProvider
 from vecembed.providers.base import ProviderBase
 from vecembed.types import Embeddings, EmbedResult, HealthReport, ModelInfo
 
@@ -65,9 +65,8 @@ class DelegatingProvider(ProviderBase):
 
     def forward_documents(self, texts: Sequence[str]) -> EmbedResult:
         """The wrapped provider's document vectors with its counts (``None`` where it does not count)."""
-        counted: Any = getattr(self._provider, "embed_documents_counted", None)
-        if callable(counted):
-            result = counted(texts)
+        if isinstance(self._provider, CountingProvider):
+            result: Any = self._provider.embed_documents_counted(texts)
             if isinstance(result, EmbedResult):
                 return result
             return EmbedResult(result)  # a user's own method of that name that returns bare vectors

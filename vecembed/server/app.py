@@ -36,7 +36,7 @@ import numpy as np
 
 from vecembed._deps import require
 from vecembed.errors import InvalidInputError, ProviderUnavailableError
-from vecembed.protocol import EmbeddingProvider
+from vecembed.protocol import EmbeddingProvider, TokenizerProvider
 from vecembed.server.batcher import DynamicBatcher, QueueFullError, ShuttingDownError
 from vecembed.server.metrics import ServerMetrics
 from vecembed.server.schema import ApiError, parse_embeddings_request
@@ -314,7 +314,7 @@ class EmbeddingServer:
         info = provider.info
         short = info.name.rstrip("/").rsplit("/", 1)[-1]
         self._names = {info.name, short, *self.settings.aliases}
-        tokenizer = getattr(provider, "tokenizer", None)
+        tokenizer = provider.tokenizer if isinstance(provider, TokenizerProvider) else None
         if tokenizer is not None and hasattr(tokenizer, "decode_batch"):
             self._decode = lambda ids: list(tokenizer.decode_batch(ids, skip_special_tokens=True))
             self._vocab_size = int(tokenizer.get_vocab_size())

@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from vecembed.errors import InvalidInputError, ProviderUnavailableError
-from vecembed.protocol import EmbeddingProvider
+from vecembed.protocol import CountingProvider, EmbeddingProvider, PipelineProvider, TokenCountingProvider, Tokenizes
 from vecembed.server.metrics import ServerMetrics
 from vecembed.types import Embeddings
 
@@ -115,13 +115,13 @@ def token_counter(provider: EmbeddingProvider, kind: str) -> Callable[[Sequence[
     Providers built on the shared :class:`~vecembed.pipeline.TextPipeline` count with its
     tokenizer; a provider with a ``count_tokens(texts)`` method is asked directly.
     """
-    own = getattr(provider, "count_tokens", None)
-    if callable(own):
+    if isinstance(provider, TokenCountingProvider):
+        own = provider.count_tokens
         return lambda texts: [int(n) for n in own(list(texts), kind=kind)]
-    pipeline = getattr(provider, "pipeline", None)
-    tokenize = getattr(pipeline, "tokenize", None)
-    if not callable(tokenize):
+    pipeline = provider.pipeline if isinstance(provider, PipelineProvider) else None
+    if not isinstance(pipeline, Tokenizes):
         return None
+    tokenize = pipeline.tokenize
     info = provider.info
     prompt = info.query_prompt if kind == "query" else info.document_prompt
     return lambda texts: [int(n) for n in tokenize([prompt + t for t in texts]).lengths]
@@ -413,8 +413,7 @@ class DynamicBatcher:
         provider = self.provider
         if kind == "query":
             return provider.embed_queries(texts), 0, None
-        counted = getattr(provider, "embed_documents_counted", None)
-        if callable(counted):
-            result = counted(texts)
+        if isinstance(provider, CountingProvider):
+            result = provider.embed_documents_counted(texts)
             return result.vectors, int(result.truncated or 0), result.tokens
         return provider.embed_documents(texts), 0, None
