@@ -24,10 +24,12 @@ matches its meaning, so callers can catch either::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = [
+    "ApiError",
+    "CliError",
     "CollectionNotFoundError",
     "DimensionMismatchError",
     "EventLoopError",
@@ -39,6 +41,8 @@ __all__ = [
     "ModelMismatchError",
     "ModelNotFoundError",
     "ProviderUnavailableError",
+    "QueueFullError",
+    "ShuttingDownError",
     "UnknownProviderError",
     "VecembedError",
 ]
@@ -184,3 +188,51 @@ class IngestError(ProviderUnavailableError):
     def committed(self) -> int:
         """Documents stored when the ingest stopped (written by this call plus already stored)."""
         return int(self.report.written + self.report.skipped)
+
+
+class QueueFullError(ProviderUnavailableError):
+    """The server's batching queue holds as many texts as it may; try again after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class ShuttingDownError(ProviderUnavailableError):
+    """The server's batcher was closed: no new work is taken."""
+
+
+class CliError(VecembedError, ValueError):
+    """A command-line mistake the user can fix; the message says how."""
+
+
+class ApiError(VecembedError, RuntimeError):
+    """An HTTP error of ``vecembed serve``, answered in OpenAI's error format; ``headers`` go with the response
+    (Retry-After)."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+        self.headers = dict(headers or {})
+        super().__init__(message)
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.message, type=self.type, param=self.param, code=self.code)
+
+
+def error_body(message: str, *, type: str, param: str | None = None,
+               code: str | None = None) -> dict[str, Any]:
+    """``{"error": {"message", "type", "param", "code"}}`` as OpenAI writes it."""
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}

@@ -54,7 +54,6 @@ __all__ = [
     "DIMENSION_KEY",
     "DISTANCE_KEY",
     "FINGERPRINT_KEY",
-    "IDENTITY_KEYS",
     "MODEL_KEY",
     "QUANTIZATION_KEY",
     "RECORD_HASH_KEY",
@@ -80,7 +79,6 @@ DIMENSION_KEY = "vecembed:dimension"
 DISTANCE_KEY = "vecembed:distance"
 QUANTIZATION_KEY = "vecembed:quantization"
 VECTOR_NAME_KEY = "vecembed:vector_name"
-IDENTITY_KEYS = (FINGERPRINT_KEY, MODEL_KEY, DIMENSION_KEY, DISTANCE_KEY, QUANTIZATION_KEY, VECTOR_NAME_KEY)
 
 #: Per record: the caller's id (where the database's own id cannot hold it), the text, the content hash.
 RECORD_ID_KEY = "vecembed:id"

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from vecembed.errors import (
+    CliError,
     DimensionMismatchError,
     InvalidInputError,
     ModelLoadError,
@@ -48,10 +49,6 @@ EXIT_INTERRUPTED = 130
 
 #: Environment variable naming the folder for embedded databases (default ``./vecembed-data``).
 DATA_ENV = "VECEMBED_DATA"
-
-
-class CliError(VecembedError):
-    """A command-line mistake the user can fix; the message says how."""
 
 
 def data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:

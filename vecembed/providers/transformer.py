@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import numpy as np
 from numpy.typing import NDArray
 
 from vecembed.model_config import ModelConfig, load_model_config, load_tokenizer
@@ -138,6 +137,3 @@ class TransformerProvider(PipelineProvider):
     def query_prompt(self) -> str:
         return self.config.query_prompt
 
-    @staticmethod
-    def _as_float32(x: Any) -> NDArray[np.float32]:
-        return np.ascontiguousarray(x, dtype=np.float32)

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from vecembed.errors import InvalidInputError, ProviderUnavailableError
+from vecembed.errors import InvalidInputError, QueueFullError, ShuttingDownError
 from vecembed.protocol import CountingProvider, EmbeddingProvider, PipelineProvider, TokenCountingProvider, Tokenizes
 from vecembed.server.metrics import ServerMetrics
 from vecembed.types import Embeddings
@@ -53,18 +53,6 @@ __all__ = ["BatchResult", "DynamicBatcher", "QueueFullError", "ShuttingDownError
 log = logging.getLogger("vecembed.server")
 
 KINDS = ("document", "query")
-
-
-class QueueFullError(ProviderUnavailableError):
-    """The batching queue holds as many texts as it may; try again after ``retry_after`` seconds."""
-
-    def __init__(self, message: str, *, retry_after: float) -> None:
-        self.retry_after = retry_after
-        super().__init__(message)
-
-
-class ShuttingDownError(ProviderUnavailableError):
-    """The batcher was closed: no new work is taken."""
 
 
 @dataclass(frozen=True)

@@ -14,48 +14,17 @@ An error answers ``{"error": {"message", "type", "param", "code"}}``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from vecembed.errors import VecembedError
+from vecembed.errors import ApiError, error_body
 from vecembed.pipeline.validate import lone_surrogate
 
 __all__ = ["ApiError", "EmbeddingsRequest", "error_body", "parse_embeddings_request"]
 
 #: What ``input_type`` may say, and the batcher kind each means ("passage" as some other servers spell it).
 INPUT_TYPES = {"document": "document", "passage": "document", "query": "query"}
-
-
-class ApiError(VecembedError):
-    """An HTTP error answered in OpenAI's error format; ``headers`` go with the response (Retry-After)."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        type: str = "invalid_request_error",
-        param: str | None = None,
-        code: str | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        self.status = status
-        self.message = message
-        self.type = type
-        self.param = param
-        self.code = code
-        self.headers = dict(headers or {})
-        super().__init__(message)
-
-    def body(self) -> dict[str, Any]:
-        return error_body(self.message, type=self.type, param=self.param, code=self.code)
-
-
-def error_body(message: str, *, type: str, param: str | None = None,
-               code: str | None = None) -> dict[str, Any]:
-    """``{"error": {"message", "type", "param", "code"}}`` as OpenAI writes it."""
-    return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
 
 @dataclass(frozen=True)
