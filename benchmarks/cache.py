@@ -32,7 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.adapters import cpu_description, load_heldout_sentences  # noqa: E402
+from benchmarks.stores import cpu_description, load_heldout_sentences  # noqa: E402
 from vecembed.providers.delegating import DelegatingProvider  # noqa: E402
 
 #: Issue 15's targets.

@@ -36,7 +36,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.adapters import cpu_description  # noqa: E402
+from benchmarks.stores import cpu_description  # noqa: E402
 
 #: Issue 22 #6's target for the peak RSS of refusing a 2 GB binary file.
 RSS_TARGET_MB = 100.0

@@ -161,7 +161,7 @@ def _st_backend_runner(name: str, model_path: str, calibration: list[str]) -> Ru
     """sentence-transformers on its own OpenVINO / ONNX backend (optimum); raises when that cannot run here."""
     from sentence_transformers import SentenceTransformer
 
-    from vecembed import cache
+    from vecembed import artifact_cache as cache
     from vecembed.progress import third_party_quiet
 
     folder = cache.cache_dir() / "bench" / "st-openvino" / Path(model_path).name
@@ -241,7 +241,7 @@ def backend_options(name: str, model: str) -> dict[str, Any]:
 
 def static_is_cached(model: str) -> bool:
     """Whether the static model distilled from ``model`` is already in the cache (distilling takes ~20 s+)."""
-    from vecembed import cache
+    from vecembed import artifact_cache as cache
     from vecembed.model_config import load_model_config
     from vecembed.resolve import resolve_model, weights_digest
 
@@ -574,12 +574,12 @@ def _best_lines(backends: dict[str, Any]) -> list[str]:
 
 
 def _register_adapters() -> None:
-    """Register the Chroma/Qdrant ingest benchmarks of ``benchmarks/adapters.py`` when it is there."""
+    """Register the Chroma/Qdrant ingest benchmarks of ``benchmarks/stores.py`` when it is there."""
     try:
-        from benchmarks import adapters
+        from benchmarks import stores as adapters
     except ImportError:
         try:
-            import adapters  # type: ignore[no-redef]  # run as a script: benchmarks/ is sys.path[0]
+            import stores as adapters  # type: ignore[no-redef]  # run as a script: benchmarks/ is sys.path[0]
         except ImportError:
             return
     register_all = getattr(adapters, "register_all", None)
@@ -602,7 +602,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="avx2: run OpenVINO as on an AVX2-only CPU (no VNNI/AMX), through "
                         f"{ONEDNN_ISA_VARIABLE}=AVX2; onnxruntime and torch are not affected")
     parser.add_argument("--no-adapters", action="store_true",
-                        help="leave out the database adapter benchmarks (benchmarks/adapters.py)")
+                        help="leave out the database adapter benchmarks (benchmarks/stores.py)")
     args = parser.parse_args(argv)
     if args.isa == "avx2":
         # read by oneDNN when OpenVINO's CPU plugin loads: set before any OpenVINO model is compiled

@@ -41,8 +41,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.adapters import cpu_description  # noqa: E402
 from benchmarks.server import _free_port, _pct, _read_response, emit  # noqa: E402
+from benchmarks.stores import cpu_description  # noqa: E402
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 CORPUS = Path("/work/shared/data/scifact-train/corpus.jsonl")

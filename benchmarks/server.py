@@ -37,7 +37,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.adapters import cpu_description, load_heldout_sentences  # noqa: E402
+from benchmarks.stores import cpu_description, load_heldout_sentences  # noqa: E402
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 RATIO_TARGET = 0.6

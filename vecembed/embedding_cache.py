@@ -100,7 +100,7 @@ _DOCUMENT, _QUERY = b"d", b"q"
 
 def default_cache_path() -> Path:
     """``$VECEMBED_CACHE/embeddings`` (or the user cache directory's): where ``cache=True`` puts the cache."""
-    from vecembed.cache import cache_dir
+    from vecembed.artifact_cache import cache_dir
 
     return cache_dir() / "embeddings"
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vecembed.cache import file_sha256
+from vecembed.artifact_cache import file_sha256
 from vecembed.errors import ModelNotFoundError
 
 __all__ = [

@@ -23,7 +23,7 @@ pytest.importorskip("onnxruntime", reason="pip install 'vecembed[onnx]'")
 
 import vecembed  # noqa: E402
 from vecembed.errors import InvalidInputError, MissingDependencyError  # noqa: E402
-from vecembed.providers import onnx_graph  # noqa: E402
+from vecembed.providers import onnx_build  # noqa: E402
 
 #: Sentences compared with sentence-transformers (its encode dominates this module's time; 1,000 suffice).
 PARITY_SENTENCES = 1000
@@ -41,8 +41,8 @@ def builds(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
 
         return wrapper
 
-    monkeypatch.setattr(onnx_graph, "export_onnx", counting("export", onnx_graph.export_onnx))
-    monkeypatch.setattr(onnx_graph, "quantize_int8", counting("quantize", onnx_graph.quantize_int8))
+    monkeypatch.setattr(onnx_build, "export_onnx", counting("export", onnx_build.export_onnx))
+    monkeypatch.setattr(onnx_build, "quantize_int8", counting("quantize", onnx_build.quantize_int8))
     return counts
 
 
@@ -100,14 +100,14 @@ def test_int8_keeps_the_down_projections_in_fp32(onnx_int8_provider: Any) -> Non
     import onnx
 
     fp32 = onnx_int8_provider.model_file.with_name("model.onnx")
-    down = onnx_graph.down_projections(fp32)
+    down = onnx_build.down_projections(fp32)
     assert len(down) == 6  # one feed-forward output projection per layer of all-MiniLM-L6-v2
     graph = onnx.load(str(onnx_int8_provider.model_file)).graph
     kept = {n.name for n in graph.node if n.op_type == "MatMul"}
     assert set(down) <= kept
     assert sum(n.op_type == "MatMulInteger" for n in graph.node) == 30  # the other 5 weights per layer are int8
     # the recipe is part of the fingerprint: another recipe's vectors are another space
-    assert onnx_graph.INT8_METHOD in repr(onnx_int8_provider._fingerprint_extra())
+    assert onnx_build.INT8_METHOD in repr(onnx_int8_provider._fingerprint_extra())
 
 
 def test_info_records_quantisation_and_agreement(onnx_provider: Any, onnx_int8_provider: Any,
@@ -246,11 +246,11 @@ def test_bad_options_are_refused() -> None:
 
 def test_another_runtime_gets_the_cached_graph(onnx_provider: Any, onnx_int8_provider: Any, minilm_path: Path,
                                                builds: dict[str, int]) -> None:
-    graph = onnx_graph.ensure_onnx_graph(minilm_path)  # a model directory is enough: no provider, no session
-    assert graph == onnx_graph.OnnxGraph(onnx_provider.model_file, None, cached=True, agreement=None)
-    int8 = onnx_graph.ensure_onnx_graph(minilm_path, quantize="int8")
+    graph = onnx_build.ensure_onnx_graph(minilm_path)  # a model directory is enough: no provider, no session
+    assert graph == onnx_build.OnnxGraph(onnx_provider.model_file, None, cached=True, agreement=None)
+    int8 = onnx_build.ensure_onnx_graph(minilm_path, quantize="int8")
     assert int8.path == onnx_int8_provider.model_file and int8.quantization == "int8"
     assert int8.agreement == onnx_int8_provider.info.agreement
     assert builds == {"export": 0, "quantize": 0}
     with pytest.raises(InvalidInputError, match="quantize"):
-        onnx_graph.ensure_onnx_graph(minilm_path, quantize="int4")
+        onnx_build.ensure_onnx_graph(minilm_path, quantize="int4")

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 pytest.importorskip("openvino", reason="pip install 'vecembed[openvino]'")
 
 import vecembed  # noqa: E402
-from vecembed import cache  # noqa: E402
+from vecembed import artifact_cache as cache  # noqa: E402
 from vecembed.cpu import CpuInfo, onednn_cpu_info  # noqa: E402
 from vecembed.errors import (  # noqa: E402
     InvalidInputError,

@@ -673,7 +673,7 @@ def test_one_off_builds_get_a_status_line_in_the_cli_only(capsys: pytest.Capture
 
     from vecembed.cli._common import status_lines
 
-    builder = logging.getLogger("vecembed.providers.onnx_graph")
+    builder = logging.getLogger("vecembed.providers.onnx_build")
     per_call = logging.getLogger("vecembed.pipeline.text")
     with status_lines():
         builder.info("exporting m to ONNX once: about 20 s on 2 CPU cores, then every load reuses /c")

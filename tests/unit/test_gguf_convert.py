@@ -12,7 +12,7 @@ import pytest
 gguf = pytest.importorskip("gguf", reason="pip install 'vecembed[gguf]'")
 safetensors_numpy = pytest.importorskip("safetensors.numpy", reason="pip install 'vecembed[gguf]'")
 
-from vecembed import cache  # noqa: E402
+from vecembed import artifact_cache as cache  # noqa: E402
 from vecembed.errors import InvalidInputError, ModelLoadError, ModelNotFoundError  # noqa: E402
 from vecembed.model_config import load_model_config  # noqa: E402
 from vecembed.providers import gguf_convert  # noqa: E402

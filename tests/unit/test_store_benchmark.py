@@ -1,4 +1,4 @@
-"""benchmarks/adapters.py runs end to end on the mock provider for every store (numbers are not asserted)."""
+"""benchmarks/stores.py runs end to end on the mock provider for every store (numbers are not asserted)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 import vecembed
 
-ADAPTERS = Path(__file__).resolve().parents[2] / "benchmarks" / "adapters.py"
+ADAPTERS = Path(__file__).resolve().parents[2] / "benchmarks" / "stores.py"
 
 
 def _load() -> ModuleType:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from vecembed.providers.onnx_graph import _root_logger_untouched
+from vecembed.providers.onnx_build import _root_logger_untouched
 
 
 def _fake_onnxruntime_module(tmp_path: Path) -> Any:

@@ -156,7 +156,7 @@ def _write_jsonl(stream: Any, texts: list[str], vectors: np.ndarray[Any, Any]) -
 def cmd_export(args: argparse.Namespace) -> int:
     """Export the model to ONNX (and int8) into vecembed's cache, as the onnx backend does on first use.
 
-    Both call :func:`~vecembed.providers.onnx_graph.ensure_onnx_graph`: it builds the
+    Both call :func:`~vecembed.providers.onnx_build.ensure_onnx_graph`: it builds the
     graph once, checks it against the torch forward and caches it; later loads (any
     process) reuse it. A model that ships its own ``model.onnx`` is used as is.
     """
@@ -167,7 +167,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         return _export_gguf(args)
     if args.quantize is not None or args.out is not None:
         raise CliError("--quantize and --out go with --format gguf (the ONNX export takes --int8)")
-    from vecembed.providers.onnx_graph import ensure_onnx_graph
+    from vecembed.providers.onnx_build import ensure_onnx_graph
 
     require("onnxruntime", "onnx", "the onnx backend")  # fail before a long export, as loading the backend did
     resolved = resolve_model(args.model)

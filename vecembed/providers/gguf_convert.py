@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from vecembed import cache
+from vecembed import artifact_cache as cache
 from vecembed._deps import require
 from vecembed.errors import InvalidInputError, ModelLoadError
 from vecembed.model_config import ModelConfig

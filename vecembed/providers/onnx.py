@@ -3,7 +3,7 @@
 This module runs a graph: it picks the execution provider, builds the session
 and feeds it padded batches. Where the graph comes from — shipped with the
 model, cached, or exported from the transformer and checked, optionally int8 —
-is :mod:`vecembed.providers.onnx_graph`'s job (:func:`~vecembed.providers.onnx_graph.ensure_onnx_graph`).
+is :mod:`vecembed.providers.onnx_build`'s job (:func:`~vecembed.providers.onnx_build.ensure_onnx_graph`).
 
 With a shipped or cached graph nothing here imports torch or transformers:
 loading and embedding need only onnxruntime, tokenizers and numpy.
@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 from vecembed._deps import require
 from vecembed.errors import InvalidInputError, ModelLoadError, ProviderUnavailableError
 from vecembed.pipeline import Batch
-from vecembed.providers.onnx_graph import (
+from vecembed.providers.onnx_build import (
     INT8_METHOD,
     OnnxGraph,
     check_runtime_options,

@@ -1,12 +1,12 @@
 """OpenVinoProvider: the shared text pipeline with the transformer forward pass on OpenVINO.
 
 OpenVINO reads ONNX directly, so this backend runs the very graph the onnx
-backend runs: :func:`~vecembed.providers.onnx_graph.ensure_onnx_graph` finds it
+backend runs: :func:`~vecembed.providers.onnx_build.ensure_onnx_graph` finds it
 (shipped, cached, or exported once and checked — the check runs here on
 OpenVINO, so no onnxruntime is needed). ``quantize="int8"`` adds an NNCF
 post-training (static) quantisation of that graph, calibrated on real sentences
 (:func:`calibration_texts`), checked against fp32 on the probe texts and cached
-as OpenVINO IR in the graph's own cache folder (:func:`~vecembed.providers.onnx_graph.graph_cache_entry`).
+as OpenVINO IR in the graph's own cache folder (:func:`~vecembed.providers.onnx_build.graph_cache_entry`).
 
 At run time nothing here imports torch, transformers, onnxruntime or optimum:
 loading and embedding need openvino, tokenizers and numpy (building int8 once
@@ -21,7 +21,7 @@ prints the CPU's flags and tells on yours.
 
 Which int8 recipe is built depends on the CPU too (:func:`int8_recipe`). Both keep
 the feed-forward output projections in fp32 (NNCF's ignored scope; the same
-MatMuls the onnx backend keeps, :func:`~vecembed.providers.onnx_graph.down_projections`):
+MatMuls the onnx backend keeps, :func:`~vecembed.providers.onnx_build.down_projections`):
 quantising their input, the GELU output with its outliers, is the largest error.
 On a CPU without VNNI/AMX, OpenVINO's int8 kernels add u8×s8 products in
 saturating int16 (``vpmaddubsw``) and 8-bit weights overflow it, so there NNCF's
@@ -56,14 +56,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from vecembed import cache
+from vecembed import artifact_cache as cache
 from vecembed._deps import require
 from vecembed.cpu import INT8_DOT_PRODUCT_FLAGS, CpuInfo, onednn_cpu_info
 from vecembed.errors import InvalidInputError, ModelLoadError, ProviderUnavailableError
 from vecembed.pipeline import Batch, TextPipeline
 from vecembed.progress import progress_enabled
 from vecembed.providers.onnx import physical_cores
-from vecembed.providers.onnx_graph import (
+from vecembed.providers.onnx_build import (
     check_runtime_options,
     down_projections,
     ensure_onnx_graph,
@@ -127,7 +127,7 @@ def calibration_texts() -> list[str]:
 
 @dataclass(frozen=True)
 class _Port:
-    """What :func:`~vecembed.providers.onnx_graph.graph_io` reads of an input or output: its name and shape."""
+    """What :func:`~vecembed.providers.onnx_build.graph_io` reads of an input or output: its name and shape."""
 
     name: str
     shape: tuple[int | str, ...]

@@ -8,7 +8,7 @@ so it runs at tokenizer speed.
 Reading a model2vec directory needs only ``safetensors`` (the ``static``
 extra); the ``model2vec`` package is needed only to *distil* a static model
 from a transformer (:func:`distill`), which runs offline on the local model and
-is cached in vecembed's cache (:mod:`vecembed.cache`).
+is cached in vecembed's cache (:mod:`vecembed.artifact_cache`).
 
 The embedding follows ``model2vec.StaticModel.encode`` exactly: text cut to
 ``max_length * median token length`` characters before tokenising, tokens
@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from vecembed import cache
+from vecembed import artifact_cache as cache
 from vecembed._deps import require
 from vecembed.errors import InvalidInputError, ModelLoadError, ModelNotFoundError
 from vecembed.pipeline import Batch, TextPipeline, validate_texts

@@ -1,4 +1,4 @@
-"""What :mod:`vecembed.providers.onnx_graph` exports to ONNX: vecembed's BERT encoder, written for tracing.
+"""What :mod:`vecembed.providers.onnx_build` exports to ONNX: vecembed's BERT encoder, written for tracing.
 
 Imported only when an export is needed (it imports torch). The torch backend's
 encoder picks its attention path from the mask at run time (``if`` on data) and

@@ -5,7 +5,7 @@ a runtime should load; the onnx backend (:mod:`vecembed.providers.onnx`) calls
 it, so can any other runtime that reads ONNX. In order:
 
 1. ``model.onnx`` or ``onnx/model.onnx`` shipped in the model directory;
-2. a previous export in vecembed's cache (:mod:`vecembed.cache`), keyed by the
+2. a previous export in vecembed's cache (:mod:`vecembed.artifact_cache`), keyed by the
    weights' digest and checked against its sha256 sidecar;
 3. a fresh export of vecembed's own BERT encoder (:mod:`vecembed.providers.bert`,
    the torch backend's) with ``torch.onnx.export``, dynamic batch and sequence
@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from vecembed import cache
+from vecembed import artifact_cache as cache
 from vecembed._deps import require
 from vecembed.errors import InvalidInputError, ModelLoadError, ProviderUnavailableError
 from vecembed.model_config import ModelConfig, load_model_config, load_tokenizer
@@ -266,10 +266,10 @@ def export_onnx(config: ModelConfig, target: Path, *, tokenizer: Any = None, nam
     torch = require("torch", "torch", (
         f"exporting the model to ONNX once (it ships no model.onnx and the cache {cache.cache_dir()} holds no "
         "export; or run `vecembed export` where torch is and copy that cache here as $VECEMBED_CACHE)"))
-    from vecembed.providers import _onnx_export
+    from vecembed.providers import _onnx_traced_bert
 
     name = name or str(config.path)
-    module, reference = _onnx_export.build(config, torch)
+    module, reference = _onnx_traced_bert.build(config, torch)
     log.info("exporting %s to ONNX once: %s, then every load reuses %s", name,
              _duration_hint(config.transformer_path, _EXPORT_S_PER_MB), target)
     with cache.atomic_path(target) as tmp:

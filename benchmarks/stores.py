@@ -12,7 +12,7 @@ same provider, interleaved, median of ``repeats``:
 re-ingest (written 0, all skipped), top-10 against exact numpy top-10, another model refused before any write.
 ``ingest_memory(db, n)`` measures peak RSS of ingesting a generator of ``n`` texts (mock backend) in a child
 process. Shared machines are noisy: the results are ratios from one run, not numbers to assert on.
-Run ``python benchmarks/adapters.py --help``.
+Run ``python benchmarks/stores.py --help``.
 """
 
 from __future__ import annotations

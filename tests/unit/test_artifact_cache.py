@@ -1,4 +1,4 @@
-"""vecembed.cache: where the cache lives, atomic writes, checksums that catch damaged files."""
+"""vecembed.artifact_cache: where the cache lives, atomic writes, checksums that catch damaged files."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from vecembed import cache
+from vecembed import artifact_cache as cache
 
 
 def test_cache_dir_follows_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
