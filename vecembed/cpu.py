@@ -21,6 +21,9 @@ which picks the recipe that is right everywhere.
 :func:`onednn_cpu_info` is the CPU as oneDNN (OpenVINO's CPU kernels) will use it:
 ``ONEDNN_MAX_CPU_ISA=AVX2`` caps it below VNNI/AMX, which is how an AVX2-only CPU
 is emulated on a newer one (``benchmarks/run.py --isa avx2``).
+
+:func:`physical_cores` is how many cores this process may run on, SMT siblings counted once: the default
+thread count of the onnx, openvino and gguf backends.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ import subprocess
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-__all__ = ["INT8_DOT_PRODUCT_FLAGS", "ONEDNN_ISA_VARIABLE", "REPORTED_FLAGS", "CpuInfo", "cpu_info", "onednn_cpu_info"]
+__all__ = ["INT8_DOT_PRODUCT_FLAGS", "ONEDNN_ISA_VARIABLE", "REPORTED_FLAGS", "CpuInfo", "cpu_info", "onednn_cpu_info",
+           "physical_cores"]
 
 #: Flags of int8 dot-product instructions that accumulate into int32 without saturating.
 INT8_DOT_PRODUCT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
@@ -179,3 +183,19 @@ def onednn_cpu_info(environ: dict[str, str] | None = None) -> CpuInfo:
             removed = frozenset(REPORTED_FLAGS) - allowed
             return replace(info, flags=info.flags - removed, source=f"{ONEDNN_ISA_VARIABLE}={name}")
     return info
+
+
+def physical_cores() -> int:
+    """Physical cores this process may run on (SMT siblings counted once); at least 1."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return max(os.cpu_count() or 1, 1)
+    cores: set[str] = set()
+    for cpu in cpus:
+        siblings = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list")
+        try:
+            cores.add(siblings.read_text().strip())
+        except OSError:
+            cores.add(str(cpu))
+    return max(len(cores), 1)

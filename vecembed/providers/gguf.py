@@ -3,7 +3,9 @@
 ``model=`` is a ``.gguf`` file, a folder or Hugging Face repository holding one
 (``filename=`` picks it), or a transformer (BERT), which is converted once to
 GGUF in ``quantize`` (``f16`` by default, ``q8_0``, ``f32``) and cached like the
-ONNX export (:mod:`vecembed.providers.gguf_convert`).
+ONNX export (:mod:`vecembed.providers.gguf_convert`); finding the file is
+:mod:`vecembed.gguf_files`' job (:func:`~vecembed.gguf_files.locate_gguf`, re-exported here), and the
+ctypes calls into llama.cpp live in :mod:`vecembed.providers._llama_cpp`.
 
 What is shared with the other backends: validation, prompts, truncation (the
 text is cut to ``max_tokens`` keeping the model's begin/end tokens, and counted),
@@ -37,9 +39,6 @@ import ctypes
 import logging
 import os
 import queue
-import threading
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +46,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from vecembed._deps import require
-from vecembed.errors import InvalidInputError, ModelLoadError, ModelNotFoundError, ProviderUnavailableError
-from vecembed.model_config import load_model_config
+from vecembed.cpu import physical_cores
+from vecembed.errors import InvalidInputError, ModelLoadError, ProviderUnavailableError
+from vecembed.gguf_files import _Located, locate_gguf
 from vecembed.pipeline import Batch, TextPipeline
+from vecembed.providers._llama_cpp import LlamaContext, LlamaTokenizer, built_with_amx, init_backend
 from vecembed.providers.base import PipelineProvider
 from vecembed.providers.gguf_convert import (
     GGUF_TYPES,
@@ -57,12 +58,11 @@ from vecembed.providers.gguf_convert import (
     META_MAX_SEQ_LENGTH,
     META_NORMALIZE,
     META_QUERY_PROMPT,
-    ensure_gguf,
 )
-from vecembed.resolve import file_digest, find_hub_file, is_model_dir, resolve_model
+from vecembed.resolve import file_digest
 from vecembed.types import POOLING_MODES, ModelInfo, make_fingerprint
 
-__all__ = ["LLAMA_POOLING", "GgufProvider", "locate_gguf"]
+__all__ = ["LLAMA_POOLING", "GgufProvider", "LlamaTokenizer", "locate_gguf"]
 
 log = logging.getLogger(__name__)
 
@@ -79,209 +79,6 @@ _MAX_SEQ = 256
 #: 0.3.36 on a Sapphire Rapids CPU) a build with AMX segfaults on the first embedding, killing the process.
 _AMX_SAFE_TYPES = frozenset({"f32", "f16", "bf16"})
 _DEFAULT_MAX_TOKENS_CAP = 8192
-_GGUF_MAGIC = b"GGUF"
-
-_backend_lock = threading.Lock()
-_backend_ready = False
-
-
-@dataclass(frozen=True)
-class _Located:
-    path: Path
-    name: str  # what users know the model by
-    source: str  # "file", "converted", "hf-cache", "download"
-    #: the load_provider("gguf", ...) options that find this file again (in another process, on another machine)
-    options: dict[str, Any]
-
-
-def _is_gguf(path: Path) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(4) == _GGUF_MAGIC
-    except OSError:
-        return False
-
-
-def _pick(files: list[Path], filename: str | None, where: str) -> Path:
-    if filename is not None:
-        chosen = [f for f in files if f.name == filename or str(f).endswith("/" + filename)]
-        if not chosen:
-            raise ModelNotFoundError(where, [f"{where}: no file {filename!r} (GGUF files there: "
-                                            f"{', '.join(sorted(f.name for f in files)) or 'none'})"])
-        return chosen[0]
-    if len(files) > 1:
-        raise InvalidInputError(f"{where} holds {len(files)} GGUF files ({', '.join(sorted(f.name for f in files))}); "
-                                "pass filename= to choose one")
-    return files[0]
-
-
-def locate_gguf(
-    model: str | os.PathLike[str] | None, *, filename: str | None, quantize: str | None,
-    allow_download: bool | None,
-) -> _Located:
-    """The GGUF file ``model`` names: a file, a folder or hub repository holding one, or a transformer converted."""
-    if model is not None:
-        path = Path(os.fspath(model)).expanduser()
-        if path.is_file():
-            if not _is_gguf(path):
-                raise ModelLoadError(f"{path}: not a GGUF file (it does not start with 'GGUF')", path=str(path))
-            if quantize is not None:
-                raise InvalidInputError(f"quantize={quantize!r} converts a transformer; {path.name} is a GGUF file "
-                                        "already (its type is what it is)")
-            return _Located(path.resolve(), path.name, "file", {"model": str(path.resolve())})
-        if path.is_dir():
-            files = sorted(p for p in path.rglob("*.gguf") if p.is_file())
-            # a folder of GGUF files gives one; a transformer's folder is converted when quantize= asks for it
-            if files and (quantize is None or not is_model_dir(path)):
-                if quantize is not None:
-                    raise InvalidInputError(f"quantize={quantize!r} converts a transformer; {path} holds GGUF files "
-                                            "and no transformer")
-                chosen = _pick(files, filename, str(path))
-                return _Located(chosen.resolve(), f"{path.name}/{chosen.name}", "file",
-                                {"model": str(chosen.resolve())})
-            if filename is not None:
-                raise ModelNotFoundError(str(path), [f"{path}: no GGUF file {filename!r} (none there)"])
-        elif filename is not None:
-            text = os.fspath(model)
-            found = find_hub_file(text, filename, allow_download=allow_download)
-            return _Located(found.path, f"{text}/{filename}", found.source, {"model": text, "filename": filename})
-    if filename is not None:
-        raise InvalidInputError("filename= picks a GGUF file in a folder or hub repository; give model= too")
-    resolved = resolve_model(model, allow_download=allow_download)
-    gguf_files = sorted(resolved.path.glob("*.gguf"))
-    if gguf_files and quantize is None:
-        chosen = _pick(gguf_files, None, str(resolved.path))
-        return _Located(chosen.resolve(), f"{resolved.name}/{chosen.name}", resolved.source,
-                        {"model": str(chosen.resolve())})
-    config = load_model_config(resolved.path)
-    # a model found on disk by path is referred to by that path; one found by id by its id
-    ref = str(resolved.path) if resolved.source == "local" else resolved.name
-    return _Located(ensure_gguf(config, quantize or "f16", name=resolved.name), resolved.name, "converted",
-                    {"model": ref, "quantize": quantize or "f16"})
-
-
-def _init_backend(llama: Any) -> None:
-    """Once per process: llama.cpp's backend, and its log lines routed to Python logging (not printed)."""
-    global _backend_ready
-    with _backend_lock:
-        if _backend_ready:
-            return
-        llama.llama_backend_init()
-        llama.llama_log_set(_log_callback(llama), ctypes.c_void_p(0))
-        _backend_ready = True
-
-
-def _built_with_amx(llama: Any) -> bool:
-    """Whether this llama.cpp build uses AMX int8 (its system info says ``AMX_INT8 = 1``)."""
-    info = llama.llama_print_system_info()
-    text = info.decode(errors="replace") if isinstance(info, bytes) else str(info)
-    return "AMX_INT8 = 1" in text
-
-
-_callback_ref: Any = None
-_llama_log = logging.getLogger("vecembed.providers.gguf.llama_cpp")
-#: ggml's enum ggml_log_level (NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5: goes on the last line)
-_LOG_LEVELS = {1: logging.DEBUG, 2: logging.DEBUG, 3: logging.WARNING, 4: logging.ERROR}
-#: llama.cpp warnings that say nothing wrong about embedding: n_ctx is the room of a whole batch of sequences
-#: (each one still within the model's context), not one sequence's length
-_HARMLESS = ("possible training context overflow",)
-
-
-def _log_callback(llama: Any) -> Any:
-    """llama.cpp's log as Python logging: its INFO chatter at DEBUG, warnings and errors as they are."""
-    global _callback_ref
-    last = [logging.DEBUG]
-
-    @llama.llama_log_callback  # type: ignore[untyped-decorator]
-    def callback(level: int, text: bytes, user_data: Any) -> None:
-        lvl = last[0] if level == 5 else _LOG_LEVELS.get(level, logging.DEBUG)
-        last[0] = lvl
-        message = text.decode("utf-8", "replace").rstrip()
-        if lvl >= logging.WARNING and any(h in message for h in _HARMLESS):
-            lvl = logging.DEBUG
-        if message and _llama_log.isEnabledFor(lvl):
-            _llama_log.log(lvl, "%s", message)
-
-    _callback_ref = callback  # ctypes callbacks must outlive every call into llama.cpp
-    return callback
-
-
-@dataclass
-class _Encoding:
-    ids: list[int]
-    overflowing: list[int]
-
-
-class LlamaTokenizer:
-    """llama.cpp's tokenizer (from the GGUF file) behind the calls the text pipeline makes of a tokenizer.
-
-    Truncation keeps the model's begin/end tokens (``[CLS] … [SEP]`` for a BERT) as Hugging Face
-    tokenizers do; what was cut is reported as overflowing, so the pipeline counts it.
-    """
-
-    padding = None
-
-    def __init__(self, llama: Any, vocab: Any) -> None:
-        self._llama = llama
-        self._vocab = vocab
-        self.max_length = 512
-        plain = self._tokenize("a", special=False)
-        marked = self._tokenize("a", special=True)
-        at = next((i for i in range(len(marked) - len(plain) + 1) if marked[i:i + len(plain)] == plain), 0)
-        self.prefix, self.suffix = marked[:at], marked[at + len(plain):]
-
-    def _tokenize(self, text: str, *, special: bool) -> list[int]:
-        data = text.encode("utf-8")
-        size = len(data) + 8
-        while True:
-            buf = (ctypes.c_int32 * size)()
-            n = int(self._llama.llama_tokenize(self._vocab, data, len(data), buf, size, special, False))
-            if n >= 0:
-                return list(buf[:n])
-            size = -n
-
-    def no_padding(self) -> None:
-        """The pipeline pads; llama.cpp takes unpadded sequences anyway."""
-
-    def enable_truncation(self, max_length: int) -> None:
-        self.max_length = max_length
-
-    def token_to_id(self, token: str) -> int | None:
-        return None
-
-    def encode_batch(self, texts: Sequence[str], add_special_tokens: bool = True) -> list[_Encoding]:
-        out = []
-        room = self.max_length - (len(self.prefix) + len(self.suffix) if add_special_tokens else 0)
-        for text in texts:
-            ids = self._tokenize(text, special=False)
-            cut = ids[max(room, 0):]
-            ids = ids[:max(room, 0)]
-            if add_special_tokens:
-                ids = self.prefix + ids + self.suffix
-            out.append(_Encoding(ids, cut))
-        return out
-
-
-class _Context:
-    """One llama.cpp context and the arrays its batches are built in."""
-
-    def __init__(self, llama: Any, model: Any, params: Any, capacity: int, n_seq: int) -> None:
-        self.llama = llama
-        self.ctx = llama.llama_init_from_model(model, params)
-        if not self.ctx:
-            raise ModelLoadError("llama.cpp could not create a context (out of memory?)")
-        self.memory = llama.llama_get_memory(self.ctx)
-        self.tokens = np.zeros(capacity, dtype=np.int32)
-        self.pos = np.zeros(capacity, dtype=np.int32)
-        self.n_seq_id = np.ones(capacity, dtype=np.int32)
-        self.logits = np.ones(capacity, dtype=np.int8)
-        self.seq_values = np.arange(n_seq, dtype=np.int32)
-        self.seq_ptrs = np.zeros(capacity, dtype=np.uintp)
-
-    def free(self) -> None:
-        if self.ctx:
-            self.llama.llama_free(self.ctx)
-            self.ctx = None
 
 
 class GgufProvider(PipelineProvider):
@@ -332,12 +129,12 @@ class GgufProvider(PipelineProvider):
                                     f"got {pooling!r}{extra}")
         llama: Any = require("llama_cpp", "gguf", "the gguf backend")
         self._llama = llama
-        _init_backend(llama)
+        init_backend(llama)
         located = locate_gguf(model, filename=filename, quantize=quantize, allow_download=allow_download)
         self.model_file: Path = located.path
         self._model: Any = None
-        self._contexts: queue.SimpleQueue[_Context] = queue.SimpleQueue()
-        self._all_contexts: list[_Context] = []
+        self._contexts: queue.SimpleQueue[LlamaContext] = queue.SimpleQueue()
+        self._all_contexts: list[LlamaContext] = []
         params = llama.llama_model_default_params()
         self._model = llama.llama_model_load_from_file(str(located.path).encode(), params)
         if not self._model:
@@ -359,7 +156,7 @@ class GgufProvider(PipelineProvider):
         meta = self._metadata()
         arch = meta.get("general.architecture", "")
         file_type = _FILE_TYPES.get(int(meta.get("general.file_type", "-1") or -1), meta.get("general.file_type"))
-        if file_type not in _AMX_SAFE_TYPES and _built_with_amx(llama):
+        if file_type not in _AMX_SAFE_TYPES and built_with_amx(llama):
             # refused here: a segfault in llama.cpp would end the whole process, not only this call
             raise ProviderUnavailableError(
                 f"{located.path} is {file_type or 'quantised'}, and this llama-cpp-python was built with AMX int8, "
@@ -383,8 +180,6 @@ class GgufProvider(PipelineProvider):
         self._query_prompt = meta.get(META_QUERY_PROMPT, "") if query_prompt is None else query_prompt
         capacity = max(n_ctx or max_batch_tokens, limit)
         n_seq = min(batch_size, _MAX_SEQ)
-        from vecembed.providers.onnx import physical_cores
-
         threads = n_threads or physical_cores()
         params = llama.llama_context_default_params()
         params.n_ctx = params.n_batch = params.n_ubatch = capacity
@@ -396,7 +191,7 @@ class GgufProvider(PipelineProvider):
         if hasattr(params, "kv_unified"):
             params.kv_unified = True  # one cache all sequences share: a long one may use the whole n_ctx
         for _ in range(contexts):
-            context = _Context(llama, self._model, params, capacity, n_seq)
+            context = LlamaContext(llama, self._model, params, capacity, n_seq)
             self._all_contexts.append(context)
             self._contexts.put(context)
         vocab = llama.llama_model_get_vocab(self._model)
@@ -467,7 +262,7 @@ class GgufProvider(PipelineProvider):
         finally:
             self._contexts.put(context)
 
-    def _decode(self, c: _Context, batch: Batch) -> NDArray[np.float32]:
+    def _decode(self, c: LlamaContext, batch: Batch) -> NDArray[np.float32]:
         llama = self._llama
         if c.ctx is None:
             raise ProviderUnavailableError("GgufProvider is closed; load a new provider")

@@ -19,6 +19,7 @@ from typing import Any
 from numpy.typing import NDArray
 
 from vecembed._deps import require
+from vecembed.cpu import physical_cores  # re-exported: vecembed.providers.onnx.physical_cores stays importable
 from vecembed.errors import InvalidInputError, ModelLoadError, ProviderUnavailableError
 from vecembed.pipeline import Batch
 from vecembed.providers.onnx_build import (
@@ -34,22 +35,6 @@ from vecembed.providers.transformer import TransformerProvider
 __all__ = ["OnnxProvider", "physical_cores"]
 
 log = logging.getLogger(__name__)
-
-
-def physical_cores() -> int:
-    """Physical cores this process may run on (SMT siblings counted once); at least 1."""
-    try:
-        cpus = sorted(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return max(os.cpu_count() or 1, 1)
-    cores: set[str] = set()
-    for cpu in cpus:
-        siblings = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list")
-        try:
-            cores.add(siblings.read_text().strip())
-        except OSError:
-            cores.add(str(cpu))
-    return max(len(cores), 1)
 
 
 class OnnxProvider(TransformerProvider):

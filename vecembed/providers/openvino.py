@@ -58,11 +58,10 @@ from numpy.typing import NDArray
 
 from vecembed import artifact_cache as cache
 from vecembed._deps import require
-from vecembed.cpu import INT8_DOT_PRODUCT_FLAGS, CpuInfo, onednn_cpu_info
+from vecembed.cpu import INT8_DOT_PRODUCT_FLAGS, CpuInfo, onednn_cpu_info, physical_cores
 from vecembed.errors import InvalidInputError, ModelLoadError, ProviderUnavailableError
 from vecembed.pipeline import Batch, TextPipeline
 from vecembed.progress import progress_enabled
-from vecembed.providers.onnx import physical_cores
 from vecembed.providers.onnx_build import (
     check_runtime_options,
     down_projections,
