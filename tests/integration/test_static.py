@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from static_reference import previous_vectors
 
 # session fixtures (one private cache, one export) shared by every module that names them
 pytest_plugins = ["backend_fixtures"]
@@ -27,27 +28,6 @@ def test_matches_model2vec_on_sts(static_provider: Any, static_model_dir: Path, 
     assert (norms > 0).all()
     cosine = np.sum(got * want, axis=1) / (np.linalg.norm(got, axis=1) * norms)
     assert cosine.min() >= 0.9999, f"min cosine {cosine.min()}"
-
-
-def previous_vectors(path: Path, texts: list[str], *, max_length: int = 512) -> np.ndarray:
-    """The static backend's vectors before its chunk cache (vecembed 6253832), its steps written plainly:
-    each text cut to max_length * median token length characters, tokenised whole (truncated to max_length
-    tokens), unknown tokens dropped, mean of the float32 rows, L2."""
-    from safetensors.numpy import load_file
-    from tokenizers import Tokenizer
-
-    tok = Tokenizer.from_file(str(path / "tokenizer.json"))
-    tok.no_padding()
-    tok.enable_truncation(max_length)
-    table = load_file(str(path / "model.safetensors"))["embeddings"].astype(np.float32)
-    limit = max_length * int(np.median([len(t) for t in tok.get_vocab()]))
-    unk = tok.token_to_id("[UNK]")
-    rows = []
-    for enc in tok.encode_batch([t[:limit] for t in texts], add_special_tokens=False):
-        ids = [i for i in enc.ids if i != unk]
-        v = table[ids].mean(axis=0) if ids else table.mean(axis=0)
-        rows.append(v / max(float(np.linalg.norm(v)), 1e-12))
-    return np.asarray(rows, dtype=np.float32)
 
 
 def test_matches_the_previous_implementation(static_provider: Any, static_model_dir: Path,

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from static_reference import previous_vectors
 
 pytest.importorskip("safetensors", reason="pip install 'vecembed[static]'")
 
@@ -218,29 +219,6 @@ def _write_wordpiece(path: Path, *, max_length: int | None = 512, seed: int = 0)
     save_file({"embeddings": rng.normal(size=(n_vocab, 12)).astype(np.float16)}, str(path / "model.safetensors"))
     (path / "tokenizer.json").write_text(tok_json, encoding="utf-8")
     return path
-
-
-def previous_vectors(path: Path, texts: list[str], *, max_length: int = 512) -> np.ndarray:
-    """The static backend's vectors before the chunk cache (vecembed 6253832), the same steps written plainly:
-
-    each text cut to max_length * median token length characters, tokenised whole (truncated to max_length
-    tokens), unknown tokens dropped, mean of the float32 rows, L2; no known token -> the vocabulary's mean.
-    """
-    from safetensors.numpy import load_file
-    from tokenizers import Tokenizer
-
-    tok = Tokenizer.from_file(str(path / "tokenizer.json"))
-    tok.no_padding()
-    tok.enable_truncation(max_length)
-    table = load_file(str(path / "model.safetensors"))["embeddings"].astype(np.float32)
-    limit = max_length * int(np.median([len(t) for t in tok.get_vocab()]))
-    unk = tok.token_to_id("[UNK]")
-    rows = []
-    for enc in tok.encode_batch([t[:limit] for t in texts], add_special_tokens=False):
-        ids = [i for i in enc.ids if i != unk]
-        v = table[ids].mean(axis=0) if ids else table.mean(axis=0)
-        rows.append(v / max(float(np.linalg.norm(v)), 1e-12))
-    return np.asarray(rows, dtype=np.float32)
 
 
 def _mixed_texts(n: int, seed: int = 0) -> list[str]:
