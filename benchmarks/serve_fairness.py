@@ -34,14 +34,13 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.server import _free_port, _pct, _read_response, emit  # noqa: E402
+from benchmarks.server import _free_port, _pct, _read_response, emit, wait_healthy  # noqa: E402
 from benchmarks.stores import cpu_description  # noqa: E402
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -115,18 +114,7 @@ def start_server(repo: Path, port: int, extra: list[str]) -> subprocess.Popen[by
     env = {**os.environ, "PYTHONPATH": f"{repo}:{repo / 'adapters'}", "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.Popen([sys.executable, "-m", "vecembed", "serve", "--backend", "onnx", "--model", MODEL_ID,
                              "--port", str(port), "--log-level", "error", *extra], env=env, cwd=repo)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"vecembed serve exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
-                if response.status == 200:
-                    return proc
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("vecembed serve did not come up in 180 s")
+    return wait_healthy(proc, port, 180)
 
 
 def stop_server(proc: subprocess.Popen[bytes]) -> None:

@@ -140,18 +140,26 @@ def start_server(port: int, extra: list[str], backend: tuple[str, ...] = ("--bac
                  ) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen([sys.executable, "-m", "vecembed", "serve", *backend,
                              "--port", str(port), "--log-level", "error", *extra])
+    return wait_healthy(proc, port, 120)
+
+
+def wait_healthy(proc: subprocess.Popen[bytes], port: int, seconds: float) -> subprocess.Popen[bytes]:
+    """``proc`` once ``vecembed serve`` answers 200 on ``/health``; killed, and an error, when it exits or
+    ``seconds`` pass first."""
     import urllib.request
 
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"vecembed serve exited with {proc.returncode}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
                 if response.status == 200:
                     return proc
         except OSError:
             time.sleep(0.2)
     proc.kill()
-    raise RuntimeError("vecembed serve did not come up in 120 s")
+    raise RuntimeError(f"vecembed serve did not come up in {seconds:.0f} s")
 
 
 def emit(result: dict[str, Any], jsonl: Path | None, cpu: dict[str, Any]) -> None:
