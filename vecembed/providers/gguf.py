@@ -36,7 +36,6 @@ different vector spaces (their vectors differ by ~1e-2 in cosine).
 from __future__ import annotations
 
 import ctypes
-import logging
 import os
 import queue
 from pathlib import Path
@@ -64,7 +63,6 @@ from vecembed.types import POOLING_MODES, ModelInfo, make_fingerprint
 
 __all__ = ["LLAMA_POOLING", "GgufProvider", "LlamaTokenizer", "locate_gguf"]
 
-log = logging.getLogger(__name__)
 
 #: vecembed's pooling names -> llama.cpp's enum llama_pooling_type (what llama.cpp can pool)
 LLAMA_POOLING = {"mean": 1, "cls": 2, "last": 3}
