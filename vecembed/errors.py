@@ -44,6 +44,7 @@ __all__ = [
     "QueueFullError",
     "ShuttingDownError",
     "UnknownProviderError",
+    "UnsupportedError",
     "VecembedError",
 ]
 
@@ -200,6 +201,11 @@ class QueueFullError(ProviderUnavailableError):
 
 class ShuttingDownError(ProviderUnavailableError):
     """The server's batcher was closed: no new work is taken."""
+
+
+class UnsupportedError(VecembedError, NotImplementedError):
+    """The store (or provider) cannot do what was asked (e.g. sparse or hybrid search); the message names
+    the ones that can."""
 
 
 class CliError(VecembedError, ValueError):

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import functools
 from asyncio import AbstractEventLoop
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from vecembed.errors import InvalidInputError
 from vecembed.identity import CollectionIdentity, IdentitySource
@@ -29,14 +29,21 @@ from vecembed.protocol import EmbeddingProvider
 from vecembed.records import Record
 from vecembed.types import Embeddings, HealthReport
 
+if TYPE_CHECKING:
+    from vecembed.sparse import Fusion, SparseVector
+
 __all__ = [
     "STORE_ENTRY_POINTS",
+    "AliasStore",
     "AsyncClientStore",
     "CollectionState",
     "Hit",
     "IngestReport",
+    "NativeFusion",
     "PreferredBatchSize",
+    "ScanStore",
     "ServerOnly",
+    "SparseStore",
     "StoreFactory",
     "VectorStore",
     "available_stores",
@@ -224,6 +231,90 @@ class AsyncClientStore(Protocol):
     """
 
     loop: AbstractEventLoop | None
+
+
+@runtime_checkable
+class ScanStore(Protocol):
+    """A store that reads its records back: id, text, metadata and content hash.
+
+    (Issue 23 makes this part of :class:`VectorStore` once every store implements it.)
+    """
+
+    def scan(self, batch_size: int) -> Iterator[list[Record]]:
+        """Every stored record (id, text, metadata, content hash), in batches of at most ``batch_size``.
+
+        Every store keeps each record's text and metadata beside its vector: that is what lets a
+        collection be re-embedded into another model's space (:func:`vecembed.migrate`) without
+        the original documents. The order is the database's; records written during the scan
+        may or may not be seen (a migration's catch-up pass picks them up).
+        """
+        ...
+
+
+@runtime_checkable
+class SparseStore(Protocol):
+    """A store that keeps a sparse vector (:class:`~vecembed.sparse.SparseVector`) per record beside the dense one.
+
+    The collection is created with a sparse field when its identity names a sparse provider
+    (``identity.sparse_fingerprint``). ``sparse_idf``: ``"database"`` when the database weighs
+    query terms by IDF itself (Qdrant's ``Modifier.IDF``), ``"store"`` when the store keeps
+    document frequencies beside the collection, updated in the same write and on delete, and
+    weighs the query with :func:`vecembed.sparse.idf`.
+    """
+
+    sparse_idf: str
+
+    def write_sparse(self, records: Sequence[Record], vectors: Embeddings, sparse: Sequence[SparseVector]) -> None:
+        """:meth:`VectorStore.write` with each record's sparse vector too, in the same write."""
+        ...
+
+    def query_sparse(
+        self, queries: Sequence[SparseVector], k: int, where: Mapping[str, Any] | None
+    ) -> list[list[Hit]]:
+        """The ``k`` best records by sparse dot product (query weighted by IDF), best first."""
+        ...
+
+
+@runtime_checkable
+class NativeFusion(Protocol):
+    """A :class:`SparseStore` whose database fuses the dense and the sparse ranking itself (Qdrant's Query API).
+
+    Without it, :class:`~vecembed.collection.Store` queries both legs to the same depth and fuses them with
+    :func:`vecembed.sparse.reciprocal_rank_fusion`.
+    """
+
+    def query_hybrid(
+        self,
+        vectors: Embeddings,
+        sparse: Sequence[SparseVector],
+        k: int,
+        where: Mapping[str, Any] | None,
+        fusion: Fusion,
+    ) -> list[list[Hit]]:
+        """The ``k`` best records by Reciprocal Rank Fusion of the dense and the sparse ranking."""
+        ...
+
+
+@runtime_checkable
+class AliasStore(Protocol):
+    """A store whose database keeps collection aliases: a name that points at one collection and moves atomically.
+
+    Aliases belong to the database (not to the store's collection): any store of the database lists and
+    moves them. Qdrant keeps them natively; pgvector in a table changed in one transaction; Chroma and
+    Qdrant Edge in a small record written atomically.
+    """
+
+    def aliases(self) -> dict[str, str]:
+        """``{alias: collection}`` for every alias of the database."""
+        ...
+
+    def set_alias(self, alias: str, collection: str) -> None:
+        """Point ``alias`` at ``collection`` (creating or moving it) in one atomic step."""
+        ...
+
+    def drop_alias(self, alias: str) -> None:
+        """Remove ``alias`` (the collection stays)."""
+        ...
 
 
 class StoreFactory(Protocol):
