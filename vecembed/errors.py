@@ -15,7 +15,14 @@ matches its meaning, so callers can catch either::
     ├── DimensionMismatchError    (also ValueError)    a vector size that differs from the collection's
     ├── ModelMismatchError        (also ValueError)    a collection recorded with another model's fingerprint
     ├── ProviderUnavailableError  (also RuntimeError)  a backend or database that cannot serve right now
-    │   └── IngestError                                an ingest that stopped part-way; .report counts what stays
+    │   ├── IngestError                                an ingest that stopped part-way; .report counts what stays
+    │   ├── QueueFullError                             vecembed serve's queue is full (a 429; .retry_after)
+    │   ├── ShuttingDownError                          vecembed serve is shutting down (a 503)
+    │   └── TransientServerError                       a server's 429/502/503/504 that RemoteProvider retries
+    │                                                  (.retry_after); never reaches its callers
+    ├── UnsupportedError          (also NotImplementedError)  what a store or provider cannot do
+    ├── CliError                  (also ValueError)    a command-line mistake the user can fix
+    ├── ApiError                  (also RuntimeError)  an HTTP error of vecembed serve, in OpenAI's error shape
     ├── CollectionNotFoundError   (also LookupError)   a collection opened with create=False that does not exist
     └── EventLoopError            (also RuntimeError)  a store on a native async client used where its event loop
                                                        cannot run the call (a sync call on that loop, a stopped
@@ -43,6 +50,7 @@ __all__ = [
     "ProviderUnavailableError",
     "QueueFullError",
     "ShuttingDownError",
+    "TransientServerError",
     "UnknownProviderError",
     "UnsupportedError",
     "VecembedError",
@@ -201,6 +209,20 @@ class QueueFullError(ProviderUnavailableError):
 
 class ShuttingDownError(ProviderUnavailableError):
     """The server's batcher was closed: no new work is taken."""
+
+
+class TransientServerError(ProviderUnavailableError):
+    """An embedding server answered a status worth another try (429, 502, 503 or 504).
+
+    ``retry_after`` is the wait the server asked for (its Retry-After header; 0.0 when it named none).
+    :class:`~vecembed.providers.remote.RemoteProvider` raises it inside its retry loop and catches it there:
+    once the retries are spent it raises :class:`ProviderUnavailableError` naming the last answer, so a caller
+    never sees this class (catching ``ProviderUnavailableError`` covers both).
+    """
+
+    def __init__(self, message: str, *, retry_after: float = 0.0) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
 
 
 class UnsupportedError(VecembedError, NotImplementedError):

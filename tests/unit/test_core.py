@@ -54,6 +54,35 @@ def test_every_error_is_a_vecembed_error_and_its_builtin(cls: type[Exception], b
     assert issubclass(cls, VecembedError) and issubclass(cls, builtin)
 
 
+def test_every_exception_class_lives_in_errors_with_a_builtin_base() -> None:
+    """Issue 21: one tree in vecembed/errors.py, each class also a built-in; none defined anywhere else."""
+    import ast
+    import inspect
+    from pathlib import Path
+
+    from vecembed import errors
+
+    classes = [c for _, c in inspect.getmembers(errors, inspect.isclass)
+               if issubclass(c, BaseException) and c.__module__ == errors.__name__]
+    assert {c.__name__ for c in classes} == set(errors.__all__)
+    for cls in classes:
+        assert issubclass(cls, VecembedError), cls
+        builtins = [b for b in cls.__mro__
+                    if b.__module__ == "builtins" and b not in (Exception, BaseException, object)]
+        assert cls is VecembedError or builtins, f"{cls.__name__} has no built-in base besides Exception"
+
+    root = Path(vecembed.__file__).resolve().parents[1]
+    outside: list[str] = []
+    for path in [*(root / "vecembed").rglob("*.py"), *(root / "adapters").rglob("*.py")]:
+        if path == root / "vecembed" / "errors.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef) and any(
+                    ast.unparse(base).split(".")[-1].endswith(("Error", "Exception")) for base in node.bases):
+                outside.append(f"{path.relative_to(root)}:{node.lineno} {node.name}")
+    assert outside == []
+
+
 def test_model_not_found_lists_every_place_tried() -> None:
     err = ModelNotFoundError("x/y", ["first place", "second place"])
     assert "1. first place" in str(err) and "2. second place" in str(err)

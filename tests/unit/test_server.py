@@ -478,6 +478,28 @@ def test_remote_retries_transient_failures(monkeypatch: pytest.MonkeyPatch) -> N
         gives_up.embed_documents(["x"])
 
 
+def test_remote_waits_as_long_as_the_server_asks(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vecembed.errors import TransientServerError
+
+    waits: list[float] = []
+    monkeypatch.setattr("vecembed.providers.remote.time.sleep", waits.append)
+    calls = {"n": 0}
+
+    def handler(request: Any) -> Any:  # a plain OpenAI-compatible endpoint (no /info) that is restarting
+        if request.url.path == "/info":
+            return httpx.Response(404, json={"error": {"message": "not found"}})
+        calls["n"] += 1
+        return httpx.Response(503, headers={"Retry-After": "2.5"}, json={"error": {"message": "restarting"}})
+
+    remote = vecembed.load_provider("remote", url="http://s", model="m", dimension=8, retries=2,
+                                    transport=httpx.MockTransport(handler))
+    with pytest.raises(ProviderUnavailableError, match=r"503: restarting \(after 2 retries\)") as err:
+        remote.embed_documents(["x"])
+    # the signal of the retry loop never reaches the caller: the error names the last answer and the retries
+    assert not isinstance(err.value, TransientServerError)
+    assert calls["n"] == 3 and len(waits) == 2 and all(w >= 2.5 for w in waits)
+
+
 def test_remote_refuses_another_model_or_dimension() -> None:
     local = MockProvider(dimension=8)
     with pytest.raises(ProviderUnavailableError, match="not 'other'"):

@@ -35,6 +35,7 @@ from vecembed.errors import (
     DimensionMismatchError,
     InvalidInputError,
     ProviderUnavailableError,
+    TransientServerError,
 )
 from vecembed.health import PROBE_TEXTS, probe_provider
 from vecembed.pipeline import validate_texts
@@ -49,12 +50,6 @@ __all__ = ["RemoteProvider"]
 API_KEY_ENV = "VECEMBED_API_KEY"
 #: Statuses worth another try: overloaded, restarting, or a proxy in between that could not reach it.
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
-
-
-class _Retryable(ProviderUnavailableError):
-    def __init__(self, message: str, retry_after: float = 0.0) -> None:
-        self.retry_after = retry_after
-        super().__init__(message)
 
 
 class RemoteProvider(ProviderBase):
@@ -207,17 +202,17 @@ class RemoteProvider(ProviderBase):
             response = self._client.request(method, url, **kwargs)
             if response.status_code in RETRY_STATUSES:
                 header = response.headers.get("retry-after", "")
-                raise _Retryable(
+                raise TransientServerError(
                     f"{method} {url} answered {response.status_code}: {_message_of(response)}",
                     retry_after=float(header) if header.replace(".", "", 1).isdigit() else 0.0,
                 )
             return response
 
         def transient(exc: BaseException) -> bool:
-            return isinstance(exc, _Retryable | httpx.TransportError)
+            return isinstance(exc, TransientServerError | httpx.TransportError)
 
         def on_retry(exc: BaseException) -> None:
-            waits.append(min(getattr(exc, "retry_after", 0.0), 30.0))
+            waits.append(min(exc.retry_after, 30.0) if isinstance(exc, TransientServerError) else 0.0)
 
         def sleep(seconds: float) -> None:
             time.sleep(max(seconds, waits[-1] if waits else 0.0))
@@ -225,7 +220,7 @@ class RemoteProvider(ProviderBase):
         try:
             return call_with_retry(once, retries=self._retries, backoff=self._backoff, is_transient=transient,
                                    on_retry=on_retry, sleep=sleep)
-        except _Retryable as exc:
+        except TransientServerError as exc:
             raise ProviderUnavailableError(f"{exc} (after {self._retries} retries)") from None
         except httpx.TransportError as exc:
             raise ProviderUnavailableError(
