@@ -38,6 +38,35 @@ def read_sts(limit: int | None = None) -> list[tuple[float, str, str]]:
     return rows
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _qdrant_local_without_fsync() -> Iterator[None]:
+    """Qdrant's local (path) mode without an fsync per point, for this test process only.
+
+    qdrant-client's local persistence commits every point to sqlite on its own (``persistence.py``, 1.20):
+    with sqlite's default ``synchronous=FULL`` that is one fsync per point, about 10 ms on this shared disk,
+    which made a 2,800-point test take 50 s. ``synchronous=OFF`` keeps every commit in the OS page cache, so
+    whatever a test reads back - from a new client, a reopened path, or another process, killed or not - is
+    exactly what it read before; only an operating-system crash could lose it, and no test checks that.
+    Child processes the tests start keep the library's default.
+    """
+    try:
+        from qdrant_client.local import persistence
+    except ImportError:
+        yield
+        return
+    original = persistence.CollectionPersistence._ensure_table
+
+    def ensure_table(self: Any) -> None:
+        self.storage.execute("PRAGMA synchronous=OFF")
+        original(self)
+
+    persistence.CollectionPersistence._ensure_table = ensure_table  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        persistence.CollectionPersistence._ensure_table = original  # type: ignore[method-assign]
+
+
 @pytest.fixture(scope="session")
 def sts_rows() -> list[tuple[float, str, str]]:
     return read_sts()
@@ -68,6 +97,21 @@ def st_model(minilm_path: Path) -> Any:
     """sentence-transformers' own model, the reference for every numerical claim."""
     st = pytest.importorskip("sentence_transformers", reason="pip install 'vecembed[dev]' for parity tests")
     return st.SentenceTransformer(str(minilm_path), device="cpu")
+
+
+#: The STS-B dev sentences (the first ones) that the backends' parity tests compare with sentence-transformers.
+PARITY_SENTENCES = 1000
+
+
+@pytest.fixture(scope="session")
+def st_parity_vectors(st_model: Any, sts_sentences: list[str]) -> Any:
+    """sentence-transformers' normalised vectors of the first :data:`PARITY_SENTENCES` STS-B dev sentences.
+
+    Encoded once for the session: the onnx, OpenVINO and GGUF parity tests compare against the same reference
+    (each used to encode the same 1,000 sentences again, the slowest part of each module).
+    """
+    return st_model.encode(sts_sentences[:PARITY_SENTENCES], batch_size=64, normalize_embeddings=True,
+                           convert_to_numpy=True)
 
 
 @pytest.fixture(scope="session")

@@ -173,6 +173,7 @@ def test_server_fixture_and_health_of_a_stopped_server(chroma_server_factory: An
     assert report.checks == {"chroma": False, "collection": False}
 
 
+@pytest.mark.slow  # a new interpreter that rebuilds the torch model from the stored config (~4 s)
 def test_http_get_collection_in_a_new_process(chroma_server: Any, torch_ef: vc.ChromaEmbeddingFunction) -> None:
     client = chroma_server.client()
     name = unique_name("proc")
@@ -223,6 +224,7 @@ def test_onnx_opens_a_torch_collection_but_int8_does_not(
 # -- PersistentClient, re-opened by another process ---------------------------------------------------
 
 
+@pytest.mark.slow  # a new interpreter that rebuilds the torch model from the stored config (~4 s)
 def test_persistent_reopen_in_a_subprocess(tmp_path: Path, torch_ef: vc.ChromaEmbeddingFunction) -> None:
     path = tmp_path / "db"
     name = "notes"
@@ -361,6 +363,7 @@ def test_sts_retrieval_top1_matches_exact_search(
 # -- the example -------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # the example, run twice as a user runs it (two interpreters, each spawning a third)
 def test_quickstart_example_runs_offline(tmp_path: Path) -> None:
     script = Path(__file__).resolve().parents[2] / "examples" / "chroma_quickstart.py"
     db = tmp_path / "db"

@@ -34,7 +34,12 @@ TEXTS = [
 ]
 
 
-@pytest.fixture(params=list(BACKENDS))
+#: NNCF quantises the OpenVINO int8 model once per session (~25 s on 2 cores): its conformance runs with -m slow.
+SLOW_BACKENDS = {"openvino-int8"}
+
+
+@pytest.fixture(params=[pytest.param(name, marks=pytest.mark.slow) if name in SLOW_BACKENDS else name
+                        for name in BACKENDS])
 def provider(request: pytest.FixtureRequest) -> Any:
     return request.getfixturevalue(BACKENDS[request.param])
 

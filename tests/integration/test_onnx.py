@@ -72,17 +72,18 @@ def _spearman(vectors: np.ndarray, sentences: list[str], rows: list[tuple[float,
     return float(spearmanr(np.sum(a * b, axis=1), [r[0] for r in rows]).statistic)
 
 
-def test_fp32_matches_sentence_transformers(fp32_vectors: np.ndarray, st_model: Any,
+def test_fp32_matches_sentence_transformers(onnx_provider: Any, st_parity_vectors: np.ndarray,
                                             sts_sentences: list[str]) -> None:
     texts = sts_sentences[:PARITY_SENTENCES]
-    want = st_model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
-    got = fp32_vectors[: len(texts)]
+    want = st_parity_vectors[: len(texts)]
+    got = onnx_provider.embed_documents(texts)
     assert got.shape == want.shape == (len(texts), 384)
     assert got.dtype == np.float32
     cosine = np.sum(got * want, axis=1)
     assert cosine.min() >= 0.9999, f"min cosine {cosine.min()}"
 
 
+@pytest.mark.slow  # both graphs over the whole STS-B dev split (2,909 sentences): the Spearman figure
 def test_int8_stays_close_to_fp32(fp32_vectors: np.ndarray, int8_vectors: np.ndarray, sts_sentences: list[str],
                                   sts_rows: list[tuple[float, str, str]]) -> None:
     # The recipe (7-bit weights, FFN output projections in fp32) cannot saturate the int16 sums of CPUs without
@@ -131,6 +132,7 @@ def test_second_load_reuses_the_cache(onnx_int8_provider: Any, vecembed_cache: P
     assert _files(fp32.parent) == files
 
 
+@pytest.mark.slow  # a real int8 quantisation of the rebuilt graph (~4 s)
 def test_corrupt_cached_graph_is_rebuilt(onnx_int8_provider: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                          sts_sentences: list[str], builds: dict[str, int],
                                          caplog: pytest.LogCaptureFixture) -> None:
@@ -155,6 +157,7 @@ def test_corrupt_cached_graph_is_rebuilt(onnx_int8_provider: Any, tmp_path: Path
     np.testing.assert_allclose(rebuilt, onnx_int8_provider.embed_documents(sts_sentences[:50]), atol=1e-6)
 
 
+@pytest.mark.slow  # a real int8 quantisation of the rebuilt graph (~4 s)
 def test_missing_sidecar_means_rebuild(onnx_provider: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                        builds: dict[str, int]) -> None:
     entry = onnx_provider.model_file.parent

@@ -31,6 +31,8 @@ from vecembed.providers import openvino as ov_backend  # noqa: E402
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 #: Sentences compared with sentence-transformers (its encode dominates the time; 1,000 suffice).
 PARITY_SENTENCES = 1000
+#: The tests that need the NNCF int8 model, quantised once per session (~25 s on 2 cores): run with -m slow.
+SLOW_INT8 = pytest.mark.slow
 LONG_TEXTS = [
     "Embeddings turn text into vectors so that similar meanings end up close together. " * 12,
     "The quick brown fox jumps over the lazy dog; " * 40,  # truncated at 256 tokens
@@ -63,16 +65,18 @@ def int8_builds(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     return built
 
 
-def test_fp32_matches_sentence_transformers(ov_fp32_vectors: np.ndarray, openvino_provider: Any, st_model: Any,
+def test_fp32_matches_sentence_transformers(openvino_provider: Any, st_model: Any, st_parity_vectors: np.ndarray,
                                             sts_sentences: list[str]) -> None:
     texts = sts_sentences[:PARITY_SENTENCES]
-    want = st_model.encode(texts + LONG_TEXTS, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
-    got = np.concatenate([ov_fp32_vectors[: len(texts)], openvino_provider.embed_documents(LONG_TEXTS)])
+    want = np.concatenate([st_parity_vectors[: len(texts)],
+                           st_model.encode(LONG_TEXTS, normalize_embeddings=True, convert_to_numpy=True)])
+    got = openvino_provider.embed_documents(texts + LONG_TEXTS)
     assert got.shape == want.shape == (len(texts) + len(LONG_TEXTS), 384) and got.dtype == np.float32
     cosine = np.sum(got * want, axis=1)
     assert cosine.min() >= 0.9999, f"min cosine {cosine.min()}"
 
 
+@SLOW_INT8
 def test_int8_stays_close_to_fp32(ov_fp32_vectors: np.ndarray, ov_int8_vectors: np.ndarray,
                                   sts_sentences: list[str], sts_rows: list[tuple[float, str, str]]) -> None:
     cosine = np.sum(ov_fp32_vectors * ov_int8_vectors, axis=1)
@@ -84,6 +88,7 @@ def test_int8_stays_close_to_fp32(ov_fp32_vectors: np.ndarray, ov_int8_vectors: 
     assert abs(rho32 - rho8) <= 0.003, f"STS-B Spearman fp32 {rho32:.4f} vs int8 {rho8:.4f}"
 
 
+@SLOW_INT8
 def test_info_and_fingerprints(openvino_provider: Any, openvino_int8_provider: Any, onnx_provider: Any,
                                onnx_int8_provider: Any) -> None:
     info = openvino_provider.info
@@ -98,6 +103,7 @@ def test_info_and_fingerprints(openvino_provider: Any, openvino_int8_provider: A
     assert openvino_provider.model_file == onnx_provider.model_file
 
 
+@SLOW_INT8
 def test_second_int8_load_reuses_the_cache_without_nncf(openvino_int8_provider: Any, int8_builds: list[Path],
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     folder = openvino_int8_provider.model_file.parent
@@ -113,6 +119,7 @@ def test_second_int8_load_reuses_the_cache_without_nncf(openvino_int8_provider: 
     assert record is not None and record["mean_agreement"] >= ov_backend.INT8_MIN_MEAN_COSINE
 
 
+@SLOW_INT8
 def test_int8_on_a_cpu_without_vnni_points_to_onnx(openvino_int8_provider: Any, monkeypatch: pytest.MonkeyPatch,
                                                    caplog: pytest.LogCaptureFixture) -> None:
     # the warning only: keep the recipe the fixture built for this CPU, whatever CPU the test pretends to be
@@ -132,6 +139,7 @@ def _cpu(flags: set[str]) -> CpuInfo:
     return CpuInfo(model="test CPU", flags=frozenset(flags), source="test", machine="x86_64")
 
 
+@SLOW_INT8
 def test_int8_recipe_follows_the_cpu(openvino_int8_provider: Any) -> None:
     """7-bit weights (NNCF's overflow fix) exactly where int8 sums saturate: no VNNI/AMX, or flags unknown."""
     assert ov_backend.int8_recipe("CPU", _cpu({"avx2", "fma"})) == ov_backend.RECIPE_OVERFLOW_FIX

@@ -24,6 +24,9 @@ pytestmark = pytest.mark.integration
 #: STS-B dev pairs used for retrieval: enough for a 1 % tolerance to mean something, few enough to stay fast.
 PAIRS = 400
 DATABASES = ("chroma", "qdrant")
+#: The tests on the whole retrieval set (both models over 800 sentences, each store ingesting 400): -m slow.
+#: The default run keeps the real model in every store through test_store_conformance.py's exact top-10 check.
+SLOW_CORPUS = pytest.mark.slow
 
 
 @pytest.fixture(scope="session")
@@ -65,6 +68,7 @@ def loaded_store(
     store.close()
 
 
+@SLOW_CORPUS
 def test_top1_agrees_with_exact_search_over_sentence_transformers(
     loaded_store: vecembed.Store,
     retrieval_set: tuple[list[str], list[str], list[dict[str, Any]]],
@@ -84,6 +88,7 @@ def test_top1_agrees_with_exact_search_over_sentence_transformers(
             assert hit.text == corpus[col]
 
 
+@SLOW_CORPUS
 def test_search_with_a_metadata_filter_on_real_vectors(
     loaded_store: vecembed.Store,
     retrieval_set: tuple[list[str], list[str], list[dict[str, Any]]],

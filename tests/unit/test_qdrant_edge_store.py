@@ -83,6 +83,7 @@ def test_identity_merge_keeps_other_keys_and_a_damaged_file_is_named(tmp_path: P
     shards.close()
 
 
+@pytest.mark.slow  # the lock seen from a second interpreter (~3-7 s to import the engine there)
 def test_a_second_opener_of_a_shard_is_refused(tmp_path: Path, provider: Any) -> None:
     first = vecembed.open_store("qdrant-edge", "docs", provider, path=str(tmp_path))
     first.ingest(docs(2))

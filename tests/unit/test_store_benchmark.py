@@ -55,6 +55,7 @@ def test_check_store_reports_idempotence_recall_and_the_guard(db: str) -> None:
     assert result["other_model_refused"] == "ModelMismatchError" and result["count_after_refusal"] == 120
 
 
+@pytest.mark.slow  # the benchmark's child interpreter, ingesting 3,000 documents
 def test_memory_child_measures_a_generator_ingest() -> None:
     pytest.importorskip("qdrant_client")
     bench = _load()
