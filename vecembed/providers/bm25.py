@@ -93,7 +93,7 @@ LANGUAGES = (
     "tamil",
     "turkish",
 )
-#: The version of the text-to-terms rules in the module docstring; a change of any rule bumps it (and so the fingerprint).
+#: The version of the text-to-terms rules above; changing any rule bumps it (and so the fingerprint).
 TOKENIZATION_VERSION = 1
 #: Words longer than this (in characters) are dropped, as fastembed's BM25 does.
 MAX_WORD_LENGTH = 40
@@ -199,7 +199,9 @@ class BM25Provider:
         }
         digest = hashlib.sha256(json.dumps(space, sort_keys=True).encode()).hexdigest()[:16]
         self._info = SparseModelInfo(
-            name=f"bm25-{language}", fingerprint=f"bm25-v{TOKENIZATION_VERSION}-{digest}", idf=True,
+            name=f"bm25-{language}",
+            fingerprint=f"bm25-v{TOKENIZATION_VERSION}-{digest}",
+            idf=True,
             options=dict(self._options),
         )
 
