@@ -95,18 +95,20 @@ def test_bad_fusion_settings_are_refused(kwargs: dict[str, object], message: str
         Fusion(**kwargs)  # type: ignore[arg-type]
 
 
-def test_fusion_defaults_to_the_databases_rrf_k() -> None:
-    assert Fusion() == Fusion(k=60, dense_weight=1.0, sparse_weight=1.0, depth=None)
+def test_fusion_defaults_to_the_tuned_rrf_k_and_equal_weights() -> None:
+    assert Fusion() == Fusion(k=10, dense_weight=1.0, sparse_weight=1.0, depth=None) and sparse.RRF_K == 10
 
 
 def test_reciprocal_rank_fusion_matches_hand_computed_scores() -> None:
     a, b, c, d = (Item(x) for x in "abcd")
     dense, sparse_ranking = [a, b, c], [c, d, a]
-    fused = reciprocal_rank_fusion([dense, sparse_ranking], limit=10)
+    fused = reciprocal_rank_fusion([dense, sparse_ranking], limit=10, k=60)
     # a: 1/61 + 1/63, c: 1/63 + 1/61 (a tie, kept in order of first appearance), b and d: 1/62 each
     assert [item.id for item, _ in fused] == ["a", "c", "b", "d"]
     assert [score for _, score in fused] == pytest.approx([1 / 61 + 1 / 63, 1 / 61 + 1 / 63, 1 / 62, 1 / 62])
-    assert [item.id for item, _ in reciprocal_rank_fusion([dense, sparse_ranking], limit=2)] == ["a", "c"]
+    assert [item.id for item, _ in reciprocal_rank_fusion([dense, sparse_ranking], limit=2, k=60)] == ["a", "c"]
+    # the default k (10): a = 1/11 + 1/13
+    assert reciprocal_rank_fusion([dense, sparse_ranking], limit=1)[0][1] == pytest.approx(1 / 11 + 1 / 13)
 
 
 def test_weights_and_k_change_the_fused_order() -> None:
@@ -126,4 +128,4 @@ def test_weights_and_k_change_the_fused_order() -> None:
 def test_fusing_an_empty_ranking_keeps_the_other() -> None:
     a, b = Item("a"), Item("b")
     fused = reciprocal_rank_fusion([[a, b], []], limit=5)
-    assert [(item.id, score) for item, score in fused] == [("a", pytest.approx(1 / 61)), ("b", pytest.approx(1 / 62))]
+    assert [(item.id, score) for item, score in fused] == [("a", pytest.approx(1 / 11)), ("b", pytest.approx(1 / 12))]

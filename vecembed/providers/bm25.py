@@ -25,8 +25,9 @@ product of query and document is the BM25 score.
 
 Which stemmer package. Both ``py-rust-stemmers`` (fastembed's, and the Rust crate Qdrant uses) and
 ``snowballstemmer`` (Chroma's Python BM25) implement Snowball. On the 1,167,860 words of the SciFact
-corpus (35,954 distinct), py-rust-stemmers stems ~70× faster than snowballstemmer 3.1 without its
-optional C accelerator (0.37 s against 26 s, one core; ``benchmarks/stemmers.py``), and this provider
+corpus (35,954 distinct), py-rust-stemmers 0.1.8 stems about 65× faster than snowballstemmer 3.1.1 without its
+optional C accelerator, PyStemmer (1.5 s against 101 s for the whole list on a busy 2-core machine;
+``benchmarks/stemmers.py``, ``benchmarks/results/2core-issue24-stemmers.json``), and this provider
 stems each distinct word once anyway, through a cache. The stems are not identical: 75 of the 35,954
 distinct words (0.2 %) differ, all from the English rule changes of Snowball 3.0 that snowballstemmer 3.x
 carries and rust-stemmers does not (``biologists`` → ``biologist`` against ``biolog``, ``evening`` →
