@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -159,6 +160,16 @@ def test_the_term_cache_starting_afresh_changes_no_vector(monkeypatch: pytest.Mo
     assert one_by_one == want and small.embed_documents(texts) == want
     # a batch with more distinct words than the bound is learnt whole (601 words), then the next one starts afresh
     assert len(small._ids) == len(english_stop_words()) + 601
+
+
+def test_threads_sharing_a_provider_get_the_same_vectors(monkeypatch: pytest.MonkeyPatch) -> None:
+    texts = [" ".join(f"t{i}y{j}" for j in range(40)) for i in range(40)]
+    want = BM25Provider().embed_documents(texts)
+    monkeypatch.setattr(bm25_module, "_CACHE_MAX", len(english_stop_words()) + 100)  # it starts afresh often
+    shared = BM25Provider()
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda i: shared.embed_documents(texts[i : i + 2]), range(0, 40, 2)))
+    assert [v for part in results for v in part] == want
 
 
 def test_average_length_counts_terms_after_stop_words() -> None:

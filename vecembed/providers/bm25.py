@@ -47,6 +47,7 @@ import hashlib
 import json
 import math
 import re
+import threading
 import time
 from collections import Counter
 from collections.abc import Collection, Sequence
@@ -179,6 +180,7 @@ class BM25Provider:
         self._stemmer = stemmers.SnowballStemmer(language)
         # word (lower case) -> term id, or None for a word that gives no term (stop word, too long)
         self._ids: dict[str, int | None] = dict.fromkeys(words)
+        self._lock = threading.Lock()
         self._closed = False
         self._options: dict[str, Any] = {
             "language": language,
@@ -233,6 +235,12 @@ class BM25Provider:
     def _terms(self, texts: Sequence[str]) -> list[list[int]]:
         """Each text's term ids, in text order (repeats kept)."""
         words = [_WORD.findall(text.lower()) for text in texts]
+        # one thread at a time: a cache starting afresh must not empty it under another thread's look-ups
+        with self._lock:
+            return self._ids_of(words)
+
+    def _ids_of(self, words: list[list[str]]) -> list[list[int]]:
+        """The term ids of each text's words (under the lock): unseen words are stemmed in one batch first."""
         ids = self._ids
         batch: set[str] = set()
         for ws in words:
