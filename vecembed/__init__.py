@@ -30,12 +30,21 @@ from vecembed.errors import (
     ModelNotFoundError,
     ProviderUnavailableError,
     UnknownProviderError,
+    UnsupportedError,
     VecembedError,
 )
 from vecembed.identity import CollectionIdentity
 from vecembed.protocol import EmbeddingProvider
 from vecembed.records import Document
 from vecembed.registry import available_providers, load_provider
+from vecembed.sparse import (
+    Fusion,
+    SparseEmbeddingProvider,
+    SparseModelInfo,
+    SparseVector,
+    available_sparse_providers,
+    load_sparse_provider,
+)
 from vecembed.store import Hit, IngestReport, VectorStore, available_stores
 from vecembed.types import Embeddings, EmbeddingStats, EmbedResult, HealthReport, ModelInfo
 
@@ -59,6 +68,7 @@ __all__ = [
     "EmbeddingStats",
     "Embeddings",
     "EventLoopError",
+    "Fusion",
     "HealthReport",
     "Hit",
     "IngestError",
@@ -71,16 +81,22 @@ __all__ = [
     "ModelMismatchError",
     "ModelNotFoundError",
     "ProviderUnavailableError",
+    "SparseEmbeddingProvider",
+    "SparseModelInfo",
+    "SparseVector",
     "Store",
     "UnknownProviderError",
+    "UnsupportedError",
     "VecembedError",
     "VectorStore",
     "__version__",
     "aopen_store",
     "available_providers",
+    "available_sparse_providers",
     "available_stores",
     "distill",
     "load_provider",
+    "load_sparse_provider",
     "open_store",
 ]
 

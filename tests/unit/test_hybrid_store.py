@@ -156,17 +156,23 @@ def test_async_search_takes_the_mode(store: vecembed.Store) -> None:
     assert asyncio.run(main()) == ["c", "d"]
 
 
-def test_the_traits_say_which_stores_keep_sparse_vectors() -> None:
+def test_the_traits_say_which_stores_keep_sparse_vectors(monkeypatch: pytest.MonkeyPatch) -> None:
+    import vecembed.store
+
     assert isinstance(store_factory("memory"), SparseCapable)
-    assert {"memory", "qdrant"} <= set(available_sparse_stores())
-    assert "chroma" not in available_sparse_stores()
+    # (the real list imports every adapter, Chroma's included: the conformance suite checks it)
+    monkeypatch.setattr(vecembed.store, "available_stores", lambda: ["memory", "qdrant", "not-installed"])
+    assert available_sparse_stores() == ["memory", "qdrant"]
     with vecembed.load_provider("mock", dimension=8) as p, vecembed.open_store("memory", "t", p) as s:
         assert isinstance(s.backend, SparseStore) and not isinstance(s.backend, NativeFusion)
         assert s.backend.sparse_idf == "store"
 
 
-def test_a_store_without_the_trait_is_refused(terms: HashedTermsProvider) -> None:
+def test_a_store_without_the_trait_is_refused(terms: HashedTermsProvider, monkeypatch: pytest.MonkeyPatch) -> None:
+    import vecembed.store
     from vecembed.ingest import ingest
+
+    monkeypatch.setattr(vecembed.store, "available_stores", lambda: ["memory"])
 
     class DenseOnly:
         db = "dense-only"
@@ -224,3 +230,46 @@ def test_memory_sparse_ties_keep_storage_order_and_filters_apply() -> None:
         store.ingest([{"id": f"d{i}", "text": "same words", "metadata": {"i": i}} for i in range(5)])
         assert [h.id for h in store.search("words", k=3, mode="sparse")] == ["d0", "d1", "d2"]
         assert [h.id for h in store.search("words", k=3, mode="sparse", where={"i": 3})] == ["d3"]
+
+
+# -- the command line ---------------------------------------------------------------------------------
+
+
+def test_cli_ingest_sparse_and_search_modes(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from vecembed.cli import main
+
+    pytest.importorskip("qdrant_client")
+    monkeypatch.delenv("VECEMBED_QDRANT_URL", raising=False)
+    monkeypatch.setitem(SPARSE_PROVIDERS, "hashed", "sparse_helpers:HashedTermsProvider")
+    src = tmp_path / "docs.jsonl"
+    rows = [
+        {"id": "cat", "text": "the cat sleeps on the zebra rug", "metadata": {"lang": "en"}},
+        {"id": "dog", "text": "the dog runs", "metadata": {"lang": "en"}},
+        {"id": "chat", "text": "le chat dort", "metadata": {"lang": "fr"}},
+    ]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    where = ["--db", "qdrant", "-c", "docs", "--path", str(tmp_path / "s"), "-b", "mock"]
+    assert main(["ingest", str(src), *where, "--sparse", "hashed", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["written"], report["sparse"], report["sparse_fingerprint"]) == (3, "hashed-terms", "hashed-terms-v1")
+    assert main(["search", "zebra", *where, "--mode", "sparse", "--sparse", "hashed", "--json"]) == 0
+    assert [h["id"] for h in json.loads(capsys.readouterr().out)] == ["cat"]
+    assert (
+        main(["search", "zebra", *where, "--mode", "hybrid", "--sparse", "hashed", "--json", "--where", "lang=fr"]) == 0
+    )
+    assert [h["id"] for h in json.loads(capsys.readouterr().out)] == ["chat"]
+    # an ingest without the sparse provider would leave records without sparse vectors: refused, nothing written
+    assert main(["ingest", str(src), *where]) == 1
+    assert "--sparse hashed-terms" in capsys.readouterr().err
+    # a dense-only collection: hybrid search names the fix
+    plain = ["--db", "qdrant", "-c", "plain", "--path", str(tmp_path / "s"), "-b", "mock"]
+    assert main(["ingest", str(src), *plain]) == 0
+    capsys.readouterr()
+    assert main(["search", "zebra", *plain, "--mode", "hybrid", "--sparse", "hashed"]) == 1
+    assert "created without sparse vectors" in capsys.readouterr().err
+    assert main(["search", "zebra", *plain, "--sparse-opt", "salt=x"]) == 1
+    assert "--sparse-opt needs --sparse NAME" in capsys.readouterr().err
