@@ -39,6 +39,7 @@ from vecembed.identity import (
     IdentitySource,
     Verdict,
     claiming,
+    sparse_provider_name,
     verify_identity,
 )
 from vecembed.ingest import ingest, require_sparse_store
@@ -321,7 +322,7 @@ class Store:
                 f"mode={mode!r} cannot search it: {REINGEST_ADVICE}; mode='dense' works as it is"
             )
         if self.sparse is None:
-            name = recorded.sparse_model or "bm25"
+            name = sparse_provider_name(recorded)
             raise InvalidInputError(
                 f"mode={mode!r} needs the sparse provider collection {self.collection!r} was written with, "
                 f"{recorded.describe_sparse()}: open the store with it (open_store({self.db!r}, "

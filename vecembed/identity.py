@@ -47,13 +47,11 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from vecembed.errors import DimensionMismatchError, InvalidInputError, ModelMismatchError
+from vecembed.sparse import SPARSE_PROVIDERS, SparseModelInfo
 from vecembed.types import ModelInfo
-
-if TYPE_CHECKING:
-    from vecembed.sparse import SparseModelInfo
 
 __all__ = [
     "CHROMA_EF_NAME",
@@ -414,6 +412,16 @@ def verify_identity(
     return Verdict.RECORD
 
 
+def sparse_provider_name(identity: CollectionIdentity) -> str:
+    """The registered sparse provider (:func:`vecembed.load_sparse_provider`'s name) that wrote ``identity``'s
+    sparse vectors, for messages: the name its ``sparse_model`` starts with (``bm25-english`` -> ``bm25``)."""
+    model = identity.sparse_model
+    for name in sorted(SPARSE_PROVIDERS, key=len, reverse=True):
+        if model == name or model.startswith(f"{name}-"):
+            return name
+    return model or "bm25"
+
+
 #: How every "cannot gain sparse vectors" message says what to do.
 REINGEST_ADVICE = (
     "a collection gains sparse vectors only by re-ingesting its documents into a new collection: open a new "
@@ -461,12 +469,12 @@ def _verify_sparse(
                 got=wanted.sparse_fingerprint,
             )
     elif writing and recorded is not None and recorded.has_sparse:
+        name = sparse_provider_name(recorded)
         raise ModelMismatchError(
             f"collection {collection!r} holds sparse vectors of {recorded.describe_sparse()} beside the dense ones; "
             f"an ingest without them would leave records without sparse vectors: pass the sparse provider "
-            f"(open_store(..., sparse={recorded.sparse_model or 'bm25'!r}), or --sparse "
-            f"{recorded.sparse_model or 'bm25'} on the command line); dense search works without it; "
-            "nothing was written",
+            f"(open_store(..., sparse={name!r}), or --sparse {name} on the command line, with the options it was "
+            "written with); dense search works without it; nothing was written",
             expected=recorded.sparse_fingerprint,
             got=None,
         )

@@ -264,7 +264,7 @@ def test_cli_ingest_sparse_and_search_modes(
     assert [h["id"] for h in json.loads(capsys.readouterr().out)] == ["chat"]
     # an ingest without the sparse provider would leave records without sparse vectors: refused, nothing written
     assert main(["ingest", str(src), *where]) == 1
-    assert "--sparse hashed-terms" in capsys.readouterr().err
+    assert "--sparse hashed on the command line" in capsys.readouterr().err
     # a dense-only collection: hybrid search names the fix
     plain = ["--db", "qdrant", "-c", "plain", "--path", str(tmp_path / "s"), "-b", "mock"]
     assert main(["ingest", str(src), *plain]) == 0
