@@ -20,7 +20,6 @@ lists of the same depth (:func:`vecembed.sparse.reciprocal_rank_fusion`).
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -440,7 +439,7 @@ class Store:
         fusion: Fusion | None = None,
     ) -> list[Hit]:
         """:meth:`search` on a worker thread."""
-        return await self._async_worker().run(functools.partial(self.search, mode=mode, fusion=fusion), query, k, where)
+        return await self._async_worker().run(self.search, query, k, where, mode=mode, fusion=fusion)
 
     async def asearch_many(
         self,
@@ -452,9 +451,7 @@ class Store:
         fusion: Fusion | None = None,
     ) -> list[list[Hit]]:
         """:meth:`search_many` on a worker thread."""
-        return await self._async_worker().run(
-            functools.partial(self.search_many, mode=mode, fusion=fusion), queries, k, where
-        )
+        return await self._async_worker().run(self.search_many, queries, k, where, mode=mode, fusion=fusion)
 
     async def acount(self) -> int:
         """:meth:`count` on a worker thread."""
