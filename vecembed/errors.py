@@ -24,9 +24,11 @@ matches its meaning, so callers can catch either::
     ├── CliError                  (also ValueError)    a command-line mistake the user can fix
     ├── ApiError                  (also RuntimeError)  an HTTP error of vecembed serve, in OpenAI's error shape
     ├── CollectionNotFoundError   (also LookupError)   a collection opened with create=False that does not exist
-    └── EventLoopError            (also RuntimeError)  a store on a native async client used where its event loop
-                                                       cannot run the call (a sync call on that loop, a stopped
-                                                       loop, a sync open_store)
+    ├── EventLoopError            (also RuntimeError)  a store on a native async client used where its event loop
+    │                                                  cannot run the call (a sync call on that loop, a stopped
+    │                                                  loop, a sync open_store)
+    └── UnsupportedError          (also NotImplementedError)  what a store or collection cannot do (sparse or
+                                                       hybrid search where there are no sparse vectors)
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ from vecembed.errors import InvalidInputError, UnknownProviderError
 from vecembed.types import HealthReport
 
 __all__ = [
+    "HYBRID_DEPTH",
     "RRF_K",
     "SPARSE_PROVIDERS",
     "Fusion",
@@ -53,6 +54,10 @@ SPARSE_PROVIDERS: dict[str, str] = {
 #: small k lets each leg's top few decide. The original paper's and Chroma's default is 60; Qdrant's own is 2 in
 #: ``1 / (k + rank - 1)``, so a store passes k + 1 there.
 RRF_K = 10
+
+#: Candidates fetched from each leg of a hybrid search when :attr:`Fusion.depth` is None (at least the ``k``
+#: asked for): deep enough that a document ranked well by one leg only still reaches a fused top 10.
+HYBRID_DEPTH = 100
 
 
 @dataclass(frozen=True, eq=False)
@@ -227,6 +232,15 @@ class Fusion:
             isinstance(self.depth, bool) or not isinstance(self.depth, int) or self.depth < 1
         ):
             raise InvalidInputError(f"Fusion.depth must be a positive int or None, got {self.depth!r}")
+
+    def depth_for(self, k: int) -> int:
+        """Candidates to fetch from each leg for a fused top ``k``: :attr:`depth` or :data:`HYBRID_DEPTH`, >= k."""
+        return max(k, self.depth or HYBRID_DEPTH)
+
+    @property
+    def unweighted(self) -> bool:
+        """Whether both legs weigh 1 (plain RRF, which every database's fusion computes alike)."""
+        return self.dense_weight == 1.0 and self.sparse_weight == 1.0
 
 
 class _Identified(Protocol):
