@@ -60,6 +60,7 @@ __all__ = [
     "RECORD_ID_KEY",
     "RECORD_TEXT_KEY",
     "RESERVED_PREFIX",
+    "SPARSE_FINGERPRINT_KEY",
     "VECTOR_NAME_KEY",
     "CollectionIdentity",
     "IdentitySource",
@@ -79,6 +80,7 @@ DIMENSION_KEY = "vecembed:dimension"
 DISTANCE_KEY = "vecembed:distance"
 QUANTIZATION_KEY = "vecembed:quantization"
 VECTOR_NAME_KEY = "vecembed:vector_name"
+SPARSE_FINGERPRINT_KEY = "vecembed:sparse_fingerprint"
 
 #: Per record: the caller's id (where the database's own id cannot hold it), the text, the content hash.
 RECORD_ID_KEY = "vecembed:id"
@@ -117,6 +119,8 @@ class CollectionIdentity:
     distance: str = "cosine"
     quantization: str = ""
     vector_name: str = ""
+    #: The sparse provider's fingerprint ("" when the collection holds no sparse vectors).
+    sparse_fingerprint: str = ""
 
     def __post_init__(self) -> None:
         if not self.fingerprint:
@@ -139,7 +143,8 @@ class CollectionIdentity:
 
     def to_metadata(self) -> dict[str, str | int]:
         """The collection metadata that records this identity (flat str/int values: every database takes them)."""
-        return {
+        sparse: dict[str, str | int] = {SPARSE_FINGERPRINT_KEY: self.sparse_fingerprint} if self.sparse_fingerprint else {}
+        return sparse | {
             FINGERPRINT_KEY: self.fingerprint,
             MODEL_KEY: self.model,
             DIMENSION_KEY: self.dimension,
@@ -165,6 +170,7 @@ class CollectionIdentity:
             distance=str(meta.get(DISTANCE_KEY) or "cosine"),
             quantization=str(meta.get(QUANTIZATION_KEY) or ""),
             vector_name=str(meta.get(VECTOR_NAME_KEY) or ""),
+            sparse_fingerprint=str(meta.get(SPARSE_FINGERPRINT_KEY) or ""),
         )
 
     @staticmethod
