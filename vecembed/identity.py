@@ -143,7 +143,9 @@ class CollectionIdentity:
 
     def to_metadata(self) -> dict[str, str | int]:
         """The collection metadata that records this identity (flat str/int values: every database takes them)."""
-        sparse: dict[str, str | int] = {SPARSE_FINGERPRINT_KEY: self.sparse_fingerprint} if self.sparse_fingerprint else {}
+        sparse: dict[str, str | int] = {}
+        if self.sparse_fingerprint:  # left out when empty: dense-only collections keep the keys they always had
+            sparse[SPARSE_FINGERPRINT_KEY] = self.sparse_fingerprint
         return sparse | {
             FINGERPRINT_KEY: self.fingerprint,
             MODEL_KEY: self.model,
