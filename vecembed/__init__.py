@@ -36,6 +36,13 @@ from vecembed.identity import CollectionIdentity
 from vecembed.protocol import EmbeddingProvider
 from vecembed.records import Document
 from vecembed.registry import available_providers, load_provider
+from vecembed.sparse import (
+    SparseEmbeddingProvider,
+    SparseModelInfo,
+    SparseVector,
+    available_sparse_providers,
+    load_sparse_provider,
+)
 from vecembed.store import Hit, IngestReport, VectorStore, available_stores
 from vecembed.types import Embeddings, EmbeddingStats, EmbedResult, HealthReport, ModelInfo
 
@@ -71,6 +78,9 @@ __all__ = [
     "ModelMismatchError",
     "ModelNotFoundError",
     "ProviderUnavailableError",
+    "SparseEmbeddingProvider",
+    "SparseModelInfo",
+    "SparseVector",
     "Store",
     "UnknownProviderError",
     "VecembedError",
@@ -78,9 +88,11 @@ __all__ = [
     "__version__",
     "aopen_store",
     "available_providers",
+    "available_sparse_providers",
     "available_stores",
     "distill",
     "load_provider",
+    "load_sparse_provider",
     "open_store",
 ]
 

@@ -25,7 +25,9 @@ from vecembed import (
 from vecembed._deps import require
 from vecembed.types import make_fingerprint
 
-HEAVY = ("torch", "onnxruntime", "transformers", "chromadb", "qdrant_client", "sentence_transformers")
+# the stemmer and hash of the bm25 sparse provider too: sparse.py registers it by import string only
+HEAVY = ("torch", "onnxruntime", "transformers", "chromadb", "qdrant_client", "sentence_transformers",
+         "py_rust_stemmers", "mmh3")
 
 
 def test_import_vecembed_loads_no_heavy_module() -> None:
