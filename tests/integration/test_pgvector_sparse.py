@@ -47,9 +47,9 @@ def _vectors(n: int) -> np.ndarray:
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
-@pytest.fixture
-def store(pg_url: str) -> Iterator[PgvectorStore]:  # noqa: F811
-    s = open_pgvector_store(f"sparse-{uuid.uuid4().hex[:8]}", url=pg_url)
+@pytest.fixture(params=[False, True], ids=["exact", "hnsw"])
+def store(pg_url: str, request: pytest.FixtureRequest) -> Iterator[PgvectorStore]:  # noqa: F811
+    s = open_pgvector_store(f"sparse-{uuid.uuid4().hex[:8]}", url=pg_url, sparse_hnsw=request.param)
     s.create(SPARSE_IDENTITY)
     yield s
     s.close()
@@ -113,21 +113,24 @@ def test_rewrite_and_delete_keep_the_statistics_exact(store: PgvectorStore) -> N
     assert store.sparse_statistics() == (0, {})
 
 
-def test_too_many_terms_for_the_hnsw_index_writes_nothing(store: PgvectorStore) -> None:
+def test_too_many_terms_for_the_hnsw_index_writes_nothing(pg_url: str) -> None:  # noqa: F811
+    store = open_pgvector_store(f"sparse-{uuid.uuid4().hex[:8]}", url=pg_url, sparse_hnsw=True)
+    store.create(SPARSE_IDENTITY)
     long = _sv({i: 1.0 for i in range(SPARSE_HNSW_MAX_NNZ + 1)})
-    with pytest.raises(InvalidInputError, match=r"\['long'\].*more than 1000 distinct terms.*sparse_hnsw=False"):
+    with pytest.raises(InvalidInputError, match=r"\['long'\].*more than 1000 distinct terms.*without sparse_hnsw"):
         store.write_sparse(_records(("ok", {}), ("long", {})), _vectors(2), [_sv({1: 1.0}), long])
     assert store.count() == 0 and store.sparse_statistics() == (0, {})
-    with pytest.raises(InvalidInputError, match="at most 16000"):
-        store.write_sparse(_records(("huge", {})), _vectors(1), [_sv({i: 1.0 for i in range(16_001)})])
+    store.close()
 
 
 def test_without_the_hnsw_index_long_documents_are_kept(pg_url: str) -> None:  # noqa: F811
-    s = open_pgvector_store(f"sparse-{uuid.uuid4().hex[:8]}", url=pg_url, sparse_hnsw=False)
+    s = open_pgvector_store(f"sparse-{uuid.uuid4().hex[:8]}", url=pg_url)  # no sparse index: the default
     s.create(SPARSE_IDENTITY)
     long = _sv({i: 1.0 for i in range(SPARSE_HNSW_MAX_NNZ + 1)})
     s.write_sparse(_records(("long", {})), _vectors(1), [long])
     assert [h.id for h in s.query_sparse([_sv({999: 1.0})], 3, None)[0]] == ["long"]
+    with pytest.raises(InvalidInputError, match="at most 16000"):
+        s.write_sparse(_records(("huge", {})), _vectors(1), [_sv({i: 1.0 for i in range(16_001)})])
     s.close()
 
 
@@ -161,5 +164,5 @@ def test_the_sparse_column_and_its_index_are_in_the_database(store: PgvectorStor
             sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(sparse_stats_table_name(store.collection)))
         ).fetchone()
     assert typ == (f"sparsevec({SPARSE_DIMENSION})",)
-    assert any("hnsw (sparse sparsevec_ip_ops)" in d for d in indexes)
+    assert any("hnsw (sparse sparsevec_ip_ops)" in d for d in indexes) == store.sparse_hnsw
     assert stats == (0,)
