@@ -488,14 +488,20 @@ class PgvectorStore:
         added: Sequence[NDArray[np.int32]],
         removed: Sequence[NDArray[np.int32]],
     ) -> None:
-        """Add one to each term's document frequency per vector ``added``, less one per vector ``removed``."""
-        terms = np.concatenate([*added, *removed, np.array([_DOCUMENTS_TERM] * (len(added) + len(removed)), np.int32)])
+        """Add one to each term's document frequency per vector ``added``, less one per vector ``removed``.
+
+        The number of documents (row :data:`_DOCUMENTS_TERM`) counts the vectors with a term, as Qdrant's
+        ``Modifier.IDF`` does, so that both give a query the same weights.
+        """
+        # Documents count as Qdrant's Modifier.IDF counts them: those with at least one term.
+        plus, minus = sum(a.size > 0 for a in added), sum(r.size > 0 for r in removed)
+        terms = np.concatenate([*added, *removed, np.full(plus + minus, _DOCUMENTS_TERM, np.int32)])
         signs = np.concatenate(
             [
                 np.ones(sum(a.size for a in added), np.int64),
                 -np.ones(sum(r.size for r in removed), np.int64),
-                np.ones(len(added), np.int64),
-                -np.ones(len(removed), np.int64),
+                np.ones(plus, np.int64),
+                -np.ones(minus, np.int64),
             ]
         )
         unique, inverse = np.unique(terms, return_inverse=True)
@@ -520,7 +526,7 @@ class PgvectorStore:
             )
 
     def sparse_statistics(self) -> tuple[int, dict[int, int]]:
-        """``(documents, {term: document frequency})`` as stored (terms in pgvector's space, :func:`sparse_index`)."""
+        """``(documents with a term, {term: document frequency})`` as stored (ids as :func:`sparse_index` maps them)."""
         with self._tx() as conn:
             if not self._has_sparse(conn):
                 raise self._no_sparse()
