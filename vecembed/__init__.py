@@ -30,6 +30,7 @@ from vecembed.errors import (
     ModelNotFoundError,
     ProviderUnavailableError,
     UnknownProviderError,
+    UnsupportedError,
     VecembedError,
 )
 from vecembed.identity import CollectionIdentity
@@ -37,6 +38,7 @@ from vecembed.protocol import EmbeddingProvider
 from vecembed.records import Document
 from vecembed.registry import available_providers, load_provider
 from vecembed.sparse import (
+    Fusion,
     SparseEmbeddingProvider,
     SparseModelInfo,
     SparseVector,
@@ -66,6 +68,7 @@ __all__ = [
     "EmbeddingStats",
     "Embeddings",
     "EventLoopError",
+    "Fusion",
     "HealthReport",
     "Hit",
     "IngestError",
@@ -83,6 +86,7 @@ __all__ = [
     "SparseVector",
     "Store",
     "UnknownProviderError",
+    "UnsupportedError",
     "VecembedError",
     "VectorStore",
     "__version__",

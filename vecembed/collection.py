@@ -10,6 +10,12 @@ A :class:`Store` joins the parts below it: the database's
 :class:`~vecembed.store.VectorStore` (the contract), the identity check
 (:mod:`vecembed.identity`), the ingest engine (:mod:`vecembed.ingest`) and the retrying
 caller (:class:`~vecembed.retry.StoreCaller`).
+
+With a sparse provider (``open_store(..., sparse="bm25")``) the store also writes each
+document's sparse vector and searches in three modes: ``"dense"`` (the default),
+``"sparse"`` and ``"hybrid"`` — Reciprocal Rank Fusion of the two rankings, done by the
+database where it can (:class:`~vecembed.store.NativeFusion`), else here from two candidate
+lists of the same depth (:func:`vecembed.sparse.reciprocal_rank_fusion`).
 """
 
 from __future__ import annotations
@@ -19,17 +25,54 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from vecembed.aio import Worker, refuse_on_loop, run_on_thread
-from vecembed.errors import CollectionNotFoundError, InvalidInputError, ProviderUnavailableError
+from vecembed.errors import (
+    CollectionNotFoundError,
+    InvalidInputError,
+    ProviderUnavailableError,
+    UnsupportedError,
+)
 from vecembed.health import timed_check
-from vecembed.identity import CollectionIdentity, IdentitySource, Verdict, claiming, verify_identity
-from vecembed.ingest import ingest
+from vecembed.identity import (
+    REINGEST_ADVICE,
+    CollectionIdentity,
+    IdentitySource,
+    Verdict,
+    claiming,
+    sparse_provider_name,
+    verify_identity,
+)
+from vecembed.ingest import ingest, require_sparse_store
 from vecembed.protocol import EmbeddingProvider
 from vecembed.records import check_text, normalize_id
 from vecembed.retry import StoreCaller
-from vecembed.store import AsyncClientStore, CollectionState, Hit, IngestReport, VectorStore, store_factory
+from vecembed.sparse import Fusion, SparseEmbeddingProvider, SparseVector, load_sparse_provider
+from vecembed.store import (
+    AsyncClientStore,
+    CollectionState,
+    Hit,
+    IngestReport,
+    NativeFusion,
+    SparseStore,
+    VectorStore,
+    fuse_hits,
+    store_factory,
+)
 from vecembed.types import HealthReport
 
-__all__ = ["Store", "aopen_store", "open_store"]
+__all__ = ["SEARCH_MODES", "Store", "aopen_store", "open_store"]
+
+#: What :meth:`Store.search` accepts as ``mode``.
+SEARCH_MODES = ("dense", "sparse", "hybrid")
+
+
+def _check_mode(mode: Any, fusion: Any) -> Fusion | None:
+    if mode not in SEARCH_MODES:
+        raise InvalidInputError(f"mode must be one of {', '.join(map(repr, SEARCH_MODES))}, got {mode!r}")
+    if fusion is not None and not isinstance(fusion, Fusion):
+        raise InvalidInputError(f"fusion must be a vecembed.Fusion or None, got {type(fusion).__name__}")
+    if fusion is not None and mode != "hybrid":
+        raise InvalidInputError(f"fusion= applies to mode='hybrid' only, not mode={mode!r}")
+    return fusion
 
 
 def _check_k(k: Any) -> int:
@@ -78,16 +121,30 @@ class Store:
         max_retries: int = 3,
         retry_backoff: float = 0.5,
         vector_name: str | None = None,
+        sparse: SparseEmbeddingProvider | None = None,
+        owns_sparse: bool = False,
     ) -> None:
         if not isinstance(provider, EmbeddingProvider):
             raise InvalidInputError(
                 f"provider must be an EmbeddingProvider (e.g. vecembed.load_provider('onnx')), "
                 f"got {type(provider).__name__}"
             )
+        if sparse is not None:
+            if not isinstance(sparse, SparseEmbeddingProvider):
+                raise InvalidInputError(
+                    f"sparse must be a SparseEmbeddingProvider (e.g. vecembed.load_sparse_provider('bm25')) or its "
+                    f"name, got {type(sparse).__name__}"
+                )
+            require_sparse_store(backend)
         self.backend = backend
         self.provider = provider
+        #: The sparse provider whose vectors are written beside the dense ones (None: dense only).
+        self.sparse = sparse
+        self._owns_sparse = owns_sparse and sparse is not None
         self.adopt = adopt
-        self.identity = CollectionIdentity.of(provider.info, vector_name=vector_name)
+        self.identity = CollectionIdentity.of(
+            provider.info, vector_name=vector_name, sparse=None if sparse is None else sparse.info
+        )
         self.caller = StoreCaller(backend, max_retries=max_retries, retry_backoff=retry_backoff)
         self._loop = backend.loop if isinstance(backend, AsyncClientStore) else None
         if self._loop is not None:
@@ -122,7 +179,7 @@ class Store:
         if self._loop is not None:
             refuse_on_loop(self._loop, f"store.{call}()", f"`await store.a{call}(...)`")
 
-    def _verify(self) -> tuple[CollectionState, Verdict] | None:
+    def _verify(self, *, writing: bool = False) -> tuple[CollectionState, Verdict] | None:
         state = self.caller(self.backend.state)
         if state is None:
             return None
@@ -136,6 +193,8 @@ class Store:
             count=state.count,
             normalized=self.provider.info.normalized,
             adopt=self.adopt,
+            stored_sparse=state.sparse_field,
+            writing=writing,
         )
         return state, verdict
 
@@ -148,7 +207,7 @@ class Store:
         when it is another model's.
         """
         with claiming(self.db, self.location, self.collection):  # check, record, read back: one step here
-            checked = self._verify()
+            checked = self._verify(writing=True)
             if checked is None:
                 self.caller(lambda: self.backend.create(self.identity))
             elif checked[1] is Verdict.RECORD:
@@ -157,7 +216,7 @@ class Store:
                 return
             # Read back rather than trusted: another process may have claimed it meanwhile (then its identity
             # must match ours), and Qdrant servers before 1.16 accept collection metadata and drop it.
-            checked = self._verify()
+            checked = self._verify(writing=True)
         if checked is None or checked[0].identity is None:
             raise ProviderUnavailableError(
                 f"{self.db} did not keep the identity recorded in collection {self.collection!r} at "
@@ -190,17 +249,38 @@ class Store:
             batch_size=batch_size,
             show_progress=show_progress,
             skip_unchanged=skip_unchanged,
+            sparse=self.sparse,
         )
 
-    def search(self, query: str, k: int = 10, where: Mapping[str, Any] | None = None) -> list[Hit]:
-        """The ``k`` nearest documents to ``query``, best first; ``where``: metadata values that must all equal."""
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        where: Mapping[str, Any] | None = None,
+        *,
+        mode: str = "dense",
+        fusion: Fusion | None = None,
+    ) -> list[Hit]:
+        """The ``k`` best documents for ``query``, best first; ``where``: metadata values that must all equal.
+
+        ``mode``: ``"dense"`` (nearest vectors), ``"sparse"`` (the sparse provider's terms, e.g. BM25) or
+        ``"hybrid"`` (Reciprocal Rank Fusion of both; ``fusion`` sets its k, weights and depth). ``where``
+        applies to both legs of a hybrid search. A hybrid query without sparse terms (only stop words)
+        returns the dense hits.
+        """
         if not isinstance(query, str):
             raise InvalidInputError(f"query must be a str, got {type(query).__name__}; use search_many() for a list")
         self._off_loop("search")
-        return self.search_many([query], k=k, where=where)[0]
+        return self.search_many([query], k=k, where=where, mode=mode, fusion=fusion)[0]
 
     def search_many(
-        self, queries: Sequence[str], k: int = 10, where: Mapping[str, Any] | None = None
+        self,
+        queries: Sequence[str],
+        k: int = 10,
+        where: Mapping[str, Any] | None = None,
+        *,
+        mode: str = "dense",
+        fusion: Fusion | None = None,
     ) -> list[list[Hit]]:
         """:meth:`search` for several queries, embedded in one call and sent in one request where possible."""
         self._off_loop("search_many")
@@ -210,12 +290,61 @@ class Store:
             check_text(query, f"queries[{i}]")
         k = _check_k(k)
         flt = _check_where(where)
+        fusion = _check_mode(mode, fusion)
+        # A store without sparse vectors refuses before anything else: no collection of it could answer.
+        sparse_store = None if mode == "dense" else require_sparse_store(self.backend)
         if not queries:
             return []
-        if self._verify() is None:
+        checked = self._verify()
+        if checked is None:
             return [[] for _ in queries]
+        if sparse_store is None:
+            vectors = self.provider.embed_queries(list(queries))
+            return self.caller(lambda: self.backend.query(vectors, k, flt))
+        sparse_provider = self._sparse_provider_for(checked[0], mode)
+        terms = [sparse_provider.embed_query(q) for q in queries]
+        if mode == "sparse":
+            return self.caller(lambda: sparse_store.query_sparse(terms, k, flt))
         vectors = self.provider.embed_queries(list(queries))
-        return self.caller(lambda: self.backend.query(vectors, k, flt))
+        return self._hybrid(sparse_store, vectors, terms, k, flt, fusion or Fusion())
+
+    def _sparse_provider_for(self, state: CollectionState, mode: str) -> SparseEmbeddingProvider:
+        """The sparse provider for a ``mode`` search of the collection in ``state``; else the error that says the fix.
+
+        A collection that records no sparse provider (made dense-only, or by other code) cannot be searched so;
+        one that does needs its sparse provider to encode the query.
+        """
+        recorded = state.identity
+        if recorded is None or not recorded.has_sparse:
+            raise UnsupportedError(
+                f"collection {self.collection!r} holds no sparse vectors (it was written without sparse=), so "
+                f"mode={mode!r} cannot search it: {REINGEST_ADVICE}; mode='dense' works as it is"
+            )
+        if self.sparse is None:
+            name = sparse_provider_name(recorded)
+            raise InvalidInputError(
+                f"mode={mode!r} needs the sparse provider collection {self.collection!r} was written with, "
+                f"{recorded.describe_sparse()}: open the store with it (open_store({self.db!r}, "
+                f"{self.collection!r}, provider, sparse={name!r}), or --sparse {name} on the command line)"
+            )
+        return self.sparse
+
+    def _hybrid(
+        self,
+        backend: SparseStore,
+        vectors: Any,
+        terms: list[SparseVector],
+        k: int,
+        flt: dict[str, Any] | None,
+        fusion: Fusion,
+    ) -> list[list[Hit]]:
+        """Reciprocal Rank Fusion of the dense and the sparse ranking: in the database where it can, else here."""
+        if isinstance(backend, NativeFusion):
+            return self.caller(lambda: backend.query_hybrid(vectors, terms, k, flt, fusion))
+        depth = fusion.depth_for(k)
+        dense = self.caller(lambda: self.backend.query(vectors, depth, flt))
+        sparse = self.caller(lambda: backend.query_sparse(terms, depth, flt))
+        return [fuse_hits(d, s, k, fusion) for d, s in zip(dense, sparse, strict=True)]
 
     def count(self) -> int:
         """Documents in the collection (0 before the first ingest created it)."""
@@ -257,16 +386,25 @@ class Store:
             report = self.provider.health_check()
             return report.ok, report.detail, dict(report.checks)
 
-        return HealthReport.combine(
-            f"{self.db}-store",
-            [self.backend.health(), timed_check("collection", collection), timed_check("provider", provider)],
-        )
+        checks = [self.backend.health(), timed_check("collection", collection), timed_check("provider", provider)]
+        if self.sparse is not None:
+            sparse = self.sparse
+
+            def sparse_provider() -> tuple[bool, str, dict[str, bool]]:
+                report = sparse.health_check()
+                return report.ok, report.detail, dict(report.checks)
+
+            checks.append(timed_check("sparse-provider", sparse_provider))
+        return HealthReport.combine(f"{self.db}-store", checks)
 
     def close(self) -> None:
-        """Release the database client if the store opened it (not the provider: it is the caller's)."""
+        """Release the database client if the store opened it (not the provider: it is the caller's; a sparse
+        provider the store loaded by name is the store's)."""
         if self._worker is not None:
             self._worker.shutdown()
         self.backend.close()
+        if self._owns_sparse and self.sparse is not None:
+            self.sparse.close()
 
     def __enter__(self) -> Store:
         return self
@@ -291,15 +429,29 @@ class Store:
         """:meth:`ingest` on a worker thread (embedding and writes included): the event loop stays free."""
         return await self._async_worker().run(self.ingest, documents, **options)
 
-    async def asearch(self, query: str, k: int = 10, where: Mapping[str, Any] | None = None) -> list[Hit]:
+    async def asearch(
+        self,
+        query: str,
+        k: int = 10,
+        where: Mapping[str, Any] | None = None,
+        *,
+        mode: str = "dense",
+        fusion: Fusion | None = None,
+    ) -> list[Hit]:
         """:meth:`search` on a worker thread."""
-        return await self._async_worker().run(self.search, query, k, where)
+        return await self._async_worker().run(self.search, query, k, where, mode=mode, fusion=fusion)
 
     async def asearch_many(
-        self, queries: Sequence[str], k: int = 10, where: Mapping[str, Any] | None = None
+        self,
+        queries: Sequence[str],
+        k: int = 10,
+        where: Mapping[str, Any] | None = None,
+        *,
+        mode: str = "dense",
+        fusion: Fusion | None = None,
     ) -> list[list[Hit]]:
         """:meth:`search_many` on a worker thread."""
-        return await self._async_worker().run(self.search_many, queries, k, where)
+        return await self._async_worker().run(self.search_many, queries, k, where, mode=mode, fusion=fusion)
 
     async def acount(self) -> int:
         """:meth:`count` on a worker thread."""
@@ -327,7 +479,8 @@ class Store:
 
     def __repr__(self) -> str:
         ident = self.identity
-        return f"<Store {self.db}:{self.collection!r} at {self.location} {ident.model} dim={ident.dimension}>"
+        sparse = f" sparse={ident.sparse_model}" if ident.has_sparse else ""
+        return f"<Store {self.db}:{self.collection!r} at {self.location} {ident.model} dim={ident.dimension}{sparse}>"
 
 
 async def aopen_store(db: str, collection: str, provider: EmbeddingProvider, **options: Any) -> Store:
@@ -358,6 +511,7 @@ def open_store(
     adopt: bool = False,
     max_retries: int = 3,
     retry_backoff: float = 0.5,
+    sparse: str | SparseEmbeddingProvider | None = None,
     **options: Any,
 ) -> Store:
     """Open ``collection`` in database ``db`` for ``provider``; check its recorded identity before anything else.
@@ -369,6 +523,11 @@ def open_store(
     the first ingest creates it. ``adopt=True`` records the provider's identity in a
     collection that holds vectors but no vecembed record. ``options`` go to the
     database's store (e.g. Qdrant's ``vector_name``).
+    ``sparse``: a sparse provider (or its name for :func:`vecembed.load_sparse_provider`, e.g. ``"bm25"``)
+    whose vectors are written beside the dense ones and recorded in the collection's identity; it enables
+    ``search(..., mode="sparse" | "hybrid")`` on stores that keep sparse vectors
+    (:class:`~vecembed.errors.UnsupportedError` elsewhere). A collection made without it cannot gain it later
+    (re-ingest into a new collection); one made with it refuses an ingest without it.
     Raises :class:`~vecembed.errors.ModelMismatchError` /
     :class:`~vecembed.errors.DimensionMismatchError` for a collection of another model.
     """
@@ -379,10 +538,21 @@ def open_store(
         raise InvalidInputError(f"give one of path=, url= or client=, not {' and '.join(given)}")
     factory = store_factory(db)
     vector_name = options.get("vector_name")
+    if sparse is not None and not isinstance(sparse, str | SparseEmbeddingProvider):
+        raise InvalidInputError(
+            f"sparse must be a sparse provider's name (e.g. 'bm25') or a SparseEmbeddingProvider, "
+            f"got {type(sparse).__name__}"
+        )
     backend = factory(
         collection, provider=provider, path=None if path is None else str(path), url=url, client=client, **options
     )
+    sparse_provider: SparseEmbeddingProvider | None = None
     try:
+        if isinstance(sparse, str):
+            require_sparse_store(backend)  # before loading anything
+            sparse_provider = load_sparse_provider(sparse)
+        else:
+            sparse_provider = sparse
         return Store(
             backend,
             provider,
@@ -391,7 +561,11 @@ def open_store(
             max_retries=max_retries,
             retry_backoff=retry_backoff,
             vector_name=vector_name,
+            sparse=sparse_provider,
+            owns_sparse=isinstance(sparse, str),
         )
     except BaseException:
         backend.close()
+        if isinstance(sparse, str) and sparse_provider is not None:
+            sparse_provider.close()
         raise

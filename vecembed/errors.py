@@ -17,9 +17,11 @@ matches its meaning, so callers can catch either::
     ├── ProviderUnavailableError  (also RuntimeError)  a backend or database that cannot serve right now
     │   └── IngestError                                an ingest that stopped part-way; .report counts what stays
     ├── CollectionNotFoundError   (also LookupError)   a collection opened with create=False that does not exist
-    └── EventLoopError            (also RuntimeError)  a store on a native async client used where its event loop
-                                                       cannot run the call (a sync call on that loop, a stopped
-                                                       loop, a sync open_store)
+    ├── EventLoopError            (also RuntimeError)  a store on a native async client used where its event loop
+    │                                                  cannot run the call (a sync call on that loop, a stopped
+    │                                                  loop, a sync open_store)
+    └── UnsupportedError          (also NotImplementedError)  what a store or collection cannot do (sparse or
+                                                       hybrid search where there are no sparse vectors)
 """
 
 from __future__ import annotations

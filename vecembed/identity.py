@@ -11,6 +11,9 @@ that decides whether a collection and a provider fit::
     vecembed:distance      the distance the collection was created with ("cosine")
     vecembed:quantization  ModelInfo.quantization, "" for none (shown when two variants of one model meet)
     vecembed:vector_name   the named vector ("" for the unnamed one; Qdrant)
+    vecembed:sparse_fingerprint  SparseModelInfo.fingerprint of the sparse provider ("" for none)
+    vecembed:sparse_model        SparseModelInfo.name (what the messages show)
+    vecembed:sparse_idf          1 when query terms are weighted by the collection's IDF (BM25), else 0
 
 The keys of each stored record that vecembed owns (``vecembed:id``,
 ``vecembed:text``, ``vecembed:hash``) are defined here too, so that no other
@@ -47,6 +50,7 @@ from enum import Enum
 from typing import Any
 
 from vecembed.errors import DimensionMismatchError, InvalidInputError, ModelMismatchError
+from vecembed.sparse import SPARSE_PROVIDERS, SparseModelInfo
 from vecembed.types import ModelInfo
 
 __all__ = [
@@ -61,6 +65,8 @@ __all__ = [
     "RECORD_TEXT_KEY",
     "RESERVED_PREFIX",
     "SPARSE_FINGERPRINT_KEY",
+    "SPARSE_IDF_KEY",
+    "SPARSE_MODEL_KEY",
     "VECTOR_NAME_KEY",
     "CollectionIdentity",
     "IdentitySource",
@@ -81,6 +87,8 @@ DISTANCE_KEY = "vecembed:distance"
 QUANTIZATION_KEY = "vecembed:quantization"
 VECTOR_NAME_KEY = "vecembed:vector_name"
 SPARSE_FINGERPRINT_KEY = "vecembed:sparse_fingerprint"
+SPARSE_MODEL_KEY = "vecembed:sparse_model"
+SPARSE_IDF_KEY = "vecembed:sparse_idf"
 
 #: Per record: the caller's id (where the database's own id cannot hold it), the text, the content hash.
 RECORD_ID_KEY = "vecembed:id"
@@ -111,7 +119,12 @@ def canonical_distance(name: str) -> str:
 
 @dataclass(frozen=True, kw_only=True)
 class CollectionIdentity:
-    """The vector space a collection holds: what is recorded in it and compared before every write."""
+    """The vector space a collection holds: what is recorded in it and compared before every write.
+
+    ``sparse_fingerprint`` / ``sparse_model``: the sparse provider whose vectors the collection holds beside the
+    dense ones ("" for none: a dense-only collection); ``sparse_idf``: whether its query terms are weighted by
+    the collection's inverse document frequencies (BM25), which decides how the store creates its sparse field.
+    """
 
     fingerprint: str
     model: str
@@ -119,8 +132,9 @@ class CollectionIdentity:
     distance: str = "cosine"
     quantization: str = ""
     vector_name: str = ""
-    #: The sparse provider's fingerprint ("" when the collection holds no sparse vectors).
     sparse_fingerprint: str = ""
+    sparse_model: str = ""
+    sparse_idf: bool = False
 
     def __post_init__(self) -> None:
         if not self.fingerprint:
@@ -130,8 +144,15 @@ class CollectionIdentity:
         object.__setattr__(self, "distance", canonical_distance(self.distance))
 
     @classmethod
-    def of(cls, info: ModelInfo, *, distance: str = "cosine", vector_name: str | None = None) -> CollectionIdentity:
-        """The identity of a collection written by a provider with ``info``."""
+    def of(
+        cls,
+        info: ModelInfo,
+        *,
+        distance: str = "cosine",
+        vector_name: str | None = None,
+        sparse: SparseModelInfo | None = None,
+    ) -> CollectionIdentity:
+        """The identity of a collection written by a provider with ``info`` (and a sparse provider with ``sparse``)."""
         return cls(
             fingerprint=info.fingerprint,
             model=info.name,
@@ -139,20 +160,34 @@ class CollectionIdentity:
             distance=distance,
             quantization=info.quantization or "",
             vector_name=vector_name or "",
+            sparse_fingerprint=sparse.fingerprint if sparse is not None else "",
+            sparse_model=sparse.name if sparse is not None else "",
+            sparse_idf=bool(sparse.idf) if sparse is not None else False,
         )
+
+    @property
+    def has_sparse(self) -> bool:
+        """Whether the collection holds sparse vectors beside the dense ones."""
+        return bool(self.sparse_fingerprint)
+
+    def describe_sparse(self) -> str:
+        """``'bm25' (fingerprint sp1-...)`` — how messages name the sparse provider; "no sparse vectors" for none."""
+        if not self.has_sparse:
+            return "no sparse vectors"
+        return f"{self.sparse_model or 'unknown sparse provider'!r} (fingerprint {self.sparse_fingerprint})"
 
     def to_metadata(self) -> dict[str, str | int]:
         """The collection metadata that records this identity (flat str/int values: every database takes them)."""
-        sparse: dict[str, str | int] = {}
-        if self.sparse_fingerprint:  # left out when empty: dense-only collections keep the keys they always had
-            sparse[SPARSE_FINGERPRINT_KEY] = self.sparse_fingerprint
-        return sparse | {
+        return {
             FINGERPRINT_KEY: self.fingerprint,
             MODEL_KEY: self.model,
             DIMENSION_KEY: self.dimension,
             DISTANCE_KEY: self.distance,
             QUANTIZATION_KEY: self.quantization,
             VECTOR_NAME_KEY: self.vector_name,
+            SPARSE_FINGERPRINT_KEY: self.sparse_fingerprint,
+            SPARSE_MODEL_KEY: self.sparse_model,
+            SPARSE_IDF_KEY: int(self.sparse_idf),
         }
 
     @classmethod
@@ -173,6 +208,8 @@ class CollectionIdentity:
             quantization=str(meta.get(QUANTIZATION_KEY) or ""),
             vector_name=str(meta.get(VECTOR_NAME_KEY) or ""),
             sparse_fingerprint=str(meta.get(SPARSE_FINGERPRINT_KEY) or ""),
+            sparse_model=str(meta.get(SPARSE_MODEL_KEY) or ""),
+            sparse_idf=_int_or_none(meta.get(SPARSE_IDF_KEY)) == 1,
         )
 
     @staticmethod
@@ -301,6 +338,8 @@ def verify_identity(
     count: int | None = None,
     normalized: bool = True,
     adopt: bool = False,
+    stored_sparse: bool | None = None,
+    writing: bool = False,
 ) -> Verdict:
     """Decide whether a provider with identity ``wanted`` may use ``collection``; raise before anything is written.
 
@@ -312,6 +351,12 @@ def verify_identity(
     is recorded). Raises :class:`~vecembed.errors.DimensionMismatchError` for another
     vector size, :class:`~vecembed.errors.ModelMismatchError` for another fingerprint, an
     incompatible distance, or unrecorded vectors without ``adopt=True``.
+
+    Sparse vectors (``wanted.sparse_fingerprint``): a collection recorded without them cannot gain them (its
+    records have none), one recorded with another sparse provider's is refused like another model's, and
+    ``stored_sparse`` False (the database's collection has no sparse field) refuses a sparse provider too.
+    ``writing``: the check before a write, which also refuses a provider *without* the collection's sparse
+    provider (the records it wrote would have no sparse vectors); a dense search of such a collection is fine.
     """
     ours = wanted.describe()
     advice = (
@@ -352,6 +397,7 @@ def verify_identity(
             expected=stored_distance,
             got=wanted.distance,
         )
+    _verify_sparse(collection, wanted, recorded=recorded, stored_sparse=stored_sparse, count=count, writing=writing)
     if recorded is not None:
         return Verdict.RECORD if source is IdentitySource.EMBEDDING_FUNCTION else Verdict.MATCH
     if count and not adopt:
@@ -364,6 +410,74 @@ def verify_identity(
             got=wanted.fingerprint,
         )
     return Verdict.RECORD
+
+
+def sparse_provider_name(identity: CollectionIdentity) -> str:
+    """The registered sparse provider (:func:`vecembed.load_sparse_provider`'s name) that wrote ``identity``'s
+    sparse vectors, for messages: the name its ``sparse_model`` starts with (``bm25-english`` -> ``bm25``)."""
+    model = identity.sparse_model
+    for name in sorted(SPARSE_PROVIDERS, key=len, reverse=True):
+        if model == name or model.startswith(f"{name}-"):
+            return name
+    return model or "bm25"
+
+
+#: How every "cannot gain sparse vectors" message says what to do.
+REINGEST_ADVICE = (
+    "a collection gains sparse vectors only by re-ingesting its documents into a new collection: open a new "
+    "collection with sparse= (open_store(db, 'new-name', provider, sparse='bm25'), or `vecembed ingest ... "
+    "--sparse bm25`) and ingest the documents again, or let `vecembed migrate` copy them into one"
+)
+
+
+def _verify_sparse(
+    collection: str,
+    wanted: CollectionIdentity,
+    *,
+    recorded: CollectionIdentity | None,
+    stored_sparse: bool | None,
+    count: int | None,
+    writing: bool,
+) -> None:
+    """The sparse half of :func:`verify_identity` (the dense half passed): raise what does not fit."""
+    if wanted.has_sparse:
+        if recorded is not None and not recorded.has_sparse:
+            raise ModelMismatchError(
+                f"collection {collection!r} was created without sparse vectors (dense only, model "
+                f"{recorded.describe()}), so it cannot be searched or written with the sparse provider "
+                f"{wanted.describe_sparse()}: {REINGEST_ADVICE}; or open it without sparse= for dense search; "
+                "nothing was written",
+                expected=None,
+                got=wanted.sparse_fingerprint,
+            )
+        if recorded is not None and recorded.sparse_fingerprint != wanted.sparse_fingerprint:
+            raise ModelMismatchError(
+                f"collection {collection!r} holds sparse vectors of {recorded.describe_sparse()}, but the sparse "
+                f"provider is {wanted.describe_sparse()}; sparse vectors of two term spaces cannot be compared: "
+                "use the sparse provider (and options) the collection was written with, or write to another "
+                "collection; nothing was written",
+                expected=recorded.sparse_fingerprint,
+                got=wanted.sparse_fingerprint,
+            )
+        if recorded is None and (stored_sparse is False or count):
+            why = ("has no sparse field" if stored_sparse is False
+                   else f"holds {count} records written without vecembed, so without sparse vectors")
+            raise ModelMismatchError(
+                f"collection {collection!r} {why}: it cannot take the sparse provider {wanted.describe_sparse()}; "
+                f"{REINGEST_ADVICE}; nothing was written",
+                expected=None,
+                got=wanted.sparse_fingerprint,
+            )
+    elif writing and recorded is not None and recorded.has_sparse:
+        name = sparse_provider_name(recorded)
+        raise ModelMismatchError(
+            f"collection {collection!r} holds sparse vectors of {recorded.describe_sparse()} beside the dense ones; "
+            f"an ingest without them would leave records without sparse vectors: pass the sparse provider "
+            f"(open_store(..., sparse={name!r}), or --sparse {name} on the command line, with the options it was "
+            "written with); dense search works without it; nothing was written",
+            expected=recorded.sparse_fingerprint,
+            got=None,
+        )
 
 
 _claim_locks: dict[tuple[str, ...], threading.Lock] = {}

@@ -20,6 +20,10 @@
   writes that are CPU work in this process (an in-memory index) run in turn,
   decided by timing the first write. A write that fails for
   a passing reason is retried with backoff (the store says which errors pass).
+* **Dense and sparse in one write.** With a sparse provider (``sparse=``, e.g. BM25) each chunk is
+  encoded by it too, right after the dense embedding, and every batch is written with both through
+  :meth:`~vecembed.store.SparseStore.write_sparse` — the same ids, skips and retries; a record is
+  never stored with one and not the other.
 * **Honest on failure.** A failure that retries cannot absorb raises
   :class:`~vecembed.errors.IngestError` whose ``report`` counts what is committed.
 """
@@ -43,6 +47,8 @@ from vecembed.errors import (
     DimensionMismatchError,
     IngestError,
     InvalidInputError,
+    InvalidVectorsError,
+    UnsupportedError,
     VecembedError,
 )
 from vecembed.pipeline.text import truncation_reported_by_caller
@@ -50,7 +56,8 @@ from vecembed.progress import Progress
 from vecembed.protocol import CountingProvider, EmbeddingProvider
 from vecembed.records import Record, documents_iterable, prepare_records
 from vecembed.retry import StoreCaller
-from vecembed.store import IngestReport, PreferredBatchSize, VectorStore
+from vecembed.sparse import SparseEmbeddingProvider, SparseVector
+from vecembed.store import IngestReport, PreferredBatchSize, SparseStore, VectorStore, available_sparse_stores
 from vecembed.types import Embeddings, EmbedResult
 from vecembed.vectors import check_embeddings, provider_label
 
@@ -61,6 +68,7 @@ __all__ = [
     "embed_documents",
     "embed_sorted",
     "embed_sorted_counted",
+    "embed_sparse",
     "ingest",
     "warn_truncated",
 ]
@@ -123,6 +131,41 @@ def embed_documents(
         row_name=row_name or (lambda i: f"text {i} of the embed call"),
     )
     return EmbedResult(vectors, tokens=result.tokens, truncated=result.truncated)
+
+
+def embed_sparse(
+    sparse: SparseEmbeddingProvider,
+    texts: Sequence[str],
+    *,
+    row_name: Callable[[int], str] | None = None,
+    outcome: str = "nothing of this batch was written",
+) -> list[SparseVector]:
+    """The engine's sparse step: ``texts`` in one call of the sparse provider, one checked vector per text."""
+    vectors = list(sparse.embed_documents(list(texts)))
+    name = sparse.info.name
+    if len(vectors) != len(texts):
+        raise InvalidVectorsError(
+            f"sparse provider {name!r} returned {len(vectors)} vectors for {len(texts)} texts; {outcome}"
+        )
+    for i, vector in enumerate(vectors):
+        if not isinstance(vector, SparseVector):
+            where = (row_name or (lambda j: f"text {j} of the embed call"))(i)
+            raise InvalidVectorsError(
+                f"sparse provider {name!r} returned a {type(vector).__name__} for {where}, not a "
+                f"vecembed.SparseVector; {outcome}"
+            )
+    return vectors
+
+
+def require_sparse_store(store: VectorStore) -> SparseStore:
+    """``store`` as a :class:`~vecembed.store.SparseStore`, or :class:`~vecembed.errors.UnsupportedError` naming
+    the stores that hold sparse vectors."""
+    if isinstance(store, SparseStore):
+        return store
+    raise UnsupportedError(
+        f"the {store.db} store keeps no sparse vectors, so sparse= and mode='sparse'/'hybrid' are not available "
+        f"there; stores that keep them: {', '.join(available_sparse_stores())}"
+    )
 
 
 def embed_sorted(provider: EmbeddingProvider, texts: Sequence[str]) -> Embeddings:
@@ -191,8 +234,9 @@ class BatchWriter:
 
     :meth:`stored` looks up what is stored unchanged (when ``skip_unchanged``), :meth:`write_batch`
     upserts one batch through the store's :class:`~vecembed.retry.StoreCaller` (retries) and
-    :meth:`write` a run of records in batches of ``batch_size``. ``counts`` tallies batches,
-    written records and retries. After a failed write it starts no other (writes queued on
+    :meth:`write` a run of records in batches of ``batch_size`` — with each record's sparse vector in the
+    same write when given one (the store must then be a :class:`~vecembed.store.SparseStore`). ``counts``
+    tallies batches, written records and retries. After a failed write it starts no other (writes queued on
     another thread return 0), so that what ``counts`` calls written stays exact.
     """
 
@@ -218,24 +262,35 @@ class BatchWriter:
             return {}
         return self.caller(functools.partial(self.store.stored_hashes, list(ids)))
 
-    def write_batch(self, records: Sequence[Record], vectors: Embeddings) -> int:
-        """Upsert one batch (row i of ``vectors`` for record i); return how many records it wrote."""
+    def write_batch(
+        self, records: Sequence[Record], vectors: Embeddings, sparse: Sequence[SparseVector] | None = None
+    ) -> int:
+        """Upsert one batch (row i of ``vectors`` and ``sparse[i]`` for record i); return how many records it wrote."""
         if self._failed.is_set():
             return 0
         try:
-            self.caller(functools.partial(self.store.write, records, vectors))
+            if sparse is None:
+                self.caller(functools.partial(self.store.write, records, vectors))
+            else:
+                if len(sparse) != len(records):
+                    raise InvalidInputError(f"{len(records)} records but {len(sparse)} sparse vectors in one batch")
+                store = require_sparse_store(self.store)
+                self.caller(functools.partial(store.write_sparse, records, vectors, sparse))
         except BaseException:
             self._failed.set()
             raise
         return len(records)
 
-    def write(self, records: Sequence[Record], vectors: Embeddings) -> int:
+    def write(
+        self, records: Sequence[Record], vectors: Embeddings, sparse: Sequence[SparseVector] | None = None
+    ) -> int:
         """Upsert ``records`` in batches, in turn; count the batches and the records written."""
         if vectors.shape[0] != len(records):
             raise DimensionMismatchError(f"{len(records)} records but {vectors.shape[0]} vectors in one block")
         written = 0
         for lo in range(0, len(records), self.batch_size):
-            written += self.write_batch(records[lo : lo + self.batch_size], vectors[lo : lo + self.batch_size])
+            hi = lo + self.batch_size
+            written += self.write_batch(records[lo:hi], vectors[lo:hi], None if sparse is None else sparse[lo:hi])
             self.counts.batches += 1
         self.counts.written += written
         return written
@@ -271,6 +326,7 @@ def ingest(
     chunk_size: int | None = None,
     show_progress: bool | None = False,
     skip_unchanged: bool = True,
+    sparse: SparseEmbeddingProvider | None = None,
 ) -> IngestReport:
     """Embed ``documents`` with ``provider`` and write them into ``store``; see the module docstring.
 
@@ -279,9 +335,14 @@ def ingest(
     validated and before anything is written (the store's identity is created or recorded
     there, so bad input leaves no empty collection behind). ``show_progress``: ``False``
     (default) never draws a bar, ``None`` draws one on a terminal, ``True`` always.
+    ``sparse``: a sparse provider whose vector of each document is written with its dense one (the store must
+    be a :class:`~vecembed.store.SparseStore`: :class:`~vecembed.errors.UnsupportedError` before anything is
+    read otherwise).
     Most callers use :meth:`vecembed.collection.Store.ingest`, which passes its store's caller and
     identity check.
     """
+    if sparse is not None:
+        require_sparse_store(store)
     start = time.perf_counter()
     writer = BatchWriter(store, caller, batch_size=batch_size, skip_unchanged=skip_unchanged)
     batch_size, preferred = writer.batch_size, writer.preferred
@@ -335,10 +396,10 @@ def ingest(
             raise error
         return written
 
-    def first_write(records: list[Record], vectors: Embeddings) -> bool:
+    def first_write(records: list[Record], vectors: Embeddings, sparse: list[SparseVector] | None) -> bool:
         """Write inline and say whether later writes should overlap the embedding (they mostly wait)."""
         wall, cpu = time.perf_counter(), time.thread_time()
-        counts.written += writer.write_batch(records, vectors)
+        counts.written += writer.write_batch(records, vectors, sparse)
         wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
         bar.advance(len(records))
         # A write that waits (a server, a disk) hides behind the next embedding; one that is CPU work here (an
@@ -377,17 +438,20 @@ def ingest(
                     with truncation_reported_by_caller():  # one line for the ingest, below, not one per call
                         result = embed_documents(provider, [r.text for r in part], dimension,
                                                  row_name=_document_row(part))
+                    sparse_vectors = None if sparse is None else embed_sparse(
+                        sparse, [r.text for r in part], row_name=_document_row(part))
                     counts.embedded += len(part)
                     counts.add_truncated(result.truncated)
                     bar.advance(settle())  # the writes of the previous part overlapped this embedding
                     for b in range(0, len(part), batch_size):
                         batch, vectors = part[b : b + batch_size], result.vectors[b : b + batch_size]
+                        sp = None if sparse_vectors is None else sparse_vectors[b : b + batch_size]
                         if overlap is None:
-                            overlap = first_write(batch, vectors)
+                            overlap = first_write(batch, vectors, sp)
                         elif overlap:
-                            pending.append(executor.submit(writer.write_batch, batch, vectors))
+                            pending.append(executor.submit(writer.write_batch, batch, vectors, sp))
                         else:
-                            counts.written += writer.write_batch(batch, vectors)
+                            counts.written += writer.write_batch(batch, vectors, sp)
                             bar.advance(len(batch))
                         counts.batches += 1
             bar.advance(settle())

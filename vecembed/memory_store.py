@@ -19,6 +19,14 @@ measured against. ``where`` keeps records whose metadata value under each key
 equals the given one (``True`` matches only booleans, ``1`` matches ``1`` and
 ``1.0``, a stored list matches when one of its items does), as Qdrant's filters
 do. Nothing is persisted: ``path=`` and ``url=`` are refused.
+
+Sparse vectors (:class:`~vecembed.store.SparseStore`, ``sparse_idf = "store"``): a collection
+whose identity names a sparse provider keeps each record's
+:class:`~vecembed.sparse.SparseVector` beside its dense vector, in an inverted index (term id
+-> {id: weight}) whose posting lengths are the document frequencies — so the statistics
+change in the same write and on delete, by construction. A sparse search is the exact dot
+product of every record with the query, each query term weighted by
+:func:`vecembed.sparse.idf` over the live records (what Qdrant's ``Modifier.IDF`` computes).
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from vecembed.identity import CollectionIdentity, canonical_distance
 from vecembed.protocol import EmbeddingProvider
 from vecembed.records import Record
 from vecembed.retry import is_transient_default
+from vecembed.sparse import SparseVector, idf
 from vecembed.store import CollectionState, Hit
 from vecembed.types import Embeddings, HealthReport
 
@@ -51,6 +60,7 @@ class _Row:
     text: str
     metadata: dict[str, Any]
     content_hash: str
+    sparse: SparseVector | None = None
 
 
 def _equal(stored: Any, wanted: Any) -> bool:
@@ -96,6 +106,9 @@ class MemoryCollection:
         self._ids: list[str] = []
         self._rows: list[_Row] = []
         self._position: dict[str, int] = {}
+        # term id -> {id: weight}: the sparse index; len(postings) is the term's document frequency.
+        self._postings: dict[int, dict[str, float]] = {}
+        self._sparse_records = 0  # records written with a sparse vector (an empty one counts): IDF's N
         # Rows 0..count-1 are live; capacity grows by doubling so a stream of small upserts stays linear.
         self._vectors = np.zeros((0, dimension), dtype=np.float32)
 
@@ -104,14 +117,28 @@ class MemoryCollection:
         return len(self._ids)
 
     def upsert(
-        self, ids: Sequence[str], vectors: Embeddings, rows: Sequence[tuple[str, Mapping[str, Any], str]]
+        self,
+        ids: Sequence[str],
+        vectors: Embeddings,
+        rows: Sequence[tuple[str, Mapping[str, Any], str]],
+        sparse: Sequence[SparseVector] | None = None,
     ) -> None:
-        """Insert or replace records: ``ids[i]`` gets ``vectors[i]`` and ``rows[i]`` = (text, metadata, hash)."""
+        """Insert or replace records: ``ids[i]`` gets ``vectors[i]`` and ``rows[i]`` = (text, metadata, hash).
+
+        ``sparse``: each record's sparse vector too (None: a dense-only write; a replaced record loses its old one).
+        """
         array = np.asarray(vectors, dtype=np.float32)
-        if array.ndim != 2 or array.shape[0] != len(ids) or len(rows) != len(ids):
+        if array.ndim != 2 or array.shape[0] != len(ids) or len(rows) != len(ids) or (
+            sparse is not None and len(sparse) != len(ids)
+        ):
             raise InvalidInputError(
-                f"memory collection {self.name!r}: {len(ids)} ids, {len(rows)} rows and vectors of shape "
+                f"memory collection {self.name!r}: {len(ids)} ids, {len(rows)} rows, "
+                f"{'no' if sparse is None else len(sparse)} sparse vectors and vectors of shape "
                 f"{array.shape} do not line up; expected ({len(ids)}, {self.dimension})"
+            )
+        if sparse is not None and not all(isinstance(v, SparseVector) for v in sparse):
+            raise InvalidInputError(
+                f"memory collection {self.name!r}: sparse vectors must be vecembed.SparseVector; nothing was written"
             )
         if array.shape[1] != self.dimension:
             raise DimensionMismatchError(
@@ -125,8 +152,8 @@ class MemoryCollection:
             norms = np.linalg.norm(array, axis=1, keepdims=True)
             array = np.divide(array, norms, out=np.zeros_like(array), where=norms > 0)
         with self._lock:
-            for doc_id, vector, (text, metadata, content_hash) in zip(ids, array, rows, strict=True):
-                row = _Row(text, copy.deepcopy(dict(metadata)), content_hash)
+            for i, (doc_id, vector, (text, metadata, content_hash)) in enumerate(zip(ids, array, rows, strict=True)):
+                row = _Row(text, copy.deepcopy(dict(metadata)), content_hash, None if sparse is None else sparse[i])
                 at = self._position.get(doc_id)
                 if at is None:
                     at = len(self._ids)
@@ -135,8 +162,36 @@ class MemoryCollection:
                     self._ids.append(doc_id)
                     self._rows.append(row)
                 else:
+                    self._unindex(doc_id, self._rows[at])
                     self._rows[at] = row
+                self._index(doc_id, row)
                 self._vectors[at] = vector
+
+    def _index(self, doc_id: str, row: _Row) -> None:
+        if row.sparse is None:
+            return
+        self._sparse_records += 1
+        for term, weight in zip(row.sparse.indices.tolist(), row.sparse.values.tolist(), strict=True):
+            self._postings.setdefault(term, {})[doc_id] = weight
+
+    def _unindex(self, doc_id: str, row: _Row) -> None:
+        if row.sparse is None:
+            return
+        self._sparse_records -= 1
+        for term in row.sparse.indices.tolist():
+            posting = self._postings[term]
+            del posting[doc_id]
+            if not posting:
+                del self._postings[term]
+
+    def document_frequency(self, term: int) -> int:
+        """Records whose sparse vector has ``term`` (the statistic a sparse search weighs the query by)."""
+        with self._lock:
+            return len(self._postings.get(int(term), ()))
+
+    def sparse_records(self) -> int:
+        """Records written with a sparse vector (an empty one included): the ``N`` of :func:`~vecembed.sparse.idf`."""
+        return self._sparse_records
 
     def _grow(self, needed: int) -> None:
         if needed > self._vectors.shape[0]:
@@ -156,6 +211,7 @@ class MemoryCollection:
                 at = self._position.pop(doc_id, None)
                 if at is None:
                     continue
+                self._unindex(doc_id, self._rows[at])
                 last = len(self._ids) - 1
                 if at != last:  # the last row fills the gap: rows stay contiguous, deletion stays O(1)
                     moved = self._ids[last]
@@ -188,6 +244,38 @@ class MemoryCollection:
                 best = np.argsort(-row, kind="stable")[:k]
                 out.append([self._hit(int(candidates[j]), float(row[j])) for j in best])
             return out
+
+    def search_sparse(
+        self, queries: Sequence[SparseVector], k: int, where: Mapping[str, Any] | None, *, weigh_idf: bool
+    ) -> list[list[Hit]]:
+        """The ``k`` best records for each sparse query by exact dot product, best first (ties: storage order).
+
+        ``weigh_idf``: each query term's weight is multiplied by its :func:`~vecembed.sparse.idf` over the
+        records stored now. Records that share no term with the query are not hits (their score is 0).
+        """
+        out: list[list[Hit]] = []
+        with self._lock:
+            total = self._sparse_records
+            for query in queries:
+                scores: dict[str, float] = {}
+                for term, weight in zip(query.indices.tolist(), query.values.tolist(), strict=True):
+                    posting = self._postings.get(term)
+                    if not posting:
+                        continue
+                    w = weight * idf(len(posting), total) if weigh_idf else weight
+                    for doc_id, value in posting.items():
+                        scores[doc_id] = scores.get(doc_id, 0.0) + w * value
+                ranked = sorted(scores.items(), key=lambda item: (-item[1], self._position[item[0]]))
+                hits: list[Hit] = []
+                for doc_id, score in ranked:
+                    at = self._position[doc_id]
+                    if where and not _matches(self._rows[at].metadata, where):
+                        continue
+                    hits.append(self._hit(at, score))
+                    if len(hits) == k:
+                        break
+                out.append(hits)
+        return out
 
     def _scores(self, queries: Embeddings, stored: Embeddings) -> Embeddings:
         if self.distance == "cosine":
@@ -246,11 +334,17 @@ class MemoryDatabase:
 
 
 class MemoryStore:
-    """One collection of a :class:`MemoryDatabase` as a :class:`~vecembed.store.VectorStore`."""
+    """One collection of a :class:`MemoryDatabase` as a :class:`~vecembed.store.VectorStore`.
+
+    Also a :class:`~vecembed.store.SparseStore` that keeps its own document frequencies (``sparse_idf = "store"``);
+    hybrid search is fused by :class:`~vecembed.collection.Store` (no :class:`~vecembed.store.NativeFusion`).
+    """
 
     db = "memory"
     #: Records keep any JSON metadata (lists and nested dicts), as Qdrant payloads do.
     nested_metadata = True
+    #: Query terms are weighted by IDF from the document frequencies this store keeps.
+    sparse_idf = "store"
 
     def __init__(self, database: MemoryDatabase, collection: str, *, location: str = "memory") -> None:
         self.database = database
@@ -292,6 +386,18 @@ class MemoryStore:
         self._col().upsert(
             [r.id for r in records], vectors, [(r.text, r.metadata, r.content_hash) for r in records]
         )
+
+    def write_sparse(self, records: Sequence[Record], vectors: Embeddings, sparse: Sequence[SparseVector]) -> None:
+        self._col().upsert(
+            [r.id for r in records], vectors, [(r.text, r.metadata, r.content_hash) for r in records], sparse
+        )
+
+    def query_sparse(
+        self, queries: Sequence[SparseVector], k: int, where: Mapping[str, Any] | None
+    ) -> list[list[Hit]]:
+        col = self._col()
+        identity = CollectionIdentity.from_metadata(col.metadata)
+        return col.search_sparse(queries, k, where, weigh_idf=identity is not None and identity.sparse_idf)
 
     def stored_hashes(self, ids: Sequence[str]) -> dict[str, str]:
         return self._col().hashes(ids)
@@ -352,3 +458,7 @@ def open_memory_store(
             f"the memory store's client= must be a vecembed.memory_store.MemoryDatabase, got {type(client).__name__}"
         )
     return MemoryStore(client, collection)
+
+
+#: The memory store keeps sparse vectors (see :class:`~vecembed.store.SparseCapable`).
+open_memory_store.keeps_sparse = True  # type: ignore[attr-defined]

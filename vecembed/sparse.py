@@ -31,6 +31,7 @@ from vecembed.errors import InvalidInputError, UnknownProviderError
 from vecembed.types import HealthReport
 
 __all__ = [
+    "HYBRID_DEPTH",
     "RRF_K",
     "SPARSE_PROVIDERS",
     "Fusion",
@@ -48,8 +49,13 @@ SPARSE_PROVIDERS: dict[str, str] = {
     "bm25": "vecembed.providers.bm25:BM25Provider",
 }
 
-#: Reciprocal Rank Fusion's constant: Qdrant's, Chroma's and the original paper's default.
+#: Reciprocal Rank Fusion's constant: Chroma's and the original paper's default (Qdrant's own default is 2;
+#: vecembed passes 60 there explicitly).
 RRF_K = 60
+
+#: Candidates fetched from each leg of a hybrid search when :attr:`Fusion.depth` is None (at least the ``k``
+#: asked for): deep enough that a document ranked well by one leg only still reaches a fused top 10.
+HYBRID_DEPTH = 100
 
 
 @dataclass(frozen=True, eq=False)
@@ -224,6 +230,15 @@ class Fusion:
             isinstance(self.depth, bool) or not isinstance(self.depth, int) or self.depth < 1
         ):
             raise InvalidInputError(f"Fusion.depth must be a positive int or None, got {self.depth!r}")
+
+    def depth_for(self, k: int) -> int:
+        """Candidates to fetch from each leg for a fused top ``k``: :attr:`depth` or :data:`HYBRID_DEPTH`, >= k."""
+        return max(k, self.depth or HYBRID_DEPTH)
+
+    @property
+    def unweighted(self) -> bool:
+        """Whether both legs weigh 1 (plain RRF, which every database's fusion computes alike)."""
+        return self.dense_weight == 1.0 and self.sparse_weight == 1.0
 
 
 class _Identified(Protocol):

@@ -21,16 +21,14 @@ from asyncio import AbstractEventLoop
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from vecembed.errors import InvalidInputError
 from vecembed.identity import CollectionIdentity, IdentitySource
 from vecembed.protocol import EmbeddingProvider
 from vecembed.records import Record
+from vecembed.sparse import Fusion, SparseVector, reciprocal_rank_fusion
 from vecembed.types import Embeddings, HealthReport
-
-if TYPE_CHECKING:
-    from vecembed.sparse import Fusion, SparseVector
 
 __all__ = [
     "STORE_ENTRY_POINTS",
@@ -43,10 +41,13 @@ __all__ = [
     "PreferredBatchSize",
     "ScanStore",
     "ServerOnly",
+    "SparseCapable",
     "SparseStore",
     "StoreFactory",
     "VectorStore",
+    "available_sparse_stores",
     "available_stores",
+    "fuse_hits",
     "needs_server",
     "store_factory",
 ]
@@ -69,6 +70,18 @@ class Hit:
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "score": round(self.score, 6), "text": self.text, "metadata": dict(self.metadata)}
+
+
+def fuse_hits(dense: Sequence[Hit], sparse: Sequence[Hit], k: int, fusion: Fusion) -> list[Hit]:
+    """The fused top ``k`` of a dense and a sparse ranking (best first): Reciprocal Rank Fusion, its score as ``score``.
+
+    What :class:`~vecembed.collection.Store` computes for a store without :class:`NativeFusion`, and what a
+    native store computes when its database's fusion differs (weights).
+    """
+    fused = reciprocal_rank_fusion(
+        [dense, sparse], k, k=fusion.k, weights=(fusion.dense_weight, fusion.sparse_weight)
+    )
+    return [Hit(hit.id, score, hit.text, hit.metadata) for hit, score in fused]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -130,6 +143,8 @@ class CollectionState:
     identity is recorded, so a store may leave it None otherwise. ``source``: where
     ``identity`` was read (Chroma: its metadata, or only a stored vecembed
     embedding-function config, which the first claim copies into the metadata).
+    ``sparse_field``: whether the database's collection has a sparse vector field (None: the
+    store cannot tell, or any collection can take sparse vectors, as the memory store's can).
     """
 
     identity: CollectionIdentity | None
@@ -137,6 +152,7 @@ class CollectionState:
     distance: str | None = None
     count: int | None = None
     source: IdentitySource = IdentitySource.METADATA
+    sparse_field: bool | None = None
 
 
 # -- the contract a database implements ------------------------------------------------------------
@@ -372,3 +388,31 @@ def needs_server(db: str) -> bool:
     """Whether store ``db`` only talks to a server (its factory is marked ``server_only = True``): no ``path=``."""
     factory = store_factory(db)
     return isinstance(factory, ServerOnly) and bool(factory.server_only)
+
+
+@runtime_checkable
+class SparseCapable(Protocol):
+    """A store factory marked ``keeps_sparse = True``: its stores are :class:`SparseStore` s.
+
+    Lets :func:`available_sparse_stores` (named by every "not supported here" message) list them without
+    opening a collection.
+    """
+
+    keeps_sparse: bool
+
+
+def available_sparse_stores() -> list[str]:
+    """The database names whose stores keep sparse vectors (sparse and hybrid search), among those installed.
+
+    Imports each store's adapter to ask its factory (only the messages of :class:`~vecembed.errors.UnsupportedError`
+    need it); an adapter whose extra is missing is left out.
+    """
+    names = []
+    for db in available_stores():
+        try:
+            factory = store_factory(db)
+        except Exception:  # a missing extra, a broken plug-in: left out, never a second error
+            continue
+        if isinstance(factory, SparseCapable) and factory.keeps_sparse:
+            names.append(db)
+    return names

@@ -18,6 +18,18 @@ through a :class:`vecembed.aio.LoopBridge`: the calls below run on its event loo
 Where local mode sets the pace: it commits every point to
 sqlite on its own (10–20 ms a point on disk), so there the writes, not the
 embedding, are the bottleneck.
+
+Sparse vectors (``open_store(..., sparse="bm25")``): the collection gets a named sparse vector
+:data:`SPARSE_VECTOR_NAME` beside the dense one (named or not), with ``Modifier.IDF`` when the
+sparse provider weighs query terms by IDF — Qdrant keeps the document frequencies and weighs
+the query itself, in memory, path and server mode alike (qdrant-client 1.20's local mode
+implements the modifier: ``sparse_idf = "database"`` everywhere). Hybrid search is one Query API
+call: a dense and a sparse ``Prefetch`` (the filter on both) fused by ``RrfQuery``. Qdrant's RRF
+scores ``1 / (k + position)`` with positions from 0 (and its default k is 2), so vecembed sends
+``k + 1`` to get the paper's ``1 / (k + rank)`` of :class:`vecembed.Fusion`; weights are fused here
+instead (Qdrant divides the rank by the weight, another formula), from both legs fetched in one
+batch request. A server keeps counting deleted points in its IDF statistics until it optimises the
+segment that held them (local mode forgets them at once).
 """
 
 from __future__ import annotations
@@ -42,11 +54,13 @@ from vecembed.identity import (
 )
 from vecembed.records import ID_NAMESPACE, Record
 from vecembed.retry import is_transient_default
-from vecembed.store import CollectionState, Hit
+from vecembed.sparse import Fusion, SparseVector
+from vecembed.store import CollectionState, Hit, fuse_hits
 from vecembed.types import Embeddings, HealthReport
 
 __all__ = [
     "HASH_SELECTOR",
+    "SPARSE_VECTOR_NAME",
     "QdrantStore",
     "hit_of",
     "is_transient",
@@ -61,6 +75,9 @@ _TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 # gRPC status names that mean "try again later" rather than "this request is wrong".
 _TRANSIENT_GRPC = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED"})
 _RANGE_KEYS = frozenset({"gt", "gte", "lt", "lte"})
+
+#: The name of the sparse vector in a collection written with a sparse provider.
+SPARSE_VECTOR_NAME = "sparse"
 
 _DISTANCES = {"cosine": models.Distance.COSINE, "dot": models.Distance.DOT, "euclid": models.Distance.EUCLID}
 
@@ -179,11 +196,17 @@ def _distance_name(distance: models.Distance) -> str:
 
 
 class QdrantStore:
-    """One Qdrant collection as a :class:`~vecembed.store.VectorStore`."""
+    """One Qdrant collection as a :class:`~vecembed.store.VectorStore`.
+
+    Also a :class:`~vecembed.store.SparseStore` (Qdrant weighs query terms by IDF: ``sparse_idf = "database"``)
+    with :class:`~vecembed.store.NativeFusion` (the Query API's prefetch + RRF).
+    """
 
     db = "qdrant"
     #: Qdrant payloads keep any JSON: lists and nested dicts are stored and filterable (with dotted keys).
     nested_metadata = True
+    #: Qdrant computes IDF itself (``Modifier.IDF``), in every mode.
+    sparse_idf = "database"
 
     def __init__(
         self,
@@ -196,6 +219,11 @@ class QdrantStore:
     ) -> None:
         if vector_name is not None and not (isinstance(vector_name, str) and vector_name):
             raise InvalidInputError(f"vector_name must be a non-empty str or None, got {vector_name!r}")
+        if vector_name == SPARSE_VECTOR_NAME:
+            raise InvalidInputError(
+                f"vector_name {SPARSE_VECTOR_NAME!r} is the name of vecembed's sparse vector; name the dense one "
+                "otherwise"
+            )
         self.client = client
         self.collection = collection
         self.location = location
@@ -235,16 +263,23 @@ class QdrantStore:
         params = self._vector_params(info.config.params.vectors)
         identity = CollectionIdentity.from_metadata(info.config.metadata)
         count = None if identity is not None else int(self.client.count(self.collection, exact=True).count)
+        sparse_vectors = info.config.params.sparse_vectors or {}
         return CollectionState(
-            identity=identity, dimension=params.size, distance=_distance_name(params.distance), count=count
+            identity=identity, dimension=params.size, distance=_distance_name(params.distance), count=count,
+            sparse_field=SPARSE_VECTOR_NAME in sparse_vectors,
         )
 
     def create(self, identity: CollectionIdentity) -> None:
         params = models.VectorParams(size=identity.dimension, distance=_DISTANCES[identity.distance])
+        sparse = None
+        if identity.has_sparse:
+            modifier = models.Modifier.IDF if identity.sparse_idf else None
+            sparse = {SPARSE_VECTOR_NAME: models.SparseVectorParams(modifier=modifier)}
         try:
             self.client.create_collection(
                 self.collection,
                 vectors_config={self.vector_name: params} if self.vector_name else params,
+                sparse_vectors_config=sparse,
                 metadata=identity.to_metadata(),
             )
         except Exception:
@@ -268,6 +303,74 @@ class QdrantStore:
             for r, row in zip(records, vectors, strict=True)
         ]
         self.client.upsert(self.collection, points=points, wait=True)
+
+    def write_sparse(self, records: Sequence[Record], vectors: Embeddings, sparse: Sequence[SparseVector]) -> None:
+        dense = self.vector_name or ""  # "": the unnamed vector, beside the named sparse one
+        points = [
+            models.PointStruct(
+                id=point_id(r.id),
+                vector={dense: row.tolist(), SPARSE_VECTOR_NAME: _sparse(terms)},
+                payload=record_payload(r),
+            )
+            for r, row, terms in zip(records, vectors, sparse, strict=True)
+        ]
+        self.client.upsert(self.collection, points=points, wait=True)
+
+    def query_sparse(
+        self, queries: Sequence[SparseVector], k: int, where: Mapping[str, Any] | None
+    ) -> list[list[Hit]]:
+        flt = to_filter(where)
+        # A query without terms matches nothing: no request for it.
+        asked = [i for i, q in enumerate(queries) if len(q)]
+        requests = [
+            models.QueryRequest(query=_sparse(queries[i]), using=SPARSE_VECTOR_NAME, filter=flt, limit=k,
+                                with_payload=True)
+            for i in asked
+        ]
+        out: list[list[Hit]] = [[] for _ in queries]
+        if requests:
+            responses = self.client.query_batch_points(self.collection, requests=requests)
+            for i, response in zip(asked, responses, strict=True):
+                out[i] = [hit_of(p.id, p.score, p.payload) for p in response.points]
+        return out
+
+    def query_hybrid(
+        self,
+        vectors: Embeddings,
+        sparse: Sequence[SparseVector],
+        k: int,
+        where: Mapping[str, Any] | None,
+        fusion: Fusion,
+    ) -> list[list[Hit]]:
+        flt = to_filter(where)
+        depth = fusion.depth_for(k)
+        if not fusion.unweighted:
+            # Qdrant's weighted RRF divides the rank by the weight (1 / (rank / w + k - 1)), not vecembed's
+            # w / (k + rank): fetch both legs in one batch and fuse them here, as every other store does.
+            legs = [models.QueryRequest(query=row.tolist(), using=self.vector_name, filter=flt, limit=depth,
+                                        with_payload=True) for row in vectors]
+            legs += [models.QueryRequest(query=_sparse(q), using=SPARSE_VECTOR_NAME, filter=flt, limit=depth,
+                                         with_payload=True) for q in sparse]
+            responses = self.client.query_batch_points(self.collection, requests=legs)
+            ranked = [[hit_of(p.id, p.score, p.payload) for p in r.points] for r in responses]
+            n = len(vectors)
+            return [fuse_hits(ranked[i], ranked[n + i] if len(sparse[i]) else [], k, fusion) for i in range(n)]
+        requests = []
+        for row, terms in zip(vectors, sparse, strict=True):
+            prefetch = [models.Prefetch(query=row.tolist(), using=self.vector_name, filter=flt, limit=depth)]
+            if len(terms):  # a query of stop words only: the dense leg alone (still fused, so scores stay RRF's)
+                prefetch.append(models.Prefetch(query=_sparse(terms), using=SPARSE_VECTOR_NAME, filter=flt,
+                                                limit=depth))
+            requests.append(models.QueryRequest(
+                prefetch=prefetch,
+                # k + 1: Qdrant counts positions from 0 (1 / (k + position)); Fusion.k is the paper's 1 / (k + rank)
+                query=models.RrfQuery(rrf=models.Rrf(k=fusion.k + 1)),
+                filter=flt,
+                limit=k,
+                with_payload=True,
+            ))
+        responses = self.client.query_batch_points(self.collection, requests=requests)
+        return [[hit_of(p.id, p.score, p.payload) for p in r.points] for r in responses]
 
     def stored_hashes(self, ids: Sequence[str]) -> dict[str, str]:
         stored = self.client.retrieve(
@@ -311,6 +414,10 @@ class QdrantStore:
     def close(self) -> None:
         if self._owns_client:
             self.client.close()
+
+
+def _sparse(vector: SparseVector) -> models.SparseVector:
+    return models.SparseVector(indices=vector.indices.tolist(), values=vector.values.tolist())
 
 
 def _local_client(path: str) -> QdrantClient:
@@ -378,3 +485,7 @@ def open_qdrant_store(
         return QdrantStore(_local_client(path), collection, location=path, vector_name=vector_name, owns_client=True)
     return QdrantStore(QdrantClient(":memory:"), collection, location="memory", vector_name=vector_name,
                        owns_client=True)
+
+
+#: Qdrant stores keep sparse vectors (see :class:`~vecembed.store.SparseCapable`).
+open_qdrant_store.keeps_sparse = True  # type: ignore[attr-defined]

@@ -52,6 +52,11 @@ README_COMMANDS: dict[str, str] = {
     "search_pgvector": 'vecembed search "how long do I cook noodles?" --db pgvector --collection notes -k 3 --json',
     "ingest_jsonl": "vecembed ingest docs.jsonl --db qdrant --collection docs",  # test_readme_cli.py
     "search_jsonl": 'vecembed search "a cat on a windowsill" --db qdrant --collection docs -k 1',
+    "ingest_hybrid": "vecembed ingest docs.jsonl --db qdrant --collection hybrid-docs --sparse bm25",  # test_readme_cli
+    "search_hybrid": 'vecembed search "does aspirin prevent strokes" --db qdrant --collection hybrid-docs '
+                     "--mode hybrid -k 3",  # test_readme_cli.py
+    "search_sparse": 'vecembed search "aspirin" --db qdrant --collection hybrid-docs --mode sparse --where kind=trial '
+                     "--json",  # test_readme_cli.py
     "export": "vecembed export --int8",  # test_readme_cli.py
     "export_gguf": "vecembed export --format gguf --quantize q8_0 --out .",  # test_readme_cli.py
     "distill": "vecembed distill --dim 256",  # test_readme_cli.py (on a tiny transformer: see there)

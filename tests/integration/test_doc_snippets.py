@@ -54,6 +54,8 @@ PROMISES = [
     Promise("docs/stores.md", '"server-docs"', lambda out: out == ["2", "a"]),
     # chromadb's own API: the promised answer
     Promise("docs/stores.md", "[['1']]", lambda out: "[['1']]" in out),
+    # hybrid search: BM25 finds the aspirin trial, alone and fused with the dense leg
+    Promise("docs/stores.md", '"hybrid-docs"', lambda out: out == ["a a 2"]),
     # the native async client: the promised hit
     Promise("docs/stores.md", '"async-client-docs"', lambda out: out == ["plane"]),
     # GGUF: MiniLM converted to Q8_0, one 384-d vector

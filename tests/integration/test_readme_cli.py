@@ -72,6 +72,22 @@ def test_ingest_jsonl_and_search(tmp_path: Path, minilm_path: Path) -> None:
     assert hit[0].startswith(" 1. ") and "[doc-1]" in hit[0] and '"year": 2024' in hit[0]
 
 
+def test_hybrid_ingest_and_search(tmp_path: Path, minilm_path: Path) -> None:
+    pytest.importorskip("qdrant_client")
+    rows = [
+        {"id": "a", "text": "Aspirin lowers the risk of stroke in older adults.", "metadata": {"kind": "trial"}},
+        {"id": "b", "text": "Statins reduce LDL cholesterol and heart attacks.", "metadata": {"kind": "trial"}},
+        {"id": "c", "text": "A review of stroke rehabilitation after discharge.", "metadata": {"kind": "review"}},
+    ]
+    (tmp_path / "docs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    out = run_cli(*readme_args("ingest_hybrid"), cwd=tmp_path).stdout
+    assert "3 written" in out and "+ sparse bm25-english" in out
+    hybrid = run_cli(*readme_args("search_hybrid"), cwd=tmp_path).stdout.rstrip().splitlines()
+    assert len(hybrid) == 3 and "[a]" in hybrid[0]
+    sparse = json.loads(run_cli(*readme_args("search_sparse"), cwd=tmp_path).stdout)
+    assert [h["id"] for h in sparse] == ["a"]  # only one trial says "aspirin"
+
+
 def test_export(tmp_path: Path, minilm_path: Path, vecembed_cache: Path) -> None:
     proc = run_cli(*readme_args("export"), cwd=tmp_path)
     lines = proc.stdout.strip().splitlines()

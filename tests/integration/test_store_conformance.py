@@ -3,7 +3,8 @@
 Parametrised over the reference ``memory`` store (:mod:`vecembed.memory_store`), Chroma in memory, Chroma on
 disk, a real Chroma server (``chroma run``, started by the fixture), Qdrant in memory, Qdrant on disk, and a
 real Qdrant server (``VECEMBED_QDRANT_URL`` or testcontainers; skips with the reason when neither answers).
-A new store passes by adding its kinds here.
+A new store passes by adding its kinds here; a store that keeps sparse vectors adds them to ``SPARSE_KINDS`` too
+(the hybrid-search suite at the end of this file).
 
 The ``*-async-*`` kinds run the same tests over native async clients (``AsyncQdrantClient``, chromadb's
 ``AsyncHttpClient``) that belong to an event loop running in a thread of its own: the store is opened with
@@ -32,6 +33,7 @@ from vecembed.errors import (
     InvalidInputError,
     InvalidVectorsError,
     ModelMismatchError,
+    UnsupportedError,
 )
 from vecembed.types import EmbedResult
 
@@ -41,6 +43,7 @@ pytest.importorskip("qdrant_client", reason="pip install 'vecembed[qdrant]'")
 from pg_fixtures import pg_url  # noqa: F401
 from qdrant_client import QdrantClient
 from qdrant_fixtures import qdrant_server_url  # noqa: F401
+from sparse_helpers import HashedTermsProvider
 
 pytestmark = pytest.mark.integration
 pytest_plugins = ["backend_fixtures"]  # onnx_provider, on a private ONNX cache for the session
@@ -133,7 +136,11 @@ class Target:
 
 @pytest.fixture(params=KINDS)
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
-    kind = request.param
+    yield from open_target(request.param, request, tmp_path)
+
+
+def open_target(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
+    """The :class:`Target` of one kind (a generator: what follows its yield cleans up)."""
     if kind == "memory":
         from vecembed.memory_store import MemoryDatabase
 
@@ -523,3 +530,177 @@ def test_a_bad_vector_writes_nothing(target: Target, name: str, provider: Counti
         with pytest.raises(InvalidVectorsError, match=r"document 'd1' .*nothing of this batch was written"):
             store.ingest([("d0", "a good text"), ("d1", "poison"), ("d2", "another good text")])
         assert target.raw_count(name) in (None, 0) and store.count() == 0
+
+
+# -- sparse vectors and hybrid search (issue 24) ---------------------------------------------------------
+#
+# Every store that keeps sparse vectors (the SparseStore trait) passes these; a new one adds its kinds to
+# SPARSE_KINDS (nothing else). Every other kind must refuse sparse= and mode="sparse"/"hybrid" with
+# UnsupportedError naming the stores that can. The sparse provider is tests/sparse_helpers.py's hashed term
+# counts (the stores do not depend on BM25's tokenisation); its documents weigh each term by its count and
+# its queries weigh each term 1, times the IDF the store applies.
+
+SPARSE_KINDS = ("memory", "qdrant-memory", "qdrant-path", "qdrant-server", "qdrant-async-memory")
+
+
+@pytest.fixture(params=SPARSE_KINDS)
+def sparse_target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
+    yield from open_target(request.param, request, tmp_path)
+
+
+@pytest.fixture(params=[kind for kind in KINDS if kind not in SPARSE_KINDS])
+def dense_only_target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
+    yield from open_target(request.param, request, tmp_path)
+
+
+@pytest.fixture
+def terms() -> HashedTermsProvider:
+    return HashedTermsProvider()
+
+
+def sparse_docs(n: int = 12) -> list[dict[str, Any]]:
+    """Documents whose term counts differ (no two score alike): "tok<i>" once in each, "rare" in d3 and d8 only."""
+    out = []
+    for i in range(n):
+        words = [f"tok{i}"] + ["common"] * (1 + i % 4) + ["cats" if i % 2 else "dogs"] * (1 + i // 4)
+        if i in (3, 8):
+            words += ["rare"] * (1 + i // 4)
+        out.append({"id": f"d{i}", "text": " ".join(words), "metadata": {"parity": "odd" if i % 2 else "even"}})
+    return out
+
+
+def test_sparse_ingest_search_and_reingest_skips(
+    sparse_target: Target, name: str, provider: CountingProvider, terms: HashedTermsProvider
+) -> None:
+    with sparse_target.open(provider, name, sparse=terms) as store:
+        report = store.ingest(sparse_docs(), batch_size=5)
+        assert (report.written, report.batches) == (12, 3) and terms.documents_encoded == 12
+        assert store.count() == 12 == sparse_target.raw_count(name)
+        assert [h.id for h in store.search("tok7", k=3, mode="sparse")] == ["d7"]  # only d7 has the term
+        hybrid = store.search("tok7", k=3, mode="hybrid")
+        assert hybrid[0].id == "d7" and hybrid[0].text.startswith("tok7 ") and hybrid[0].metadata == {"parity": "odd"}
+        again = store.ingest(sparse_docs())
+        assert (again.written, again.skipped, terms.documents_encoded) == (0, 12, 12)  # nothing encoded again
+        changed = sparse_docs()
+        changed[4]["text"] = "zebra"
+        third = store.ingest(changed)
+        assert (third.written, third.skipped, terms.documents_encoded) == (1, 11, 13)
+        assert [h.id for h in store.search("zebra", k=3, mode="sparse")] == ["d4"]
+        assert store.search("tok4", k=3, mode="sparse") == []  # the old terms of d4 are gone
+        many = store.search_many(["tok1", "tok2"], k=1, mode="sparse")
+        assert [[h.id for h in hits] for hits in many] == [["d1"], ["d2"]]
+
+
+def test_sparse_scores_are_idf_weighted_and_delete_updates_the_statistics(
+    sparse_target: Target, name: str, provider: CountingProvider, terms: HashedTermsProvider
+) -> None:
+    from vecembed.sparse import idf
+
+    with sparse_target.open(provider, name, sparse=terms) as store:
+        store.ingest(sparse_docs())
+        # "rare": in d3 once and d8 three times, of 12 documents; a query term weighs 1 x IDF
+        hits = store.search("rare", k=5, mode="sparse")
+        assert [h.id for h in hits] == ["d8", "d3"]
+        assert hits[0].score == pytest.approx(3 * idf(2, 12), rel=1e-5)
+        assert hits[1].score == pytest.approx(idf(2, 12), rel=1e-5)
+        store.delete(["d8", "d0"])
+        if sparse_target.kind.endswith("-server"):
+            pytest.skip("a Qdrant server counts deleted points in its IDF until it optimises their segment")
+        after = store.search("rare", k=5, mode="sparse")
+        assert [h.id for h in after] == ["d3"]
+        assert after[0].score == pytest.approx(idf(1, 10), rel=1e-5)  # the statistics lost both records
+
+
+def test_hybrid_is_reciprocal_rank_fusion_of_both_legs(
+    sparse_target: Target, name: str, provider: CountingProvider, terms: HashedTermsProvider
+) -> None:
+    from vecembed.sparse import Fusion, reciprocal_rank_fusion
+
+    with sparse_target.open(provider, name, sparse=terms) as store:
+        store.ingest(sparse_docs())
+        query = "rare cats common tok5"
+        dense = store.search(query, k=12)
+        sparse = store.search(query, k=12, mode="sparse")
+        assert len(dense) == 12 and len(sparse) == 12  # every document is in both legs: no cut-off to differ at
+        for fusion in (Fusion(), Fusion(k=10, sparse_weight=2.0, dense_weight=0.5)):
+            expected = {hit.id: score for hit, score in reciprocal_rank_fusion(
+                [dense, sparse], 12, k=fusion.k, weights=(fusion.dense_weight, fusion.sparse_weight))}
+            got = store.search(query, k=12, mode="hybrid", fusion=fusion)
+            assert {h.id: pytest.approx(h.score, rel=1e-5) for h in got} == expected
+            assert [h.score for h in got] == sorted((h.score for h in got), reverse=True)
+        top = store.search(query, k=3, mode="hybrid", fusion=Fusion(depth=2))
+        assert len(top) == 3  # the depth is at least k
+
+
+def test_filters_apply_to_both_legs(
+    sparse_target: Target, name: str, provider: CountingProvider, terms: HashedTermsProvider
+) -> None:
+    from vecembed.sparse import reciprocal_rank_fusion
+
+    even = {"parity": "even"}
+    with sparse_target.open(provider, name, sparse=terms) as store:
+        store.ingest(sparse_docs())
+        assert store.search("tok3", k=1, mode="hybrid")[0].id == "d3"  # d3 (odd) leads both legs unfiltered
+        assert store.search("tok3", k=5, mode="sparse", where=even) == []
+        assert "d3" not in {h.id for h in store.search("tok3", k=12, mode="hybrid", where=even)}
+        query = "tok3 rare common"
+        dense = store.search(query, k=12, where=even)
+        sparse = store.search(query, k=12, mode="sparse", where=even)
+        evens = {f"d{i}" for i in range(0, 12, 2)}
+        assert {h.id for h in dense} == evens == {h.id for h in sparse}
+        got = store.search(query, k=12, mode="hybrid", where=even)
+        expected = {hit.id: score for hit, score in reciprocal_rank_fusion([dense, sparse], 12)}
+        assert {h.id: pytest.approx(h.score, rel=1e-5) for h in got} == expected
+        assert all(h.metadata == even for h in got)
+
+
+def test_empty_sparse_vectors_are_stored_and_a_query_without_terms_is_dense_only(
+    sparse_target: Target, name: str, provider: CountingProvider, terms: HashedTermsProvider
+) -> None:
+    with sparse_target.open(provider, name, sparse=terms) as store:
+        report = store.ingest([*sparse_docs(), ("stop", "the of a"), ("empty", "")])
+        assert report.written == 14 and store.count() == 14 == sparse_target.raw_count(name)
+        assert store.search("the a", k=5, mode="sparse") == []
+        dense = [h.id for h in store.search("the a of", k=5)]
+        assert [h.id for h in store.search("the a of", k=5, mode="hybrid")] == dense
+        assert dense[0] == "stop"
+
+
+def test_sparse_identity_is_checked_before_any_write(
+    sparse_target: Target, name: str, provider: CountingProvider, terms: HashedTermsProvider
+) -> None:
+    with sparse_target.open(provider, name, sparse=terms) as store:
+        store.ingest(sparse_docs(4))
+    # another sparse provider: refused at open, like another model
+    with pytest.raises(ModelMismatchError, match="two term spaces"):
+        sparse_target.open(provider, name, sparse=HashedTermsProvider(salt="-other"))
+    # without the sparse provider: dense search works, an ingest is refused (it would write no sparse vectors)
+    with sparse_target.open(provider, name) as dense_only:
+        assert dense_only.search("tok1", k=1)[0].id == "d1"
+        with pytest.raises(ModelMismatchError, match=r"sparse='hashed-terms'"):
+            dense_only.ingest(sparse_docs(6))
+        with pytest.raises(InvalidInputError, match=r"needs the sparse provider .*sparse='hashed-terms'"):
+            dense_only.search("tok1", mode="hybrid")
+    assert sparse_target.raw_count(name) == 4
+    # a collection made dense-only cannot gain sparse vectors: the error says how (re-ingest, or migrate)
+    plain = f"{name}-dense"
+    with sparse_target.open(provider, plain) as store:
+        store.ingest(sparse_docs(3))
+        with pytest.raises(UnsupportedError, match=r"re-ingesting .*vecembed migrate"):
+            store.search("tok1", mode="hybrid")
+    with pytest.raises(ModelMismatchError, match=r"created without sparse vectors.*re-ingesting.*vecembed migrate"):
+        sparse_target.open(provider, plain, sparse=terms)
+    assert sparse_target.raw_count(plain) == 3
+
+
+def test_a_store_without_sparse_vectors_refuses_sparse_and_hybrid(
+    dense_only_target: Target, name: str, provider: CountingProvider, terms: HashedTermsProvider
+) -> None:
+    with pytest.raises(UnsupportedError, match=r"stores that keep them: .*memory.*qdrant"):
+        dense_only_target.open(provider, name, sparse=terms)
+    with dense_only_target.open(provider, name) as store:
+        store.ingest(docs(3))
+        for mode in ("sparse", "hybrid"):
+            with pytest.raises(UnsupportedError, match="memory"):
+                store.search("cats", mode=mode)
+    assert terms.documents_encoded == 0

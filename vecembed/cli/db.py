@@ -35,6 +35,7 @@ from vecembed.collection import Store, open_store
 from vecembed.errors import CollectionNotFoundError, InvalidInputError
 from vecembed.protocol import EmbeddingProvider
 from vecembed.registry import default_backend
+from vecembed.sparse import SparseEmbeddingProvider, available_sparse_providers, load_sparse_provider
 from vecembed.store import Hit, available_stores, needs_server, store_factory
 
 __all__ = ["DATABASES", "cli_store", "format_hits", "parse_where", "register"]
@@ -77,13 +78,27 @@ def _no_collection(db: str, collection: str, location: str) -> str:
 
 
 def cli_store(db: str, collection: str, provider: EmbeddingProvider, *, path: Path | None = None,
-              url: str | None = None, create: bool = True, adopt: bool = False) -> Store:
+              url: str | None = None, create: bool = True, adopt: bool = False,
+              sparse: str | SparseEmbeddingProvider | None = None) -> Store:
     """:func:`vecembed.open_store` with the CLI's words for a collection that is not there."""
     try:
         return open_store(db, collection, provider, path=None if path is None else str(path), url=url,
-                          create=create, adopt=adopt)
+                          create=create, adopt=adopt, sparse=sparse)
     except CollectionNotFoundError as exc:
         raise CliError(_no_collection(exc.db, exc.collection, exc.location)) from None
+
+
+def _sparse_from_args(args: argparse.Namespace) -> str | SparseEmbeddingProvider | None:
+    """``--sparse NAME`` (with ``--sparse-opt``s): the sparse provider; ``--mode sparse/hybrid`` alone: bm25."""
+    name = getattr(args, "sparse", None)
+    if name is None and getattr(args, "mode", "dense") != "dense":
+        name = "bm25"  # the one sparse provider vecembed ships; the collection's identity check catches another
+    options = parse_key_values(getattr(args, "sparse_opt", None), "--sparse-opt", "language=german")
+    if name is None:
+        if options:
+            raise CliError("--sparse-opt needs --sparse NAME (or --mode sparse/hybrid)")
+        return None
+    return load_sparse_provider(name, **options) if options else name
 
 
 @contextmanager
@@ -92,10 +107,24 @@ def _store_from_args(args: argparse.Namespace, *, create: bool) -> Iterator[tupl
     if not create and path is not None and not path.exists():
         # Opening an embedded database creates its folder: a search must not leave one behind.
         raise CliError(_no_collection(args.db, args.collection, str(path)))
-    with open_provider(args) as provider, cli_store(
-        args.db, args.collection, provider, path=path, url=url, create=create, adopt=getattr(args, "adopt", False)
-    ) as store:
-        yield store, provider
+    sparse = _sparse_from_args(args)
+    try:
+        with open_provider(args) as provider, cli_store(
+            args.db, args.collection, provider, path=path, url=url, create=create,
+            adopt=getattr(args, "adopt", False), sparse=sparse,
+        ) as store:
+            yield store, provider
+    finally:
+        if isinstance(sparse, SparseEmbeddingProvider):  # loaded here with options; a name is the store's to close
+            sparse.close()
+
+
+def _add_sparse_option(parser: argparse.ArgumentParser, what: str) -> None:
+    group = parser.add_argument_group("sparse vectors (hybrid search)")
+    group.add_argument("--sparse", choices=available_sparse_providers(), default=None,
+                       help=f"sparse provider {what}")
+    group.add_argument("--sparse-opt", action="append", metavar="KEY=VALUE",
+                       help="a sparse provider option, e.g. language=german (repeatable)")
 
 
 # -- the commands -----------------------------------------------------------------------------
@@ -130,6 +159,8 @@ def register(commands: Any) -> None:
                             "default: start a local one")
     scale.add_argument("--workers", type=positive_int, default=None,
                        help="embedding actors, one CPU each (default: one per CPU of the cluster)")
+    _add_sparse_option(ingest, "whose vectors are written beside the dense ones, so that the collection can be "
+                               "searched with --mode sparse or hybrid (chosen when the collection is created)")
     ingest.add_argument("--json", action="store_true", help="print the report as JSON")
     ingest.set_defaults(handler=cmd_ingest)
 
@@ -139,7 +170,11 @@ def register(commands: Any) -> None:
     search.add_argument("-k", "--limit", type=positive_int, default=5, help="number of results (default 5)")
     search.add_argument("--where", action="append", metavar="KEY=VALUE",
                         help="only documents whose metadata KEY equals VALUE (repeatable: all must hold)")
+    search.add_argument("--mode", choices=("dense", "sparse", "hybrid"), default="dense",
+                        help="dense: nearest vectors (default); sparse: the sparse provider's terms (BM25); "
+                             "hybrid: both, fused by Reciprocal Rank Fusion (k=60)")
     add_provider_options(search)
+    _add_sparse_option(search, "the collection was ingested with (default with --mode sparse/hybrid: bm25)")
     search.add_argument("--json", action="store_true", help="print the hits as JSON")
     search.set_defaults(handler=cmd_search)
 
@@ -147,6 +182,8 @@ def register(commands: Any) -> None:
 def cmd_ingest(args: argparse.Namespace) -> int:
     """Read INPUT, embed it and upsert it through the ingest engine; print the report."""
     if args.engine == "ray":
+        if args.sparse is not None:
+            raise CliError("--sparse is not available with --engine ray yet; ingest with the local engine")
         return _ingest_on_ray(args)
     if len(args.input) > 1:
         raise CliError("several inputs need --engine ray; the local engine reads one file, folder or stdin")
@@ -160,11 +197,14 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         if args.json:
             payload = {**report.to_dict(), "location": store.location, "count": total,
                        "model": provider.info.name, "fingerprint": provider.info.fingerprint}
+            if store.sparse is not None:
+                payload |= {"sparse": store.sparse.info.name, "sparse_fingerprint": store.sparse.info.fingerprint}
             echo(json.dumps(payload))
         else:
             echo(str(report))
+            sparse = "" if store.sparse is None else f" + sparse {store.sparse.info.name}"
             echo(f"{store.db} collection {store.collection!r} at {store.location} now holds {total} documents "
-                 f"({provider.info.name}, {provider.info.backend})")
+                 f"({provider.info.name}, {provider.info.backend}{sparse})")
     return 0
 
 
@@ -224,7 +264,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     """Search a collection; print the hits (or JSON)."""
     where = parse_where(args.where)
     with _store_from_args(args, create=False) as (store, _provider):
-        hits = store.search(args.query, k=args.limit, where=where)
+        hits = store.search(args.query, k=args.limit, where=where, mode=args.mode)
     if args.json:
         echo(json.dumps([h.to_dict() for h in hits], ensure_ascii=False))
     else:
