@@ -323,10 +323,13 @@ class PgvectorStore:
             if identity is None:
                 found = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(self._table)).fetchone()
                 count = int(found[0]) if found else 0
+            sparse_field = self._sparse_layout(conn)[0]
         # pgvector keeps a vector column's dimension as its typmod (-1: declared without one).
         dimension = int(typmod) if int(typmod) > 0 else (identity.dimension if identity else None)
         # Queries here always rank by the cosine operator (<=>), whatever index a foreign table carries.
-        return CollectionState(identity=identity, dimension=dimension, distance="cosine", count=count)
+        return CollectionState(
+            identity=identity, dimension=dimension, distance="cosine", count=count, sparse_field=sparse_field
+        )
 
     def _ensure_registry(self, conn: psycopg.Connection[Any]) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", [_CREATE_LOCK])
@@ -361,8 +364,8 @@ class PgvectorStore:
                     "CREATE INDEX ON {} USING hnsw (embedding vector_cosine_ops) WITH (m = {}, ef_construction = {})"
                 ).format(self._table, sql.Literal(self.m), sql.Literal(self.ef_construction))
             )
-            if identity.sparse_fingerprint:
-                self._create_sparse(conn)
+            if identity.has_sparse:
+                self._create_sparse(conn, idf=identity.sparse_idf)
             # A row left over from a dropped table is stale: the new table's identity replaces it.
             conn.execute(
                 sql.SQL("INSERT INTO {} VALUES (%s, %s) ON CONFLICT (name) DO UPDATE SET metadata = EXCLUDED.metadata")
@@ -370,7 +373,7 @@ class PgvectorStore:
                 [self.collection, Jsonb(identity.to_metadata())],
             )
 
-    def _create_sparse(self, conn: psycopg.Connection[Any]) -> None:
+    def _create_sparse(self, conn: psycopg.Connection[Any], *, idf: bool) -> None:
         conn.execute(
             sql.SQL("ALTER TABLE {} ADD COLUMN sparse sparsevec({})").format(self._table, sql.Literal(SPARSE_DIMENSION))
         )
@@ -382,15 +385,26 @@ class PgvectorStore:
             )
         # A table left over from a dropped collection of that name holds stale counts: start again.
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self._stats))
-        conn.execute(sql.SQL("CREATE TABLE {} (term integer PRIMARY KEY, df bigint NOT NULL)").format(self._stats))
+        if idf:  # a sparse provider whose queries need no IDF (SPLADE-like) gets no statistics to keep
+            conn.execute(
+                sql.SQL("CREATE TABLE {} (term integer PRIMARY KEY, df bigint NOT NULL)").format(self._stats)
+            )
 
-    def _has_sparse(self, conn: psycopg.Connection[Any]) -> bool:
+    def _sparse_layout(self, conn: psycopg.Connection[Any]) -> tuple[bool, bool]:
+        """``(the table has the sparse column, the document-frequency table exists)``."""
         row = conn.execute(
             "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(quote_ident(%s)) "
-            "AND attname = 'sparse' AND NOT attisdropped)",
-            [table_name(self.collection)],
+            "AND attname = 'sparse' AND NOT attisdropped), to_regclass(quote_ident(%s)) IS NOT NULL",
+            [table_name(self.collection), sparse_stats_table_name(self.collection)],
         ).fetchone()
-        return bool(row and row[0])
+        return (bool(row[0]), bool(row[1])) if row else (False, False)
+
+    def _require_sparse(self, conn: psycopg.Connection[Any]) -> bool:
+        """Whether document frequencies are kept; :class:`UnsupportedError` for a collection without sparse vectors."""
+        column, stats = self._sparse_layout(conn)
+        if not column:
+            raise self._no_sparse()
+        return stats
 
     def _no_sparse(self) -> UnsupportedError:
         return UnsupportedError(
@@ -450,8 +464,7 @@ class PgvectorStore:
         ids = [r.id for r in records]
         try:
             with self._tx(vectors=True) as conn:
-                if not self._has_sparse(conn):
-                    raise self._no_sparse()
+                counted = self._require_sparse(conn)
                 # The rows replaced lose their terms' counts: read (and lock) them before they change.
                 old = conn.execute(
                     sql.SQL("SELECT sparse FROM {} WHERE id = ANY(%s) AND sparse IS NOT NULL FOR UPDATE").format(
@@ -469,9 +482,10 @@ class PgvectorStore:
                         ).format(self._table),
                         rows,
                     )
-                added = [m[0] for m in mapped]
-                removed = [np.asarray(o[0].indices(), np.int32) for o in old]
-                self._count_terms(conn, added, removed)
+                if counted:
+                    added = [m[0] for m in mapped]
+                    removed = [np.asarray(o[0].indices(), np.int32) for o in old]
+                    self._count_terms(conn, added, removed)
         except pg_errors.ProgramLimitExceeded as exc:
             # The HNSW index refuses a vector with more than SPARSE_HNSW_MAX_NNZ terms (the batch is rolled back).
             long = [r.id for r, (i, _) in zip(records, mapped, strict=True) if i.size > SPARSE_HNSW_MAX_NNZ]
@@ -528,8 +542,8 @@ class PgvectorStore:
     def sparse_statistics(self) -> tuple[int, dict[int, int]]:
         """``(documents with a term, {term: document frequency})`` as stored (ids as :func:`sparse_index` maps them)."""
         with self._tx() as conn:
-            if not self._has_sparse(conn):
-                raise self._no_sparse()
+            if not self._require_sparse(conn):
+                return 0, {}
             rows = conn.execute(sql.SQL("SELECT term, df FROM {}").format(self._stats)).fetchall()
         counts = {int(t): int(d) for t, d in rows}
         return counts.pop(_DOCUMENTS_TERM, 0), counts
@@ -544,21 +558,22 @@ class PgvectorStore:
         ).format(self._table, filtered)
         out: list[list[Hit]] = []
         with self._tx(vectors=True) as conn:
-            if not self._has_sparse(conn):
-                raise self._no_sparse()
+            counted = self._require_sparse(conn)
             self._search_settings(conn, k, self.sparse_ef_search)
             for query in queries:
                 indices, values = sparse_index(query)
                 if not indices.size:  # no terms: nothing shares one
                     out.append([])
                     continue
-                found = conn.execute(
-                    sql.SQL("SELECT term, df FROM {} WHERE term = ANY(%s)").format(self._stats),
-                    [[_DOCUMENTS_TERM, *indices.tolist()]],
-                ).fetchall()
-                counts = {int(t): int(d) for t, d in found}
-                documents = counts.pop(_DOCUMENTS_TERM, 0)
-                weights = values * np.array([idf(counts.get(int(t), 0), documents) for t in indices], np.float32)
+                weights = values
+                if counted:
+                    found = conn.execute(
+                        sql.SQL("SELECT term, df FROM {} WHERE term = ANY(%s)").format(self._stats),
+                        [[_DOCUMENTS_TERM, *indices.tolist()]],
+                    ).fetchall()
+                    counts = {int(t): int(d) for t, d in found}
+                    documents = counts.pop(_DOCUMENTS_TERM, 0)
+                    weights = values * np.array([idf(counts.get(int(t), 0), documents) for t in indices], np.float32)
                 vector = _Sparse(indices, weights)
                 params = [vector, Jsonb(dict(where)), vector, k] if where else [vector, vector, k]
                 hits = conn.execute(statement, params).fetchall()
@@ -605,7 +620,7 @@ class PgvectorStore:
 
     def delete(self, ids: Sequence[str]) -> None:
         with self._tx(vectors=True) as conn:
-            if not self._has_sparse(conn):
+            if not self._sparse_layout(conn)[1]:
                 conn.execute(sql.SQL("DELETE FROM {} WHERE id = ANY(%s)").format(self._table), [list(ids)])
                 return
             # The deleted rows' terms leave the document frequencies in the same transaction.
@@ -758,3 +773,5 @@ def open_pgvector_store(
 
 #: A server-only store: the CLI asks for --url instead of looking for a data folder.
 open_pgvector_store.server_only = True  # type: ignore[attr-defined]
+#: pgvector stores keep sparse vectors (see :class:`~vecembed.store.SparseCapable`).
+open_pgvector_store.keeps_sparse = True  # type: ignore[attr-defined]

@@ -322,12 +322,15 @@ class QdrantEdgeStore:
         if identity is not None:
             dimension, distance = dimension or identity.dimension, distance or identity.distance
         count = None if identity is not None else self.count()
-        return CollectionState(identity=identity, dimension=dimension, distance=distance, count=count)
+        sparse_field = self.shards.has_sparse(self.collection) if shard is not None else None
+        return CollectionState(
+            identity=identity, dimension=dimension, distance=distance, count=count, sparse_field=sparse_field
+        )
 
     def _config(self, identity: CollectionIdentity) -> qe.EdgeConfig:
         params = qe.EdgeVectorParams(size=identity.dimension, distance=_DISTANCES[identity.distance])
-        idf = qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)
-        sparse = {SPARSE_VECTOR: idf} if identity.sparse_fingerprint else None
+        modifier = qe.Modifier.Idf if identity.sparse_idf else None
+        sparse = {SPARSE_VECTOR: qe.EdgeSparseVectorParams(modifier=modifier)} if identity.has_sparse else None
         return qe.EdgeConfig(vectors=params, sparse_vectors=sparse, hnsw_config=self._hnsw_config)
 
     def create(self, identity: CollectionIdentity) -> None:
@@ -422,45 +425,47 @@ class QdrantEdgeStore:
         shard = self._sparse_shard()
         self.optimize()
         flt = to_edge_filter(where)
-        depth = max(k, fusion.depth or k)
-        # The filter goes on each leg, so both candidate lists hold only matching records.
-        legs = [
-            (
-                qe.Query.Nearest(row.tolist()),
-                qe.Query.Nearest(_edge_sparse(q), using=SPARSE_VECTOR),
-            )
-            for row, q in zip(vectors, sparse, strict=True)
-        ]
-        if fusion.dense_weight == 1.0 and fusion.sparse_weight == 1.0:
-            requests = [
-                qe.QueryRequest(
-                    limit=k,
-                    prefetches=[
-                        qe.Prefetch(limit=depth, query=dense, filter=flt, params=self._params),
-                        qe.Prefetch(limit=depth, query=sparse_query, filter=flt),
-                    ],
-                    query=qe.Fusion.Rrf(k=fusion.k + 1),  # type: ignore[arg-type]  # the stub omits Fusion.Rrf
-                    with_payload=True,
+        depth = fusion.depth_for(k)
+        weights = [fusion.dense_weight, fusion.sparse_weight]
+        # One Edge batch for every query; plans[i] says which of its answers query i takes and how it fuses them.
+        requests: list[qe.QueryRequest] = []
+        plans: list[tuple[str, int]] = []
+        for row, terms in zip(vectors, sparse, strict=True):
+            dense = qe.Query.Nearest(row.tolist())
+            plans.append(("native" if terms and fusion.unweighted else "here" if terms else "dense", len(requests)))
+            if not terms:
+                # No terms: the dense ranking alone, asked as a dense search asks (Edge orders ties by limit).
+                requests.append(
+                    qe.QueryRequest(limit=k, query=dense, filter=flt, params=self._params, with_payload=True)
                 )
-                for dense, sparse_query in legs
-            ]
-            answers = shard.query_batch(qe.QueryBatchRequest(requests))
-            return [[hit_of(p.id, p.score, p.payload) for p in points] for points in answers]
-        requests = [
-            qe.QueryRequest(limit=depth, query=query, filter=flt, params=params, with_payload=True)
-            for dense, sparse_query in legs
-            for query, params in ((dense, self._params), (sparse_query, None))
-        ]
+                continue
+            terms_query = qe.Query.Nearest(_edge_sparse(terms), using=SPARSE_VECTOR)
+            if fusion.unweighted:
+                # The filter goes on each leg, so both candidate lists hold only matching records.
+                prefetches = [
+                    qe.Prefetch(limit=depth, query=dense, filter=flt, params=self._params),
+                    qe.Prefetch(limit=depth, query=terms_query, filter=flt),
+                ]
+                rrf = qe.Fusion.Rrf(k=fusion.k + 1)
+                requests.append(
+                    qe.QueryRequest(limit=k, prefetches=prefetches, query=rrf, with_payload=True)  # type: ignore[arg-type]
+                )
+            else:
+                requests.append(
+                    qe.QueryRequest(limit=depth, query=dense, filter=flt, params=self._params, with_payload=True)
+                )
+                requests.append(qe.QueryRequest(limit=depth, query=terms_query, filter=flt, with_payload=True))
         answers = shard.query_batch(qe.QueryBatchRequest(requests))
         ranked = [[hit_of(p.id, p.score, p.payload) for p in points] for points in answers]
-        weights = [fusion.dense_weight, fusion.sparse_weight]
-        return [
-            [
-                Hit(hit.id, score, hit.text, hit.metadata)
-                for hit, score in reciprocal_rank_fusion(ranked[2 * i : 2 * i + 2], k, k=fusion.k, weights=weights)
-            ]
-            for i in range(len(legs))
-        ]
+        out: list[list[Hit]] = []
+        for how, at in plans:
+            if how == "native":
+                out.append(ranked[at])
+                continue
+            legs = ranked[at : at + 2] if how == "here" else [ranked[at], []]
+            fused = reciprocal_rank_fusion(legs, k, k=fusion.k, weights=weights)
+            out.append([Hit(hit.id, score, hit.text, hit.metadata) for hit, score in fused])
+        return out
 
     def stored_hashes(self, ids: Sequence[str]) -> dict[str, str]:
         shard = self.shards.shard(self.collection)
@@ -564,3 +569,7 @@ def open_qdrant_edge_store(
     return QdrantEdgeStore(
         shards, collection, location="memory" if path is None else path, owns_shards=True, **settings
     )
+
+
+#: Qdrant Edge stores keep sparse vectors (see :class:`~vecembed.store.SparseCapable`).
+open_qdrant_edge_store.keeps_sparse = True  # type: ignore[attr-defined]

@@ -34,7 +34,9 @@ from vecembed.store import SparseStore
 pytestmark = pytest.mark.integration
 
 DIM = 4
-SPARSE_IDENTITY = CollectionIdentity(fingerprint="fp-dense", model="m", dimension=DIM, sparse_fingerprint="fp-bm25")
+SPARSE_IDENTITY = CollectionIdentity(
+    fingerprint="fp-dense", model="m", dimension=DIM, sparse_fingerprint="fp-bm25", sparse_idf=True
+)
 
 
 def _records(*items: tuple[str, dict[str, Any]]) -> list[Record]:
@@ -166,3 +168,16 @@ def test_the_sparse_column_and_its_index_are_in_the_database(store: PgvectorStor
     assert typ == (f"sparsevec({SPARSE_DIMENSION})",)
     assert any("hnsw (sparse sparsevec_ip_ops)" in d for d in indexes) == store.sparse_hnsw
     assert stats == (0,)
+
+
+def test_a_sparse_provider_without_idf_keeps_no_statistics(pg_url: str) -> None:  # noqa: F811
+    s = open_pgvector_store(f"sparse-{uuid.uuid4().hex[:8]}", url=pg_url)
+    s.create(CollectionIdentity(fingerprint="fp", model="m", dimension=DIM, sparse_fingerprint="splade"))
+    s.write_sparse(_records(("a", {}), ("b", {})), _vectors(2), [_sv({1: 2.0, 2: 1.0}), _sv({1: 1.0})])
+    [hits] = s.query_sparse([_sv({1: 0.5, 2: 3.0})], 5, None)
+    assert [(h.id, h.score) for h in hits] == [("a", pytest.approx(4.0)), ("b", pytest.approx(0.5))]  # raw dot
+    assert s.sparse_statistics() == (0, {})
+    assert s.state() is not None and s.state().sparse_field is True  # type: ignore[union-attr]
+    s.delete(["a"])
+    assert s.count() == 1
+    s.close()

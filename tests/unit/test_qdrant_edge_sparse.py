@@ -24,7 +24,9 @@ from vecembed.sparse import Fusion, SparseVector, idf, reciprocal_rank_fusion
 from vecembed.store import NativeFusion, SparseStore
 
 DENSE = CollectionIdentity(fingerprint="fp-dense", model="m", dimension=2)
-SPARSE = CollectionIdentity(fingerprint="fp-dense", model="m", dimension=2, sparse_fingerprint="fp-bm25")
+SPARSE = CollectionIdentity(
+    fingerprint="fp-dense", model="m", dimension=2, sparse_fingerprint="fp-bm25", sparse_idf=True
+)
 
 
 def _records(*items: tuple[str, dict[str, Any]]) -> list[Record]:
