@@ -47,10 +47,15 @@ class BeirData:
         return out
 
 
-def load_beir(folder: str | Path) -> BeirData:
-    """Read ``corpus.jsonl``, ``queries.jsonl`` and ``qrels.tsv`` (or ``qrels/*.tsv``) from a BEIR folder."""
+def load_beir(folder: str | Path, *, qrels: str | Path | None = None) -> BeirData:
+    """Read ``corpus.jsonl``, ``queries.jsonl`` and ``qrels.tsv`` (or ``qrels/*.tsv``) from a BEIR folder.
+
+    ``qrels``: that qrels file instead (e.g. ``qrels/test.tsv`` of a folder with several splits).
+    """
     root = Path(folder)
-    qrels_path = root / "qrels.tsv"
+    qrels_path = root / "qrels.tsv" if qrels is None else Path(qrels)
+    if qrels is not None and not qrels_path.is_file():
+        raise InvalidInputError(f"{qrels_path}: no such qrels file")
     if not qrels_path.is_file():
         found = sorted((root / "qrels").glob("*.tsv")) if (root / "qrels").is_dir() else []
         if len(found) != 1:
@@ -59,14 +64,14 @@ def load_beir(folder: str | Path) -> BeirData:
     for name in ("corpus.jsonl", "queries.jsonl"):
         if not (root / name).is_file():
             raise InvalidInputError(f"{root}: no {name} in this BEIR folder")
-    qrels: dict[str, dict[str, int]] = {}
+    judged: dict[str, dict[str, int]] = {}
     with qrels_path.open(newline="", encoding="utf-8") as f:
         for i, row in enumerate(csv.reader(f, delimiter="\t")):
             if i == 0 and row and not row[-1].strip().lstrip("-").isdigit():
                 continue  # header
             if len(row) != 3:
                 raise InvalidInputError(f"{qrels_path}:{i + 1}: expected query-id, corpus-id, score; got {row!r}")
-            qrels.setdefault(row[0], {})[row[1]] = int(row[2])
+            judged.setdefault(row[0], {})[row[1]] = int(row[2])
     corpus: dict[str, dict[str, str]] = {}
     with (root / "corpus.jsonl").open(encoding="utf-8") as f:
         for line in f:
@@ -78,9 +83,9 @@ def load_beir(folder: str | Path) -> BeirData:
         for line in f:
             if line.strip():
                 query = json.loads(line)
-                if str(query["_id"]) in qrels:
+                if str(query["_id"]) in judged:
                     queries[str(query["_id"])] = query["text"]
-    return BeirData(corpus=corpus, queries=queries, qrels=qrels)
+    return BeirData(corpus=corpus, queries=queries, qrels=judged)
 
 
 def _judged(qrels: Qrels) -> list[str]:

@@ -27,7 +27,16 @@ from vecembed_pgvector.store import (  # noqa: E402
     is_transient,
     open_pgvector_store,
     redact,
+    sparse_stats_table_name,
     table_name,
 )
 
-__all__ = ["REGISTRY_TABLE", "PgvectorStore", "is_transient", "open_pgvector_store", "redact", "table_name"]
+__all__ = [
+    "REGISTRY_TABLE",
+    "PgvectorStore",
+    "is_transient",
+    "open_pgvector_store",
+    "redact",
+    "sparse_stats_table_name",
+    "table_name",
+]

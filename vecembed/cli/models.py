@@ -15,6 +15,7 @@ import numpy as np
 from vecembed._deps import require
 from vecembed.cli._common import EXIT_UNHEALTHY, CliError, add_provider_options, echo, open_provider
 from vecembed.cli.inputs import read_texts
+from vecembed.cli.retrieval import add_retrieval_options, cmd_retrieval
 from vecembed.cpu import REPORTED_FLAGS, onednn_cpu_info
 from vecembed.progress import Progress
 
@@ -57,10 +58,13 @@ def register(commands: Any) -> None:
                          "(it is always cached)")
     distill.set_defaults(handler=cmd_distill)
 
-    bench = commands.add_parser("bench", help="run the benchmark harness (from a source checkout)",
+    bench = commands.add_parser("bench", help="run the benchmark harness (from a source checkout), or measure "
+                                "retrieval quality per search mode over a BEIR folder (--retrieval)",
                                 epilog="Other options are passed to benchmarks/run.py, e.g. --backends onnx.")
     bench.add_argument("--quick", action="store_true",
                        help="a smaller run (a few minutes on 2 cores: it times sentence-transformers too)")
+    add_provider_options(bench)
+    add_retrieval_options(bench)
     # Any other option goes to the harness as is (e.g. --backends onnx, --json out.json): see main().
     bench.set_defaults(handler=cmd_bench, passthrough=True, rest=[])
 
@@ -255,7 +259,11 @@ def find_benchmarks() -> Path | None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """Run ``benchmarks/run.py``'s ``main(argv)`` (the harness is not part of the wheel)."""
+    """Run ``benchmarks/run.py``'s ``main(argv)`` (the harness is not part of the wheel), or the retrieval mode."""
+    if args.retrieval is not None:
+        if args.rest:
+            raise CliError(f"vecembed bench --retrieval: unrecognized arguments: {' '.join(args.rest)}")
+        return cmd_retrieval(args)
     script = find_benchmarks()
     if script is None:
         raise CliError("the benchmark harness (benchmarks/run.py) is not installed with the package: "
@@ -270,6 +278,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         sys.path.insert(0, root)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
-    argv = (["--quick"] if args.quick else []) + [a for a in args.rest if a != "--"]
+    # --json and --model are the harness's too: the bench parser (which knows them for --retrieval) hands them on.
+    forwarded = [*(["--json", args.json_out] if args.json_out else [])]
+    forwarded += ["--model", args.model] if args.model else []
+    argv = (["--quick"] if args.quick else []) + [a for a in args.rest if a != "--"] + forwarded
     code = module.main(argv)
     return int(code or 0)
