@@ -11,6 +11,8 @@ that decides whether a collection and a provider fit::
     vecembed:distance      the distance the collection was created with ("cosine")
     vecembed:quantization  ModelInfo.quantization, "" for none (shown when two variants of one model meet)
     vecembed:vector_name   the named vector ("" for the unnamed one; Qdrant)
+    vecembed:provider      how to load the provider again: a ProviderRecord as JSON (backend, options
+                           that change vectors, which of them are local paths; never secrets)
 
 The keys of each stored record that vecembed owns (``vecembed:id``,
 ``vecembed:text``, ``vecembed:hash``) are defined here too, so that no other
@@ -42,11 +44,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
 from vecembed.errors import DimensionMismatchError, InvalidInputError, ModelMismatchError
+from vecembed.provider_record import ProviderRecord
 from vecembed.types import ModelInfo
 
 __all__ = [
@@ -55,6 +58,7 @@ __all__ = [
     "DISTANCE_KEY",
     "FINGERPRINT_KEY",
     "MODEL_KEY",
+    "PROVIDER_KEY",
     "QUANTIZATION_KEY",
     "RECORD_HASH_KEY",
     "RECORD_ID_KEY",
@@ -79,6 +83,7 @@ DIMENSION_KEY = "vecembed:dimension"
 DISTANCE_KEY = "vecembed:distance"
 QUANTIZATION_KEY = "vecembed:quantization"
 VECTOR_NAME_KEY = "vecembed:vector_name"
+PROVIDER_KEY = "vecembed:provider"
 
 #: Per record: the caller's id (where the database's own id cannot hold it), the text, the content hash.
 RECORD_ID_KEY = "vecembed:id"
@@ -109,7 +114,11 @@ def canonical_distance(name: str) -> str:
 
 @dataclass(frozen=True, kw_only=True)
 class CollectionIdentity:
-    """The vector space a collection holds: what is recorded in it and compared before every write."""
+    """The vector space a collection holds: what is recorded in it and compared before every write.
+
+    ``provider``: how to load the provider that wrote it (None: not recorded, e.g. a collection
+    written before vecembed recorded it); never compared — the fingerprint decides.
+    """
 
     fingerprint: str
     model: str
@@ -117,6 +126,7 @@ class CollectionIdentity:
     distance: str = "cosine"
     quantization: str = ""
     vector_name: str = ""
+    provider: ProviderRecord | None = None
 
     def __post_init__(self) -> None:
         if not self.fingerprint:
@@ -135,11 +145,12 @@ class CollectionIdentity:
             distance=distance,
             quantization=info.quantization or "",
             vector_name=vector_name or "",
+            provider=ProviderRecord.of(info),
         )
 
     def to_metadata(self) -> dict[str, str | int]:
         """The collection metadata that records this identity (flat str/int values: every database takes them)."""
-        return {
+        out: dict[str, str | int] = {
             FINGERPRINT_KEY: self.fingerprint,
             MODEL_KEY: self.model,
             DIMENSION_KEY: self.dimension,
@@ -147,6 +158,9 @@ class CollectionIdentity:
             QUANTIZATION_KEY: self.quantization,
             VECTOR_NAME_KEY: self.vector_name,
         }
+        if self.provider is not None:
+            out[PROVIDER_KEY] = self.provider.to_json()
+        return out
 
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, Any] | None) -> CollectionIdentity | None:
@@ -165,6 +179,7 @@ class CollectionIdentity:
             distance=str(meta.get(DISTANCE_KEY) or "cosine"),
             quantization=str(meta.get(QUANTIZATION_KEY) or ""),
             vector_name=str(meta.get(VECTOR_NAME_KEY) or ""),
+            provider=ProviderRecord.from_value(meta.get(PROVIDER_KEY)),
         )
 
     @staticmethod
@@ -240,14 +255,16 @@ def read_chroma_identity(
     ``"default"``, another library's function, none) records nothing.
     """
     recorded = CollectionIdentity.from_metadata(metadata)
-    if recorded is not None:
-        return RecordedIdentity(recorded, IdentitySource.METADATA)
     stored = (configuration or {}).get("embedding_function") or {}
     config = stored.get("config") if isinstance(stored, Mapping) else None
-    if not (isinstance(stored, Mapping) and stored.get("name") == CHROMA_EF_NAME and isinstance(config, Mapping)):
-        return RecordedIdentity(None, IdentitySource.NONE)
-    fingerprint = config.get("fingerprint")
-    if not isinstance(fingerprint, str) or not fingerprint:
+    ours = isinstance(stored, Mapping) and stored.get("name") == CHROMA_EF_NAME and isinstance(config, Mapping)
+    fingerprint = config.get("fingerprint") if ours and isinstance(config, Mapping) else None
+    if recorded is not None:
+        if recorded.provider is None and fingerprint == recorded.fingerprint and isinstance(config, Mapping):
+            # Recorded before the metadata named its provider: the function's config names it (the same recipe).
+            recorded = replace(recorded, provider=ProviderRecord.from_value(config))
+        return RecordedIdentity(recorded, IdentitySource.METADATA)
+    if not isinstance(config, Mapping) or not isinstance(fingerprint, str) or not fingerprint:
         return RecordedIdentity(None, IdentitySource.NONE)
     dimension = _int_or_none(config.get("dimension"))
     hnsw = (configuration or {}).get("hnsw")
@@ -261,6 +278,7 @@ def read_chroma_identity(
         dimension=dimension if dimension is not None and dimension > 0 else 1,
         distance=str(space or "cosine"),
         quantization=str(quantization or ""),
+        provider=ProviderRecord.from_value(config),
     )
     return RecordedIdentity(identity, IdentitySource.EMBEDDING_FUNCTION)
 

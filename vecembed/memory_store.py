@@ -239,7 +239,7 @@ class MemoryDatabase:
             return created
 
     def delete_collection(self, name: str) -> None:
-        """Drop ``name``, its records and the aliases that point at it (as Qdrant does); a no-op when it does not exist."""
+        """Drop ``name``, its records and the aliases that point at it (as Qdrant does); no-op when it is not there."""
         with self._lock:
             self._collections.pop(name, None)
             self._aliases = {a: c for a, c in self._aliases.items() if c != name}

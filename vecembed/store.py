@@ -327,13 +327,17 @@ class AliasStore(Protocol):
 
 
 class StoreFactory(Protocol):
-    """What a ``vecembed.stores`` entry point names: builds a :class:`VectorStore` for one collection."""
+    """What a ``vecembed.stores`` entry point names: builds a :class:`VectorStore` for one collection.
+
+    ``provider`` None: the store is opened before the provider is known (it is loaded from what the
+    collection records), or only for its database (aliases).
+    """
 
     def __call__(
         self,
         collection: str,
         *,
-        provider: EmbeddingProvider,
+        provider: EmbeddingProvider | None,
         path: str | None,
         url: str | None,
         client: Any,
