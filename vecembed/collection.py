@@ -26,6 +26,7 @@ from vecembed.errors import (
     CollectionNotFoundError,
     InvalidInputError,
     ModelMismatchError,
+    ProviderNotRecordedError,
     ProviderUnavailableError,
     UnsupportedError,
 )
@@ -113,7 +114,7 @@ def _recorded_provider(backend: VectorStore, state: CollectionState | None, name
             f"records model {identity.describe()} but not how to load it (written before vecembed recorded "
             "providers)"
         )
-        raise InvalidInputError(
+        raise ProviderNotRecordedError(
             f"{where} {what}: pass provider= to open_store (the provider it was written with)"
         )
     return identity.provider.load(

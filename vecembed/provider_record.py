@@ -106,8 +106,9 @@ class ProviderRecord:
             if info.query_prompt:
                 opts["query_prompt"] = info.query_prompt
             return cls(backend="mock", options=opts)
-        if isinstance(info.extra.get("load_options"), dict):  # a backend that says how it is found again (gguf)
-            return cls(backend=info.backend, options=dict(info.extra["load_options"]))
+        if isinstance(info.extra.get("load_options"), dict):  # a backend that says how it is found again (gguf, static)
+            return cls(backend=info.backend, options=dict(info.extra["load_options"]),
+                       local_paths=("model",) if info.extra.get("source") == "local" else ())
         # Model-backed backends: a model found by id (package, Hugging Face cache, download) is recorded by its
         # id, which resolves on another machine too; one found on disk by path is recorded by that path, marked.
         model: str = info.name
@@ -176,6 +177,7 @@ class ProviderRecord:
         import vecembed.registry as registry
 
         what = f"{where} records its provider as {self.describe()} (model {model!r})"
+        loading = f"loading {self.describe()}, the provider {where} records (model {model!r}),"
         if not self.rebuildable:
             raise ModelNotFoundError(
                 model,
@@ -185,7 +187,7 @@ class ProviderRecord:
         try:
             provider = registry.load_provider(self.backend, **self.options)
         except MissingDependencyError as exc:
-            raise MissingDependencyError(exc.module, exc.extra, purpose=f"the provider {what}") from None
+            raise MissingDependencyError(exc.module, exc.extra, purpose=loading) from None
         except ModelNotFoundError as exc:
             local = (
                 f" {self.options[self.local_paths[0]]!r} is a local path on the machine that wrote the collection:"
