@@ -107,8 +107,11 @@ class ProviderRecord:
                 opts["query_prompt"] = info.query_prompt
             return cls(backend="mock", options=opts)
         if isinstance(info.extra.get("load_options"), dict):  # a backend that says how it is found again (gguf, static)
-            return cls(backend=info.backend, options=dict(info.extra["load_options"]),
-                       local_paths=("model",) if info.extra.get("source") == "local" else ())
+            return cls(
+                backend=info.backend,
+                options=dict(info.extra["load_options"]),
+                local_paths=("model",) if info.extra.get("source") == "local" else (),
+            )
         # Model-backed backends: a model found by id (package, Hugging Face cache, download) is recorded by its
         # id, which resolves on another machine too; one found on disk by path is recorded by that path, marked.
         model: str = info.name

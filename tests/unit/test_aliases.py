@@ -66,8 +66,14 @@ def test_opening_without_a_provider_needs_one_recorded(db: MemoryDatabase) -> No
 def test_secrets_and_process_settings_are_never_recorded() -> None:
     record = ProviderRecord(
         backend="remote",
-        options={"url": "http://h:1", "api_key": "sk-1", "auth_token": "t", "password": "p", "allow_download": True,
-                 "max_tokens": 128},
+        options={
+            "url": "http://h:1",
+            "api_key": "sk-1",
+            "auth_token": "t",
+            "password": "p",
+            "allow_download": True,
+            "max_tokens": 128,
+        },
     )
     assert record.options == {"url": "http://h:1", "max_tokens": 128}  # max_tokens changes vectors: kept
     assert "sk-1" not in record.to_json()
@@ -97,8 +103,16 @@ def test_a_provider_that_cannot_be_loaded_says_what_is_missing(monkeypatch: pyte
 
 def test_a_model_found_by_path_is_recorded_as_a_local_path(tmp_path: Any) -> None:
     info = vecembed.ModelInfo(
-        name="mine", dimension=8, max_tokens=128, pooling="mean", normalized=True, backend="onnx", device="cpu",
-        dtype="float32", fingerprint="ve1-x", extra={"source": "local", "path": str(tmp_path)},
+        name="mine",
+        dimension=8,
+        max_tokens=128,
+        pooling="mean",
+        normalized=True,
+        backend="onnx",
+        device="cpu",
+        dtype="float32",
+        fingerprint="ve1-x",
+        extra={"source": "local", "path": str(tmp_path)},
     )
     record = ProviderRecord.of(info)
     assert record.options == {"model": str(tmp_path)} and record.local_paths == ("model",)
@@ -171,8 +185,24 @@ def test_cli_alias_list_set_drop_and_search_with_the_recorded_provider(
     for collection, seed, text in (("v1", "0", "cats purr\ndogs bark\n"), ("v2", "3", "cats purr loudly\n")):
         source = tmp_path / f"{collection}.txt"
         source.write_text(text)
-        assert main(["ingest", str(source), *where, "-c", collection, "--backend", "mock", "--opt", "dimension=32",
-                     "--opt", f"seed={seed}"]) == 0
+        assert (
+            main(
+                [
+                    "ingest",
+                    str(source),
+                    *where,
+                    "-c",
+                    collection,
+                    "--backend",
+                    "mock",
+                    "--opt",
+                    "dimension=32",
+                    "--opt",
+                    f"seed={seed}",
+                ]
+            )
+            == 0
+        )
     capsys.readouterr()
     assert main(["alias", "set", "live", "v1", *where]) == 0
     assert main(["alias", "list", *where, "--json"]) == 0

@@ -59,8 +59,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     """Print ``alias -> collection`` lines (or JSON)."""
     path, url = location_of(args, args.db)
     # Listing must not leave an empty embedded database folder behind.
-    found = {} if path is not None and not path.exists() else aliases(
-        args.db, path=None if path is None else str(path), url=url
+    found = (
+        {}
+        if path is not None and not path.exists()
+        else aliases(args.db, path=None if path is None else str(path), url=url)
     )
     if args.json:
         echo(json.dumps(found))
