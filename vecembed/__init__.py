@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from vecembed.collection import Store, aopen_store, open_store
+from vecembed.collection import Store, aliases, aopen_store, drop_alias, open_store, set_alias
 from vecembed.errors import (
     CollectionNotFoundError,
     DimensionMismatchError,
@@ -28,6 +28,7 @@ from vecembed.errors import (
     ModelLoadError,
     ModelMismatchError,
     ModelNotFoundError,
+    ProviderNotRecordedError,
     ProviderUnavailableError,
     UnknownProviderError,
     UnsupportedError,
@@ -35,6 +36,7 @@ from vecembed.errors import (
 )
 from vecembed.identity import CollectionIdentity
 from vecembed.protocol import EmbeddingProvider
+from vecembed.provider_record import ProviderRecord
 from vecembed.records import Document
 from vecembed.registry import available_providers, load_provider
 from vecembed.sparse import (
@@ -80,6 +82,8 @@ __all__ = [
     "ModelLoadError",
     "ModelMismatchError",
     "ModelNotFoundError",
+    "ProviderNotRecordedError",
+    "ProviderRecord",
     "ProviderUnavailableError",
     "SparseEmbeddingProvider",
     "SparseModelInfo",
@@ -90,14 +94,17 @@ __all__ = [
     "VecembedError",
     "VectorStore",
     "__version__",
+    "aliases",
     "aopen_store",
     "available_providers",
     "available_sparse_providers",
     "available_stores",
     "distill",
+    "drop_alias",
     "load_provider",
     "load_sparse_provider",
     "open_store",
+    "set_alias",
 ]
 
 

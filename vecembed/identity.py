@@ -14,6 +14,8 @@ that decides whether a collection and a provider fit::
     vecembed:sparse_fingerprint  SparseModelInfo.fingerprint of the sparse provider ("" for none)
     vecembed:sparse_model        SparseModelInfo.name (what the messages show)
     vecembed:sparse_idf          1 when query terms are weighted by the collection's IDF (BM25), else 0
+    vecembed:provider      how to load the provider again: a ProviderRecord as JSON (backend, options
+                           that change vectors, which of them are local paths; never secrets)
 
 The keys of each stored record that vecembed owns (``vecembed:id``,
 ``vecembed:text``, ``vecembed:hash``) are defined here too, so that no other
@@ -45,11 +47,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
 from vecembed.errors import DimensionMismatchError, InvalidInputError, ModelMismatchError
+from vecembed.provider_record import ProviderRecord
 from vecembed.sparse import SPARSE_PROVIDERS, SparseModelInfo
 from vecembed.types import ModelInfo
 
@@ -59,6 +62,7 @@ __all__ = [
     "DISTANCE_KEY",
     "FINGERPRINT_KEY",
     "MODEL_KEY",
+    "PROVIDER_KEY",
     "QUANTIZATION_KEY",
     "RECORD_HASH_KEY",
     "RECORD_ID_KEY",
@@ -89,6 +93,7 @@ VECTOR_NAME_KEY = "vecembed:vector_name"
 SPARSE_FINGERPRINT_KEY = "vecembed:sparse_fingerprint"
 SPARSE_MODEL_KEY = "vecembed:sparse_model"
 SPARSE_IDF_KEY = "vecembed:sparse_idf"
+PROVIDER_KEY = "vecembed:provider"
 
 #: Per record: the caller's id (where the database's own id cannot hold it), the text, the content hash.
 RECORD_ID_KEY = "vecembed:id"
@@ -124,6 +129,8 @@ class CollectionIdentity:
     ``sparse_fingerprint`` / ``sparse_model``: the sparse provider whose vectors the collection holds beside the
     dense ones ("" for none: a dense-only collection); ``sparse_idf``: whether its query terms are weighted by
     the collection's inverse document frequencies (BM25), which decides how the store creates its sparse field.
+    ``provider``: how to load the provider that wrote it (None: not recorded, e.g. a collection
+    written before vecembed recorded it); never compared — the fingerprint decides.
     """
 
     fingerprint: str
@@ -135,6 +142,7 @@ class CollectionIdentity:
     sparse_fingerprint: str = ""
     sparse_model: str = ""
     sparse_idf: bool = False
+    provider: ProviderRecord | None = None
 
     def __post_init__(self) -> None:
         if not self.fingerprint:
@@ -163,6 +171,7 @@ class CollectionIdentity:
             sparse_fingerprint=sparse.fingerprint if sparse is not None else "",
             sparse_model=sparse.name if sparse is not None else "",
             sparse_idf=bool(sparse.idf) if sparse is not None else False,
+            provider=ProviderRecord.of(info),
         )
 
     @property
@@ -178,7 +187,7 @@ class CollectionIdentity:
 
     def to_metadata(self) -> dict[str, str | int]:
         """The collection metadata that records this identity (flat str/int values: every database takes them)."""
-        return {
+        out: dict[str, str | int] = {
             FINGERPRINT_KEY: self.fingerprint,
             MODEL_KEY: self.model,
             DIMENSION_KEY: self.dimension,
@@ -189,6 +198,9 @@ class CollectionIdentity:
             SPARSE_MODEL_KEY: self.sparse_model,
             SPARSE_IDF_KEY: int(self.sparse_idf),
         }
+        if self.provider is not None:
+            out[PROVIDER_KEY] = self.provider.to_json()
+        return out
 
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, Any] | None) -> CollectionIdentity | None:
@@ -210,6 +222,7 @@ class CollectionIdentity:
             sparse_fingerprint=str(meta.get(SPARSE_FINGERPRINT_KEY) or ""),
             sparse_model=str(meta.get(SPARSE_MODEL_KEY) or ""),
             sparse_idf=_int_or_none(meta.get(SPARSE_IDF_KEY)) == 1,
+            provider=ProviderRecord.from_value(meta.get(PROVIDER_KEY)),
         )
 
     @staticmethod
@@ -285,14 +298,16 @@ def read_chroma_identity(
     ``"default"``, another library's function, none) records nothing.
     """
     recorded = CollectionIdentity.from_metadata(metadata)
-    if recorded is not None:
-        return RecordedIdentity(recorded, IdentitySource.METADATA)
     stored = (configuration or {}).get("embedding_function") or {}
     config = stored.get("config") if isinstance(stored, Mapping) else None
-    if not (isinstance(stored, Mapping) and stored.get("name") == CHROMA_EF_NAME and isinstance(config, Mapping)):
-        return RecordedIdentity(None, IdentitySource.NONE)
-    fingerprint = config.get("fingerprint")
-    if not isinstance(fingerprint, str) or not fingerprint:
+    ours = isinstance(stored, Mapping) and stored.get("name") == CHROMA_EF_NAME and isinstance(config, Mapping)
+    fingerprint = config.get("fingerprint") if ours and isinstance(config, Mapping) else None
+    if recorded is not None:
+        if recorded.provider is None and fingerprint == recorded.fingerprint and isinstance(config, Mapping):
+            # Recorded before the metadata named its provider: the function's config names it (the same recipe).
+            recorded = replace(recorded, provider=ProviderRecord.from_value(config))
+        return RecordedIdentity(recorded, IdentitySource.METADATA)
+    if not isinstance(config, Mapping) or not isinstance(fingerprint, str) or not fingerprint:
         return RecordedIdentity(None, IdentitySource.NONE)
     dimension = _int_or_none(config.get("dimension"))
     hnsw = (configuration or {}).get("hnsw")
@@ -306,6 +321,7 @@ def read_chroma_identity(
         dimension=dimension if dimension is not None and dimension > 0 else 1,
         distance=str(space or "cosine"),
         quantization=str(quantization or ""),
+        provider=ProviderRecord.from_value(config),
     )
     return RecordedIdentity(identity, IdentitySource.EMBEDDING_FUNCTION)
 

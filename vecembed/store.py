@@ -317,30 +317,43 @@ class AliasStore(Protocol):
 
     Aliases belong to the database (not to the store's collection): any store of the database lists and
     moves them. Qdrant keeps them natively; pgvector in a table changed in one transaction; Chroma and
-    Qdrant Edge in a small record written atomically.
+    Qdrant Edge in a small record written atomically; the memory store in its :class:`MemoryDatabase`.
+    :func:`vecembed.set_alias` checks the names first (the alias is a valid collection name and no
+    collection's; the collection exists), so a store may take them as checked.
     """
 
     def aliases(self) -> dict[str, str]:
-        """``{alias: collection}`` for every alias of the database."""
+        """``{alias: collection}`` for every alias of the database (one small read: a store re-reads it often)."""
         ...
 
     def set_alias(self, alias: str, collection: str) -> None:
         """Point ``alias`` at ``collection`` (creating or moving it) in one atomic step."""
         ...
 
-    def drop_alias(self, alias: str) -> None:
-        """Remove ``alias`` (the collection stays)."""
+    def drop_alias(self, alias: str) -> bool:
+        """Remove ``alias`` (the collection stays); whether there was one."""
+        ...
+
+    def for_collection(self, collection: str) -> VectorStore:
+        """A store of the same database, on this store's client, for ``collection`` (where an alias points).
+
+        Closing it leaves the client open: the store it came from owns the client.
+        """
         ...
 
 
 class StoreFactory(Protocol):
-    """What a ``vecembed.stores`` entry point names: builds a :class:`VectorStore` for one collection."""
+    """What a ``vecembed.stores`` entry point names: builds a :class:`VectorStore` for one collection.
+
+    ``provider`` None: the store is opened before the provider is known (it is loaded from what the
+    collection records), or only for its database (aliases).
+    """
 
     def __call__(
         self,
         collection: str,
         *,
-        provider: EmbeddingProvider,
+        provider: EmbeddingProvider | None,
         path: str | None,
         url: str | None,
         client: Any,

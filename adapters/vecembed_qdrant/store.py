@@ -415,6 +415,37 @@ class QdrantStore:
         if self._owns_client:
             self.client.close()
 
+    # -- aliases (AliasStore): Qdrant's own, in every mode -------------------------------------------
+    # qdrant-client 1.20's local mode (":memory:" and path=) keeps aliases too, persisted with the collections
+    # in path mode, and refuses an alias on a missing collection or over a collection's name as servers do.
+
+    def aliases(self) -> dict[str, str]:
+        return {a.alias_name: a.collection_name for a in self.client.get_aliases().aliases}
+
+    def set_alias(self, alias: str, collection: str) -> None:
+        # Delete + create in one request: Qdrant applies the list atomically, so a reader sees the old target or
+        # the new one, never no alias. The delete only when the alias exists: a server refuses to delete a
+        # missing one.
+        create = models.CreateAliasOperation(
+            create_alias=models.CreateAlias(collection_name=collection, alias_name=alias)
+        )
+        operations: list[models.AliasOperations] = [create]
+        if alias in self.aliases():
+            operations.insert(0, models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias)))
+        self.client.update_collection_aliases(change_aliases_operations=operations)
+
+    def drop_alias(self, alias: str) -> bool:
+        if alias not in self.aliases():
+            return False
+        self.client.update_collection_aliases(
+            change_aliases_operations=[models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias))]
+        )
+        return True
+
+    def for_collection(self, collection: str) -> QdrantStore:
+        check_collection_name(collection)
+        return QdrantStore(self.client, collection, location=self.location, vector_name=self.vector_name)
+
 
 def _sparse(vector: SparseVector) -> models.SparseVector:
     return models.SparseVector(indices=vector.indices.tolist(), values=vector.values.tolist())

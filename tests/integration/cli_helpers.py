@@ -62,6 +62,10 @@ README_COMMANDS: dict[str, str] = {
     "distill": "vecembed distill --dim 256",  # test_readme_cli.py (on a tiny transformer: see there)
     "bench": "vecembed bench --quick",  # test_readme_cli.py
     "serve": "vecembed serve --port 8080 --api-key change-me",  # server_fixtures.readme_server (README's client block)
+    "alias_set": "vecembed alias set docs docs-v1 --db qdrant",  # test_readme_cli.py
+    "alias_list": "vecembed alias list --db qdrant",  # test_readme_cli.py
+    "alias_search": 'vecembed search "how do I reset it?" --db qdrant --collection docs',  # test_readme_cli.py
+    "alias_drop": "vecembed alias drop docs --db qdrant",  # test_readme_cli.py
     "ingest_ray": "vecembed ingest part-1.jsonl part-2.csv --engine ray --workers 2 --db chroma --collection docs "
                   "--url http://localhost:8000",  # test_distributed.py
 }

@@ -32,13 +32,13 @@ from vecembed.cli._common import (
 )
 from vecembed.cli.inputs import read_documents
 from vecembed.collection import Store, open_store
-from vecembed.errors import CollectionNotFoundError, InvalidInputError
+from vecembed.errors import CollectionNotFoundError, InvalidInputError, ProviderNotRecordedError
 from vecembed.protocol import EmbeddingProvider
 from vecembed.registry import default_backend
 from vecembed.sparse import SparseEmbeddingProvider, available_sparse_providers, load_sparse_provider
 from vecembed.store import Hit, available_stores, needs_server, store_factory
 
-__all__ = ["DATABASES", "cli_store", "format_hits", "parse_where", "register"]
+__all__ = ["DATABASES", "cli_store", "format_hits", "location_of", "parse_where", "register"]
 
 #: The databases the CLI offers: every installed store (chroma, pgvector, qdrant, qdrant-edge with vecembed[all])
 #: but ``memory``, whose collections end with the process: one CLI command could not see what the previous one wrote.
@@ -56,6 +56,11 @@ RAY_ACTOR_ARGS_LINE = re.compile(rb"core_worker\.cc:\d+: Actor with class name: 
 def url_env(db: str) -> str:
     """The environment variable naming a server for ``db``: ``VECEMBED_<DB>_URL``."""
     return f"VECEMBED_{db.upper().replace('-', '_')}_URL"
+
+
+def location_of(args: argparse.Namespace, db: str) -> tuple[Path | None, str | None]:
+    """``(path, url)`` of database ``db`` from ``--path`` / ``--url`` and the environment (one of them None)."""
+    return _location(args, db)
 
 
 def _location(args: argparse.Namespace, db: str) -> tuple[Path | None, str | None]:
@@ -77,7 +82,7 @@ def _no_collection(db: str, collection: str, location: str) -> str:
             f"create it with: vecembed ingest INPUT --db {db} --collection {collection}")
 
 
-def cli_store(db: str, collection: str, provider: EmbeddingProvider, *, path: Path | None = None,
+def cli_store(db: str, collection: str, provider: EmbeddingProvider | None, *, path: Path | None = None,
               url: str | None = None, create: bool = True, adopt: bool = False,
               sparse: str | SparseEmbeddingProvider | None = None) -> Store:
     """:func:`vecembed.open_store` with the CLI's words for a collection that is not there."""
@@ -101,17 +106,33 @@ def _sparse_from_args(args: argparse.Namespace) -> str | SparseEmbeddingProvider
     return load_sparse_provider(name, **options) if options else name
 
 
+def _names_a_provider(args: argparse.Namespace) -> bool:
+    return any(getattr(args, flag, None) for flag in ("backend", "model", "opt"))
+
+
 @contextmanager
 def _store_from_args(args: argparse.Namespace, *, create: bool) -> Iterator[tuple[Store, EmbeddingProvider]]:
     path, url = _location(args, args.db)
     if not create and path is not None and not path.exists():
         # Opening an embedded database creates its folder: a search must not leave one behind.
         raise CliError(_no_collection(args.db, args.collection, str(path)))
+    adopt = getattr(args, "adopt", False)
     sparse = _sparse_from_args(args)
     try:
+        if not _names_a_provider(args):
+            # No --backend/--model/--opt: the provider the collection (or the alias's collection) records. A new
+            # collection, or one that records none, gets the default provider, as before.
+            try:
+                store = open_store(args.db, args.collection, path=None if path is None else str(path), url=url,
+                                   create=create, adopt=adopt, sparse=sparse)
+            except (CollectionNotFoundError, ProviderNotRecordedError):
+                pass
+            else:
+                with store:
+                    yield store, store.provider
+                return
         with open_provider(args) as provider, cli_store(
-            args.db, args.collection, provider, path=path, url=url, create=create,
-            adopt=getattr(args, "adopt", False), sparse=sparse,
+            args.db, args.collection, provider, path=path, url=url, create=create, adopt=adopt, sparse=sparse,
         ) as store:
             yield store, provider
     finally:
@@ -149,7 +170,7 @@ def register(commands: Any) -> None:
                         help=".txt (one document a line), .jsonl ({\"id\",\"text\",\"metadata\"}), "
                              "a folder of .txt/.md files, or - for stdin (several files: --engine ray)")
     _add_db_options(ingest)
-    add_provider_options(ingest)
+    add_provider_options(ingest, recorded=True)
     scale = ingest.add_argument_group("scaling out (Ray Data; vecembed[ray])")
     scale.add_argument("--engine", choices=("local", "ray"), default="local",
                        help="local: this process (default); ray: embed on Ray actors, reading JSONL/CSV/Parquet/text "
@@ -172,8 +193,8 @@ def register(commands: Any) -> None:
                         help="only documents whose metadata KEY equals VALUE (repeatable: all must hold)")
     search.add_argument("--mode", choices=("dense", "sparse", "hybrid"), default="dense",
                         help="dense: nearest vectors (default); sparse: the sparse provider's terms (BM25); "
-                             "hybrid: both, fused by Reciprocal Rank Fusion (k=60)")
-    add_provider_options(search)
+                             "hybrid: both, fused by Reciprocal Rank Fusion (vecembed.sparse.RRF_K)")
+    add_provider_options(search, recorded=True)
     _add_sparse_option(search, "the collection was ingested with (default with --mode sparse/hybrid: bm25)")
     search.add_argument("--json", action="store_true", help="print the hits as JSON")
     search.set_defaults(handler=cmd_search)
