@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,6 +149,23 @@ class MemoryCollection:
         with self._lock:
             return {i: self._rows[self._position[i]].content_hash for i in ids if i in self._position}
 
+    def scan(self, batch_size: int) -> Iterator[list[Record]]:
+        """Every stored record, ``batch_size`` at a time, in insertion order (as of the start of the scan).
+
+        The ids are copied once (one reference each); each batch is read under the lock, so a record
+        deleted meanwhile is left out and one changed meanwhile comes back as it is now.
+        """
+        with self._lock:
+            ids = list(self._ids)
+        for lo in range(0, len(ids), batch_size):
+            with self._lock:
+                at = [(i, self._position.get(i)) for i in ids[lo : lo + batch_size]]
+                rows = [(i, self._rows[p]) for i, p in at if p is not None]
+            batch = [Record(id=i, text=r.text, metadata=copy.deepcopy(r.metadata), content_hash=r.content_hash)
+                     for i, r in rows]
+            if batch:
+                yield batch
+
     def delete(self, ids: Sequence[str]) -> None:
         """Delete these ids (ids not stored are ignored)."""
         with self._lock:
@@ -214,6 +231,7 @@ class MemoryDatabase:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._collections: dict[str, MemoryCollection] = {}
+        self._aliases: dict[str, str] = {}
 
     def collection(self, name: str) -> MemoryCollection | None:
         """The collection ``name``, or None."""
@@ -240,6 +258,23 @@ class MemoryDatabase:
         """The names of the collections, sorted."""
         with self._lock:
             return sorted(self._collections)
+
+    def aliases(self) -> dict[str, str]:
+        """``{alias: collection}``."""
+        with self._lock:
+            return dict(self._aliases)
+
+    def set_alias(self, alias: str, collection: str) -> None:
+        """Point ``alias`` at ``collection`` (one assignment under the lock: atomic for every reader)."""
+        with self._lock:
+            if collection not in self._collections:
+                raise InvalidInputError(f"memory alias {alias!r}: there is no collection {collection!r} to point at")
+            self._aliases[alias] = collection
+
+    def drop_alias(self, alias: str) -> None:
+        """Remove ``alias`` (a no-op when there is none)."""
+        with self._lock:
+            self._aliases.pop(alias, None)
 
     def __repr__(self) -> str:
         return f"<MemoryDatabase {self.list_collections()}>"
@@ -305,6 +340,28 @@ class MemoryStore:
 
     def delete(self, ids: Sequence[str]) -> None:
         self._col().delete(ids)
+
+    def scan(self, batch_size: int) -> Iterator[list[Record]]:
+        found = self.database.collection(self.collection)
+        if found is not None:
+            yield from found.scan(batch_size)
+
+    def drop(self) -> None:
+        self.database.delete_collection(self.collection)
+
+    def shared_client(self) -> MemoryDatabase:
+        return self.database
+
+    # -- aliases (the database's) -------------------------------------------------------------------
+
+    def aliases(self) -> dict[str, str]:
+        return self.database.aliases()
+
+    def set_alias(self, alias: str, collection: str) -> None:
+        self.database.set_alias(alias, collection)
+
+    def drop_alias(self, alias: str) -> None:
+        self.database.drop_alias(alias)
 
     # -- the database -----------------------------------------------------------------------------
 

@@ -37,12 +37,14 @@ __all__ = [
     "AliasStore",
     "AsyncClientStore",
     "CollectionState",
+    "DropStore",
     "Hit",
     "IngestReport",
     "NativeFusion",
     "PreferredBatchSize",
     "ScanStore",
     "ServerOnly",
+    "SharedClientStore",
     "SparseStore",
     "StoreFactory",
     "VectorStore",
@@ -150,9 +152,15 @@ class VectorStore(Protocol):
     (the engine retries what :meth:`is_transient` calls passing). Ids are the
     normalised caller ids (``str``); vectors are float32 ``(n, dim)``.
 
+    Every store keeps each record's text and metadata beside its vector, and gives them back
+    (:meth:`scan`): a collection can always be re-embedded into another model's space
+    (:func:`vecembed.migrate`) without the original documents.
+
     Optional traits, each declared by a protocol below and tested with ``isinstance``:
-    :class:`PreferredBatchSize` (documents per write) and :class:`AsyncClientStore` (the
-    event loop of a native async client); a factory may be :class:`ServerOnly`.
+    :class:`PreferredBatchSize` (documents per write), :class:`AsyncClientStore` (the
+    event loop of a native async client), :class:`DropStore` (drop the collection),
+    :class:`SharedClientStore` (open another collection on the same connection),
+    :class:`AliasStore`, :class:`SparseStore`, :class:`NativeFusion`; a factory may be :class:`ServerOnly`.
     """
 
     #: The database's name, as registered ("chroma", "qdrant").
@@ -196,6 +204,16 @@ class VectorStore(Protocol):
         """Delete the records with these ids (ids not stored are ignored)."""
         ...
 
+    def scan(self, batch_size: int) -> Iterator[list[Record]]:
+        """Every stored record (the caller's id, text, metadata without vecembed's keys, content hash).
+
+        In batches of at most ``batch_size``, read from the database one batch at a time, so memory
+        does not grow with the collection; nothing when the collection does not exist. The order is
+        the database's; records written or deleted during the scan may or may not be seen (a
+        migration's catch-up pass picks them up).
+        """
+        ...
+
     def health(self) -> HealthReport:
         """Whether the database answers (not the collection, not the provider). Never raises."""
         ...
@@ -237,7 +255,8 @@ class AsyncClientStore(Protocol):
 class ScanStore(Protocol):
     """A store that reads its records back: id, text, metadata and content hash.
 
-    (Issue 23 makes this part of :class:`VectorStore` once every store implements it.)
+    Part of :class:`VectorStore` itself since every store implements it (issue 23); kept as a
+    name of its own for code that needs only this call.
     """
 
     def scan(self, batch_size: int) -> Iterator[list[Record]]:
@@ -248,6 +267,29 @@ class ScanStore(Protocol):
         the original documents. The order is the database's; records written during the scan
         may or may not be seen (a migration's catch-up pass picks them up).
         """
+        ...
+
+
+@runtime_checkable
+class DropStore(Protocol):
+    """A store that can delete its whole collection (records, index and identity); what ``drop_old`` uses."""
+
+    def drop(self) -> None:
+        """Delete the collection (a no-op when it does not exist); aliases that name it are the caller's care."""
+        ...
+
+
+@runtime_checkable
+class SharedClientStore(Protocol):
+    """A store whose connection can open another collection of the same database.
+
+    ``shared_client()`` is a ``client=`` value for the same factory: a second store opened with it
+    uses this store's connection (needed where a database allows one opener: Qdrant's local folder,
+    an in-process memory database), and stays open as long as this store is.
+    """
+
+    def shared_client(self) -> Any:
+        """The ``client=`` that opens other collections of this store's database through its connection."""
         ...
 
 

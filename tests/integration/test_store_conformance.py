@@ -523,3 +523,40 @@ def test_a_bad_vector_writes_nothing(target: Target, name: str, provider: Counti
         with pytest.raises(InvalidVectorsError, match=r"document 'd1' .*nothing of this batch was written"):
             store.ingest([("d0", "a good text"), ("d1", "poison"), ("d2", "another good text")])
         assert target.raw_count(name) in (None, 0) and store.count() == 0
+
+
+def test_scan_gives_every_record_back_in_bounded_batches(
+    target: Target, name: str, provider: CountingProvider
+) -> None:
+    # Every store keeps the text: what makes re-embedding into another model possible (vecembed.migrate).
+    with target.open(provider, name) as store:
+        assert list(store.backend.scan(10)) == []  # no collection yet: nothing, no error
+        wanted = docs(45)
+        store.ingest(wanted)
+        store.delete(["d3"])
+        batches = list(store.backend.scan(10))
+        assert all(1 <= len(b) <= 10 for b in batches) and len(batches) >= 5
+        scanned = {r.id: r for b in batches for r in b}
+        assert sum(len(b) for b in batches) == 44 == len(scanned)  # each record once
+        expected = {d["id"]: d for d in wanted if d["id"] != "d3"}
+        assert {i: (r.text, dict(r.metadata)) for i, r in scanned.items()} == {
+            i: (d["text"], d["metadata"]) for i, d in expected.items()
+        }
+        assert {i: r.content_hash for i, r in scanned.items()} == store.backend.stored_hashes(sorted(scanned))
+
+
+def test_drop_removes_the_collection(target: Target, name: str, provider: CountingProvider) -> None:
+    from vecembed.store import DropStore, SharedClientStore, store_factory
+
+    with target.open(provider, name) as store:
+        store.ingest(docs(5))
+        assert isinstance(store.backend, DropStore) and isinstance(store.backend, SharedClientStore)
+        # a second collection through the same connection, then the first one dropped: the second stays
+        other = vecembed.Store(store_factory(target.db)(
+            name + "-b", provider=provider, path=None, url=None, client=store.backend.shared_client()), provider)
+        other.ingest(docs(3))
+        store.backend.drop()
+        store.backend.drop()  # idempotent
+        assert target.raw_count(name) is None and store.backend.state() is None
+        assert other.count() == 3
+        other.backend.drop()
