@@ -33,6 +33,7 @@ from vecembed.errors import (
     VecembedError,
 )
 from vecembed.identity import CollectionIdentity
+from vecembed.migration import MigrationReport, migrate
 from vecembed.protocol import EmbeddingProvider
 from vecembed.records import Document
 from vecembed.registry import available_providers, load_provider
@@ -65,6 +66,7 @@ __all__ = [
     "IngestReport",
     "InvalidInputError",
     "InvalidVectorsError",
+    "MigrationReport",
     "MissingDependencyError",
     "ModelInfo",
     "ModelLoadError",
@@ -81,6 +83,7 @@ __all__ = [
     "available_stores",
     "distill",
     "load_provider",
+    "migrate",
     "open_store",
 ]
 

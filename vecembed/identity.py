@@ -11,6 +11,7 @@ that decides whether a collection and a provider fit::
     vecembed:distance      the distance the collection was created with ("cosine")
     vecembed:quantization  ModelInfo.quantization, "" for none (shown when two variants of one model meet)
     vecembed:vector_name   the named vector ("" for the unnamed one; Qdrant)
+    vecembed:migrated_from the collection a migration copied this one from (vecembed.migrate; absent otherwise)
 
 The keys of each stored record that vecembed owns (``vecembed:id``,
 ``vecembed:text``, ``vecembed:hash``) are defined here too, so that no other
@@ -54,6 +55,7 @@ __all__ = [
     "DIMENSION_KEY",
     "DISTANCE_KEY",
     "FINGERPRINT_KEY",
+    "MIGRATED_FROM_KEY",
     "MODEL_KEY",
     "QUANTIZATION_KEY",
     "RECORD_HASH_KEY",
@@ -79,6 +81,8 @@ DIMENSION_KEY = "vecembed:dimension"
 DISTANCE_KEY = "vecembed:distance"
 QUANTIZATION_KEY = "vecembed:quantization"
 VECTOR_NAME_KEY = "vecembed:vector_name"
+#: The collection a migration copied this one from: what a rollback points the alias back at.
+MIGRATED_FROM_KEY = "vecembed:migrated_from"
 
 #: Per record: the caller's id (where the database's own id cannot hold it), the text, the content hash.
 RECORD_ID_KEY = "vecembed:id"
@@ -117,6 +121,9 @@ class CollectionIdentity:
     distance: str = "cosine"
     quantization: str = ""
     vector_name: str = ""
+    #: The collection :func:`vecembed.migrate` copied this one from ("" for a collection written directly).
+    #: Not part of the vector space: never compared.
+    migrated_from: str = ""
 
     def __post_init__(self) -> None:
         if not self.fingerprint:
@@ -139,7 +146,7 @@ class CollectionIdentity:
 
     def to_metadata(self) -> dict[str, str | int]:
         """The collection metadata that records this identity (flat str/int values: every database takes them)."""
-        return {
+        metadata: dict[str, str | int] = {
             FINGERPRINT_KEY: self.fingerprint,
             MODEL_KEY: self.model,
             DIMENSION_KEY: self.dimension,
@@ -147,6 +154,9 @@ class CollectionIdentity:
             QUANTIZATION_KEY: self.quantization,
             VECTOR_NAME_KEY: self.vector_name,
         }
+        if self.migrated_from:  # only on a migration's target: other collections' metadata stays as it was
+            metadata[MIGRATED_FROM_KEY] = self.migrated_from
+        return metadata
 
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, Any] | None) -> CollectionIdentity | None:
@@ -165,6 +175,7 @@ class CollectionIdentity:
             distance=str(meta.get(DISTANCE_KEY) or "cosine"),
             quantization=str(meta.get(QUANTIZATION_KEY) or ""),
             vector_name=str(meta.get(VECTOR_NAME_KEY) or ""),
+            migrated_from=str(meta.get(MIGRATED_FROM_KEY) or ""),
         )
 
     @staticmethod

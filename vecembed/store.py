@@ -366,7 +366,7 @@ class StoreFactory(Protocol):
         self,
         collection: str,
         *,
-        provider: EmbeddingProvider,
+        provider: EmbeddingProvider | None,
         path: str | None,
         url: str | None,
         client: Any,
