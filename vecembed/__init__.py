@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from vecembed.collection import Store, aopen_store, open_store
+from vecembed.collection import Store, aliases, aopen_store, drop_alias, open_store, set_alias
 from vecembed.errors import (
     CollectionNotFoundError,
     DimensionMismatchError,
@@ -28,6 +28,7 @@ from vecembed.errors import (
     ModelLoadError,
     ModelMismatchError,
     ModelNotFoundError,
+    ProviderNotRecordedError,
     ProviderUnavailableError,
     UnknownProviderError,
     VecembedError,
@@ -35,6 +36,7 @@ from vecembed.errors import (
 from vecembed.identity import CollectionIdentity
 from vecembed.migration import MigrationReport, migrate
 from vecembed.protocol import EmbeddingProvider
+from vecembed.provider_record import ProviderRecord
 from vecembed.records import Document
 from vecembed.registry import available_providers, load_provider
 from vecembed.store import Hit, IngestReport, VectorStore, available_stores
@@ -72,19 +74,24 @@ __all__ = [
     "ModelLoadError",
     "ModelMismatchError",
     "ModelNotFoundError",
+    "ProviderNotRecordedError",
+    "ProviderRecord",
     "ProviderUnavailableError",
     "Store",
     "UnknownProviderError",
     "VecembedError",
     "VectorStore",
     "__version__",
+    "aliases",
     "aopen_store",
     "available_providers",
     "available_stores",
     "distill",
+    "drop_alias",
     "load_provider",
     "migrate",
     "open_store",
+    "set_alias",
 ]
 
 

@@ -15,21 +15,39 @@ caller (:class:`~vecembed.retry.StoreCaller`).
 from __future__ import annotations
 
 import math
+import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 from vecembed.aio import Worker, refuse_on_loop, run_on_thread
-from vecembed.errors import CollectionNotFoundError, InvalidInputError, ProviderUnavailableError
+from vecembed.errors import (
+    CollectionNotFoundError,
+    InvalidInputError,
+    ModelMismatchError,
+    ProviderNotRecordedError,
+    ProviderUnavailableError,
+    UnsupportedError,
+)
 from vecembed.health import timed_check
 from vecembed.identity import CollectionIdentity, IdentitySource, Verdict, claiming, verify_identity
 from vecembed.ingest import ingest
 from vecembed.protocol import EmbeddingProvider
 from vecembed.records import check_text, normalize_id
 from vecembed.retry import StoreCaller
-from vecembed.store import AsyncClientStore, CollectionState, Hit, IngestReport, VectorStore, store_factory
+from vecembed.store import (
+    AliasStore,
+    AsyncClientStore,
+    CollectionState,
+    Hit,
+    IngestReport,
+    VectorStore,
+    store_factory,
+)
 from vecembed.types import HealthReport
 
-__all__ = ["Store", "aopen_store", "open_store"]
+__all__ = ["ALIAS_RECHECK_SECONDS", "Store", "aliases", "aopen_store", "drop_alias", "open_store", "set_alias"]
 
 
 def _check_k(k: Any) -> int:
@@ -60,84 +78,240 @@ def _check_where(where: Any) -> dict[str, Any] | None:
     return out or None
 
 
+#: How often a :class:`Store` reads its database's aliases again before a search or an ingest, in seconds
+#: (``store.alias_recheck_seconds``). 0: before every call — one small read (a dict, a ``get_aliases``, a
+#: one-row SELECT, a small JSON file, one collection's metadata); measured in benchmarks/alias_check.py.
+ALIAS_RECHECK_SECONDS = 0.0
+
+
+@dataclass(frozen=True)
+class _Bound:
+    """The collection one call works on and the provider that embeds for it, read once per call.
+
+    When an alias moves, the whole binding is replaced, never half of it: a call that started on the old
+    collection finishes there with the old provider.
+    """
+
+    backend: VectorStore
+    provider: EmbeddingProvider
+    identity: CollectionIdentity
+
+
+def _recorded_provider(backend: VectorStore, state: CollectionState | None, name: str) -> EmbeddingProvider:
+    """The provider ``backend``'s collection records (``open_store(db, name)`` without ``provider=``)."""
+    where = f"{backend.db} collection {backend.collection!r} at {backend.location}"
+    if state is None:
+        raise CollectionNotFoundError(
+            f"{backend.db} has no collection {name!r} at {backend.location} (nor an alias of that name), and "
+            "no provider= was given: pass provider= (e.g. vecembed.load_provider('onnx')) to create it",
+            db=backend.db,
+            collection=name,
+            location=backend.location,
+        )
+    identity = state.identity
+    if identity is None or identity.provider is None:
+        what = "records no vecembed identity" if identity is None else (
+            f"records model {identity.describe()} but not how to load it (written before vecembed recorded "
+            "providers)"
+        )
+        raise ProviderNotRecordedError(
+            f"{where} {what}: pass provider= to open_store (the provider it was written with)"
+        )
+    return identity.provider.load(
+        fingerprint=identity.fingerprint,
+        dimension=identity.dimension,
+        model=identity.model,
+        where=where,
+        advice="pass that model's provider as provider= to open_store",
+    )
+
+
 class Store:
     """One collection of one database, bound to a provider. Open it with :func:`open_store`.
 
     Every write goes through :func:`vecembed.ingest.ingest`; every read and write is
     checked against the identity the collection records, at open and again before each
     ingest and each search (so a collection replaced by another model's is noticed).
+
+    Opened by an alias (``name``), it follows the alias: before each search and ingest
+    (at most every :attr:`alias_recheck_seconds`) it reads where the alias points, and
+    when it moved, works on the new collection — with the same provider when the new
+    collection records the same vector space; with the provider the new collection
+    records when the store was opened without ``provider=``; otherwise every call raises
+    :class:`~vecembed.errors.ModelMismatchError` saying where the alias moved and to which
+    model (never vectors of one model searched against another's).
     """
+
+    #: Seconds between two reads of the aliases (0: before every search and ingest); see ALIAS_RECHECK_SECONDS.
+    alias_recheck_seconds: float = ALIAS_RECHECK_SECONDS
 
     def __init__(
         self,
         backend: VectorStore,
-        provider: EmbeddingProvider,
+        provider: EmbeddingProvider | None = None,
         *,
         create: bool = True,
         adopt: bool = False,
         max_retries: int = 3,
         retry_backoff: float = 0.5,
         vector_name: str | None = None,
+        name: str | None = None,
+        root: VectorStore | None = None,
     ) -> None:
-        if not isinstance(provider, EmbeddingProvider):
+        if provider is not None and not isinstance(provider, EmbeddingProvider):
             raise InvalidInputError(
-                f"provider must be an EmbeddingProvider (e.g. vecembed.load_provider('onnx')), "
-                f"got {type(provider).__name__}"
+                f"provider must be an EmbeddingProvider (e.g. vecembed.load_provider('onnx')) or None (the "
+                f"provider the collection records), got {type(provider).__name__}"
             )
-        self.backend = backend
-        self.provider = provider
+        #: The store that owns the client and reads the aliases (the one opened by ``name``).
+        self.root = root if root is not None else backend
+        #: The name the store was opened by: an alias, or the collection's own name.
+        self.name = name if name is not None else backend.collection
         self.adopt = adopt
-        self.identity = CollectionIdentity.of(provider.info, vector_name=vector_name)
-        self.caller = StoreCaller(backend, max_retries=max_retries, retry_backoff=retry_backoff)
+        self._vector_name = vector_name
+        # One caller for every collection the store works on: they share one client (and its lock).
+        self.caller = StoreCaller(self.root, max_retries=max_retries, retry_backoff=retry_backoff)
         self._loop = backend.loop if isinstance(backend, AsyncClientStore) else None
         if self._loop is not None:
             # A native async client: a worker thread waits while its call runs on the loop, so a second one can
             # embed the next query meanwhile (providers serve several threads; the database calls still go
             # one at a time through the caller).
             self.async_concurrency = 2
-        if self._verify() is None and not create:
-            raise CollectionNotFoundError(
-                f"{backend.db} has no collection {backend.collection!r} at {backend.location}",
-                db=backend.db,
-                collection=backend.collection,
-                location=backend.location,
-            )
+        #: Whether the provider is the one the collection records, loaded here (then closed by close()).
+        self.owns_provider = provider is None
+        self._retired: list[EmbeddingProvider] = []
+        if provider is None:
+            provider = _recorded_provider(backend, self.caller(backend.state), self.name)
+        self._bound = _Bound(backend, provider, CollectionIdentity.of(provider.info, vector_name=vector_name))
+        self._aliased = isinstance(self.root, AliasStore)
+        self._alias_lock = threading.Lock()
+        self._alias_checked = time.monotonic()
+        self._moved: ModelMismatchError | None = None
+        try:
+            if self._verify(self._bound) is None and not create:
+                raise CollectionNotFoundError(
+                    f"{backend.db} has no collection {backend.collection!r} at {backend.location}",
+                    db=backend.db,
+                    collection=backend.collection,
+                    location=backend.location,
+                )
+        except BaseException:
+            if self.owns_provider:
+                provider.close()
+            raise
 
     # -- identity -----------------------------------------------------------------------------
 
     @property
+    def backend(self) -> VectorStore:
+        """The database's store of the collection this store works on now."""
+        return self._bound.backend
+
+    @property
+    def provider(self) -> EmbeddingProvider:
+        """The provider that embeds for it now."""
+        return self._bound.provider
+
+    @property
+    def identity(self) -> CollectionIdentity:
+        """The identity the provider gives a collection (what is compared with the recorded one)."""
+        return self._bound.identity
+
+    @property
     def db(self) -> str:
-        return self.backend.db
+        return self._bound.backend.db
 
     @property
     def collection(self) -> str:
-        return self.backend.collection
+        """The collection it works on now (where its alias points, when it was opened by one)."""
+        return self._bound.backend.collection
 
     @property
     def location(self) -> str:
-        return self.backend.location
+        return self._bound.backend.location
+
+    @property
+    def alias(self) -> str | None:
+        """The alias the store follows (its ``name``, when that names another collection); None otherwise."""
+        return self.name if self.name != self.collection else None
 
     def _off_loop(self, call: str) -> None:
         """Refuse a sync call on the event loop of the store's async client (it would wait for itself)."""
         if self._loop is not None:
             refuse_on_loop(self._loop, f"store.{call}()", f"`await store.a{call}(...)`")
 
-    def _verify(self) -> tuple[CollectionState, Verdict] | None:
-        state = self.caller(self.backend.state)
+    def _verify(self, bound: _Bound) -> tuple[CollectionState, Verdict] | None:
+        state = self.caller(bound.backend.state)
         if state is None:
             return None
         verdict = verify_identity(
-            self.collection,
-            self.identity,
+            bound.backend.collection,
+            bound.identity,
             recorded=state.identity,
             source=state.source if state.identity is not None else IdentitySource.NONE,
             stored_dimension=state.dimension,
             stored_distance=state.distance,
             count=state.count,
-            normalized=self.provider.info.normalized,
+            normalized=bound.provider.info.normalized,
             adopt=self.adopt,
         )
         return state, verdict
+
+    # -- the alias ----------------------------------------------------------------------------
+
+    def _current(self, *, force: bool = False) -> _Bound:
+        """The binding to use for one call, after following the alias when it is time to read it again."""
+        if not self._aliased:
+            return self._bound
+        if force or self._moved is not None or (
+            time.monotonic() - self._alias_checked >= self.alias_recheck_seconds
+        ):
+            with self._alias_lock:
+                self._follow()
+        if self._moved is not None:
+            moved = self._moved
+            # A fresh exception each call (one raised again and again would grow its traceback).
+            raise ModelMismatchError(str(moved), expected=moved.expected, got=moved.got)
+        return self._bound
+
+    def _follow(self) -> None:
+        """Read where the alias points; when it moved, bind the new collection (or record why it cannot be)."""
+        root = self.root
+        assert isinstance(root, AliasStore)
+        target = self.caller(root.aliases).get(self.name)
+        self._alias_checked = time.monotonic()
+        bound = self._bound
+        if target is None or target == bound.backend.collection:
+            # Not an alias (any more): a dropped alias leaves the store on the collection it last named.
+            self._moved = None
+            return
+        backend = root.for_collection(target)
+        state = self.caller(backend.state)
+        if state is None:
+            return  # a dangling alias (its collection dropped): keep serving the last one rather than nothing
+        recorded = state.identity
+        old = bound.backend.collection
+        if recorded is not None and recorded.fingerprint == bound.identity.fingerprint:
+            self._bound = _Bound(backend, bound.provider, bound.identity)
+        elif self.owns_provider:
+            provider = _recorded_provider(backend, state, target)
+            # The old provider may still serve a call in flight: closed with the store, not now.
+            self._retired.append(bound.provider)
+            self._bound = _Bound(
+                backend, provider, CollectionIdentity.of(provider.info, vector_name=self._vector_name)
+            )
+        else:
+            model = recorded.describe() if recorded is not None else "no recorded model"
+            self._moved = ModelMismatchError(
+                f"alias {self.name!r} moved from collection {old!r} to {target!r}, written with model {model}, "
+                f"but this store's provider is {bound.identity.describe()}: its vectors cannot be searched there. "
+                f"Reopen it with that model's provider, or without provider= (open_store({self.db!r}, "
+                f"{self.name!r}) loads the provider the collection records)",
+                expected=recorded.fingerprint if recorded is not None else None,
+                got=bound.identity.fingerprint,
+            )
+            return
+        self._moved = None
 
     def claim(self) -> None:
         """Make the collection this provider's: create it, or record the identity in it, and read it back.
@@ -147,21 +321,25 @@ class Store:
         :class:`~vecembed.errors.ModelMismatchError` / :class:`~vecembed.errors.DimensionMismatchError`
         when it is another model's.
         """
-        with claiming(self.db, self.location, self.collection):  # check, record, read back: one step here
-            checked = self._verify()
+        self._claim(self._current())
+
+    def _claim(self, bound: _Bound) -> None:
+        backend = bound.backend
+        with claiming(backend.db, backend.location, backend.collection):  # check, record, read back: one step
+            checked = self._verify(bound)
             if checked is None:
-                self.caller(lambda: self.backend.create(self.identity))
+                self.caller(lambda: backend.create(bound.identity))
             elif checked[1] is Verdict.RECORD:
-                self.caller(lambda: self.backend.record_identity(self.identity))
+                self.caller(lambda: backend.record_identity(bound.identity))
             else:
                 return
             # Read back rather than trusted: another process may have claimed it meanwhile (then its identity
             # must match ours), and Qdrant servers before 1.16 accept collection metadata and drop it.
-            checked = self._verify()
+            checked = self._verify(bound)
         if checked is None or checked[0].identity is None:
             raise ProviderUnavailableError(
-                f"{self.db} did not keep the identity recorded in collection {self.collection!r} at "
-                f"{self.location}; a server too old to store collection metadata (Qdrant < 1.16)? Upgrade it"
+                f"{backend.db} did not keep the identity recorded in collection {backend.collection!r} at "
+                f"{backend.location}; a server too old to store collection metadata (Qdrant < 1.16)? Upgrade it"
             )
 
     # -- the API ------------------------------------------------------------------------------
@@ -181,12 +359,13 @@ class Store:
         document ``skipped``); after a failure it embeds only what is missing.
         """
         self._off_loop("ingest")
+        bound = self._current()
         return ingest(
-            self.backend,
-            self.provider,
+            bound.backend,
+            bound.provider,
             documents,
             caller=self.caller,
-            before_first_write=self.claim,
+            before_first_write=lambda: self._claim(bound),
             batch_size=batch_size,
             show_progress=show_progress,
             skip_unchanged=skip_unchanged,
@@ -212,15 +391,21 @@ class Store:
         flt = _check_where(where)
         if not queries:
             return []
-        if self._verify() is None:
-            return [[] for _ in queries]
-        vectors = self.provider.embed_queries(list(queries))
-        return self.caller(lambda: self.backend.query(vectors, k, flt))
+        bound = self._current()
+        if self._verify(bound) is None:
+            if not self._aliased:
+                return [[] for _ in queries]
+            # Its collection is gone: the alias may have moved (and the old collection dropped) since it was read.
+            bound = self._current(force=True)
+            if self._verify(bound) is None:
+                return [[] for _ in queries]
+        vectors = bound.provider.embed_queries(list(queries))
+        return self.caller(lambda: bound.backend.query(vectors, k, flt))
 
     def count(self) -> int:
         """Documents in the collection (0 before the first ingest created it)."""
         self._off_loop("count")
-        return int(self.caller(self.backend.count))
+        return int(self.caller(self._current().backend.count))
 
     def delete(self, ids: Iterable[str | int]) -> int:
         """Delete the documents with these ids (as given to :meth:`ingest`, or a :class:`Hit`'s ``id``).
@@ -231,15 +416,16 @@ class Store:
         if isinstance(ids, str | bytes | Mapping):
             raise InvalidInputError(f"ids must be a list of str or int, got {type(ids).__name__}")
         wanted = [normalize_id(doc_id, f"ids[{i}]") for i, doc_id in enumerate(ids)]
-        if wanted and self._verify() is not None:
-            self.caller(lambda: self.backend.delete(wanted))
+        bound = self._current()
+        if wanted and self._verify(bound) is not None:
+            self.caller(lambda: bound.backend.delete(wanted))
         return len(wanted)
 
     def health_check(self) -> HealthReport:
         """One report: the database answers, the collection fits the provider, the provider works. Never raises."""
 
         def collection() -> tuple[bool, str, dict[str, bool]]:
-            checked = self._verify()
+            checked = self._verify(self._current())
             if checked is None:
                 missing = f"collection {self.collection!r} does not exist yet (ingest creates it)"
                 return False, missing, {"exists": False}
@@ -266,7 +452,18 @@ class Store:
         """Release the database client if the store opened it (not the provider: it is the caller's)."""
         if self._worker is not None:
             self._worker.shutdown()
-        self.backend.close()
+        self._release()
+
+    def _release(self) -> None:
+        """Close the database client (the root store owns it) and the providers this store loaded itself."""
+        bound = self._bound
+        if bound.backend is not self.root:
+            bound.backend.close()  # on the root's client: releases nothing of it
+        self.root.close()
+        if self.owns_provider:
+            for provider in [*self._retired, bound.provider]:
+                provider.close()
+            self._retired.clear()
 
     def __enter__(self) -> Store:
         return self
@@ -316,7 +513,7 @@ class Store:
     async def aclose(self) -> None:
         """:meth:`close` on a worker thread, after the async calls already queued."""
         worker = self._async_worker()
-        await worker.run(self.backend.close)
+        await worker.run(self._release)
         worker.shutdown()
 
     async def __aenter__(self) -> Store:
@@ -330,7 +527,7 @@ class Store:
         return f"<Store {self.db}:{self.collection!r} at {self.location} {ident.model} dim={ident.dimension}>"
 
 
-async def aopen_store(db: str, collection: str, provider: EmbeddingProvider, **options: Any) -> Store:
+async def aopen_store(db: str, collection: str, provider: EmbeddingProvider | None = None, **options: Any) -> Store:
     """:func:`open_store` on a worker thread (opening may reach a server): ``async with await aopen_store(...)``.
 
     The returned :class:`Store` has ``aingest``, ``asearch``, ``asearch_many``, ``acount``,
@@ -346,10 +543,16 @@ async def aopen_store(db: str, collection: str, provider: EmbeddingProvider, **o
     return await run_on_thread(open_store, db, collection, provider, **options)
 
 
+def _where(path: str | None, url: str | None, client: Any) -> None:
+    given = [name for name, value in (("path", path), ("url", url), ("client", client)) if value is not None]
+    if len(given) > 1:
+        raise InvalidInputError(f"give one of path=, url= or client=, not {' and '.join(given)}")
+
+
 def open_store(
     db: str,
     collection: str,
-    provider: EmbeddingProvider,
+    provider: EmbeddingProvider | None = None,
     *,
     path: str | None = None,
     url: str | None = None,
@@ -364,6 +567,10 @@ def open_store(
 
     Where: ``path`` (an embedded database in that folder), ``url`` (a server) or
     ``client`` (a client you made; you close it) — none of them: in memory.
+    ``collection`` is looked up as an alias first (:func:`set_alias`), then as a collection;
+    a store opened by an alias follows it when it moves (see :class:`Store`).
+    ``provider`` None: the provider the collection records (its backend and options,
+    loaded with :func:`vecembed.load_provider`); a collection that records none needs ``provider=``.
     ``create=False`` opens an existing collection only
     (:class:`~vecembed.errors.CollectionNotFoundError` otherwise); with ``create=True``
     the first ingest creates it. ``adopt=True`` records the provider's identity in a
@@ -374,15 +581,28 @@ def open_store(
     """
     if not isinstance(collection, str) or not collection:
         raise InvalidInputError(f"collection must be a non-empty str, got {collection!r}")
-    given = [name for name, value in (("path", path), ("url", url), ("client", client)) if value is not None]
-    if len(given) > 1:
-        raise InvalidInputError(f"give one of path=, url= or client=, not {' and '.join(given)}")
+    _where(path, url, client)
     factory = store_factory(db)
     vector_name = options.get("vector_name")
-    backend = factory(
+    root = factory(
         collection, provider=provider, path=None if path is None else str(path), url=url, client=client, **options
     )
     try:
+        backend = root
+        if isinstance(root, AliasStore):
+            target = StoreCaller(root, max_retries=max_retries, retry_backoff=retry_backoff)(root.aliases).get(
+                collection
+            )
+            if target is not None:
+                backend = root.for_collection(target)
+                if backend.state() is None:
+                    raise CollectionNotFoundError(
+                        f"{db} alias {collection!r} at {root.location} names collection {target!r}, which does not "
+                        f"exist (dropped?); point it at another one (vecembed.set_alias) or drop it",
+                        db=db,
+                        collection=target,
+                        location=root.location,
+                    )
         return Store(
             backend,
             provider,
@@ -391,7 +611,93 @@ def open_store(
             max_retries=max_retries,
             retry_backoff=retry_backoff,
             vector_name=vector_name,
+            name=collection,
+            root=root,
         )
     except BaseException:
-        backend.close()
+        root.close()
         raise
+
+
+# -- aliases: the database's names for collections ------------------------------------------------------
+
+
+def _alias_store(db: str, name: str, path: str | None, url: str | None, client: Any, options: Any) -> AliasStore:
+    """A store of ``db`` opened on ``name`` (so the name passes the database's own name check) that keeps aliases."""
+    _where(path, url, client)
+    factory = store_factory(db)
+    store = factory(name, provider=None, path=None if path is None else str(path), url=url, client=client, **options)
+    if not isinstance(store, AliasStore):
+        store.close()
+        raise UnsupportedError(f"the {db} store keeps no aliases (it does not implement vecembed.store.AliasStore)")
+    return store
+
+
+def aliases(
+    db: str, *, path: str | None = None, url: str | None = None, client: Any = None, **options: Any
+) -> dict[str, str]:
+    """``{alias: collection}`` for every alias of database ``db`` (where: as :func:`open_store`)."""
+    store = _alias_store(db, "vecembed-aliases", path, url, client, options)
+    try:
+        return dict(sorted(store.aliases().items()))
+    finally:
+        cast(VectorStore, store).close()
+
+
+def set_alias(
+    db: str,
+    alias: str,
+    collection: str,
+    *,
+    path: str | None = None,
+    url: str | None = None,
+    client: Any = None,
+    **options: Any,
+) -> None:
+    """Point ``alias`` at ``collection`` in database ``db``, creating the alias or moving it in one atomic step.
+
+    ``alias`` must be a valid collection name of the database (the same check) and not a collection's
+    name; ``collection`` must exist. Stores opened by the alias follow it on their next search or ingest.
+    Raises :class:`~vecembed.errors.InvalidInputError` or
+    :class:`~vecembed.errors.CollectionNotFoundError`; nothing changes then.
+    """
+    for what, value in (("alias", alias), ("collection", collection)):
+        if not isinstance(value, str) or not value:
+            raise InvalidInputError(f"{what} must be a non-empty str, got {value!r}")
+    if alias == collection:
+        raise InvalidInputError(f"alias {alias!r} cannot point at itself: name another collection")
+    store = _alias_store(db, alias, path, url, client, options)
+    try:
+        target = store.for_collection(collection)  # the database's name check on the collection too
+        current = store.aliases()
+        if target.state() is None or collection in current:
+            why = "it is an alias itself (an alias names a collection)" if collection in current else "not found"
+            raise CollectionNotFoundError(
+                f"alias {alias!r} cannot point at {db} collection {collection!r} at "
+                f"{cast(VectorStore, store).location}: {why}; nothing changed",
+                db=db,
+                collection=collection,
+                location=cast(VectorStore, store).location,
+            )
+        # A store opened on the alias's name sees the aliased collection in Qdrant (it resolves aliases itself).
+        if alias not in current and cast(VectorStore, store).state() is not None:
+            raise InvalidInputError(
+                f"{alias!r} is a {db} collection at {cast(VectorStore, store).location}: an alias may not shadow "
+                "a collection; choose another alias name; nothing changed"
+            )
+        store.set_alias(alias, collection)
+    finally:
+        cast(VectorStore, store).close()
+
+
+def drop_alias(
+    db: str, alias: str, *, path: str | None = None, url: str | None = None, client: Any = None, **options: Any
+) -> bool:
+    """Remove ``alias`` from database ``db`` (its collection stays); whether there was one."""
+    if not isinstance(alias, str) or not alias:
+        raise InvalidInputError(f"alias must be a non-empty str, got {alias!r}")
+    store = _alias_store(db, alias, path, url, client, options)
+    try:
+        return store.drop_alias(alias)
+    finally:
+        cast(VectorStore, store).close()

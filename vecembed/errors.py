@@ -10,6 +10,8 @@ matches its meaning, so callers can catch either::
     ├── UnknownProviderError      (also KeyError)      a backend name that is not registered
     ├── MissingDependencyError    (also ImportError)   an optional extra that is not installed
     ├── InvalidInputError         (also ValueError)    bad texts, ids or metadata; nothing was embedded or written
+    │   └── ProviderNotRecordedError                   open_store without provider= on a collection that records
+    │                                                  no provider to load
     ├── InvalidVectorsError       (also ValueError)    a provider's vectors that break its promise (NaN, inf, not
     │                                                  unit norm, not numbers); nothing was written or cached
     ├── DimensionMismatchError    (also ValueError)    a vector size that differs from the collection's
@@ -40,6 +42,7 @@ __all__ = [
     "ModelLoadError",
     "ModelMismatchError",
     "ModelNotFoundError",
+    "ProviderNotRecordedError",
     "ProviderUnavailableError",
     "QueueFullError",
     "ShuttingDownError",
@@ -161,6 +164,11 @@ class CollectionNotFoundError(VecembedError, LookupError):
         self.collection = collection
         self.location = location
         super().__init__(message)
+
+
+class ProviderNotRecordedError(InvalidInputError):
+    """A collection opened without ``provider=`` records no provider to load (written before vecembed recorded
+    providers, or by other code): pass ``provider=``."""
 
 
 class EventLoopError(VecembedError, RuntimeError):

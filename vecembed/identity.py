@@ -12,6 +12,8 @@ that decides whether a collection and a provider fit::
     vecembed:quantization  ModelInfo.quantization, "" for none (shown when two variants of one model meet)
     vecembed:vector_name   the named vector ("" for the unnamed one; Qdrant)
     vecembed:migrated_from the collection a migration copied this one from (vecembed.migrate; absent otherwise)
+    vecembed:provider      how to load the provider again: a ProviderRecord as JSON (backend, options
+                           that change vectors, which of them are local paths; never secrets)
 
 The keys of each stored record that vecembed owns (``vecembed:id``,
 ``vecembed:text``, ``vecembed:hash``) are defined here too, so that no other
@@ -43,11 +45,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
 from vecembed.errors import DimensionMismatchError, InvalidInputError, ModelMismatchError
+from vecembed.provider_record import ProviderRecord
 from vecembed.types import ModelInfo
 
 __all__ = [
@@ -57,6 +60,7 @@ __all__ = [
     "FINGERPRINT_KEY",
     "MIGRATED_FROM_KEY",
     "MODEL_KEY",
+    "PROVIDER_KEY",
     "QUANTIZATION_KEY",
     "RECORD_HASH_KEY",
     "RECORD_ID_KEY",
@@ -83,6 +87,7 @@ QUANTIZATION_KEY = "vecembed:quantization"
 VECTOR_NAME_KEY = "vecembed:vector_name"
 #: The collection a migration copied this one from: what a rollback points the alias back at.
 MIGRATED_FROM_KEY = "vecembed:migrated_from"
+PROVIDER_KEY = "vecembed:provider"
 
 #: Per record: the caller's id (where the database's own id cannot hold it), the text, the content hash.
 RECORD_ID_KEY = "vecembed:id"
@@ -113,7 +118,11 @@ def canonical_distance(name: str) -> str:
 
 @dataclass(frozen=True, kw_only=True)
 class CollectionIdentity:
-    """The vector space a collection holds: what is recorded in it and compared before every write."""
+    """The vector space a collection holds: what is recorded in it and compared before every write.
+
+    ``provider``: how to load the provider that wrote it (None: not recorded, e.g. a collection
+    written before vecembed recorded it); never compared — the fingerprint decides.
+    """
 
     fingerprint: str
     model: str
@@ -124,6 +133,7 @@ class CollectionIdentity:
     #: The collection :func:`vecembed.migrate` copied this one from ("" for a collection written directly).
     #: Not part of the vector space: never compared.
     migrated_from: str = ""
+    provider: ProviderRecord | None = None
 
     def __post_init__(self) -> None:
         if not self.fingerprint:
@@ -142,11 +152,12 @@ class CollectionIdentity:
             distance=distance,
             quantization=info.quantization or "",
             vector_name=vector_name or "",
+            provider=ProviderRecord.of(info),
         )
 
     def to_metadata(self) -> dict[str, str | int]:
         """The collection metadata that records this identity (flat str/int values: every database takes them)."""
-        metadata: dict[str, str | int] = {
+        out: dict[str, str | int] = {
             FINGERPRINT_KEY: self.fingerprint,
             MODEL_KEY: self.model,
             DIMENSION_KEY: self.dimension,
@@ -154,9 +165,11 @@ class CollectionIdentity:
             QUANTIZATION_KEY: self.quantization,
             VECTOR_NAME_KEY: self.vector_name,
         }
+        if self.provider is not None:
+            out[PROVIDER_KEY] = self.provider.to_json()
         if self.migrated_from:  # only on a migration's target: other collections' metadata stays as it was
-            metadata[MIGRATED_FROM_KEY] = self.migrated_from
-        return metadata
+            out[MIGRATED_FROM_KEY] = self.migrated_from
+        return out
 
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, Any] | None) -> CollectionIdentity | None:
@@ -176,6 +189,7 @@ class CollectionIdentity:
             quantization=str(meta.get(QUANTIZATION_KEY) or ""),
             vector_name=str(meta.get(VECTOR_NAME_KEY) or ""),
             migrated_from=str(meta.get(MIGRATED_FROM_KEY) or ""),
+            provider=ProviderRecord.from_value(meta.get(PROVIDER_KEY)),
         )
 
     @staticmethod
@@ -251,14 +265,16 @@ def read_chroma_identity(
     ``"default"``, another library's function, none) records nothing.
     """
     recorded = CollectionIdentity.from_metadata(metadata)
-    if recorded is not None:
-        return RecordedIdentity(recorded, IdentitySource.METADATA)
     stored = (configuration or {}).get("embedding_function") or {}
     config = stored.get("config") if isinstance(stored, Mapping) else None
-    if not (isinstance(stored, Mapping) and stored.get("name") == CHROMA_EF_NAME and isinstance(config, Mapping)):
-        return RecordedIdentity(None, IdentitySource.NONE)
-    fingerprint = config.get("fingerprint")
-    if not isinstance(fingerprint, str) or not fingerprint:
+    ours = isinstance(stored, Mapping) and stored.get("name") == CHROMA_EF_NAME and isinstance(config, Mapping)
+    fingerprint = config.get("fingerprint") if ours and isinstance(config, Mapping) else None
+    if recorded is not None:
+        if recorded.provider is None and fingerprint == recorded.fingerprint and isinstance(config, Mapping):
+            # Recorded before the metadata named its provider: the function's config names it (the same recipe).
+            recorded = replace(recorded, provider=ProviderRecord.from_value(config))
+        return RecordedIdentity(recorded, IdentitySource.METADATA)
+    if not isinstance(config, Mapping) or not isinstance(fingerprint, str) or not fingerprint:
         return RecordedIdentity(None, IdentitySource.NONE)
     dimension = _int_or_none(config.get("dimension"))
     hnsw = (configuration or {}).get("hnsw")
@@ -272,6 +288,7 @@ def read_chroma_identity(
         dimension=dimension if dimension is not None and dimension > 0 else 1,
         distance=str(space or "cosine"),
         quantization=str(quantization or ""),
+        provider=ProviderRecord.from_value(config),
     )
     return RecordedIdentity(identity, IdentitySource.EMBEDDING_FUNCTION)
 

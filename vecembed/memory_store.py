@@ -31,7 +31,12 @@ from typing import Any
 
 import numpy as np
 
-from vecembed.errors import DimensionMismatchError, InvalidInputError, ProviderUnavailableError
+from vecembed.errors import (
+    CollectionNotFoundError,
+    DimensionMismatchError,
+    InvalidInputError,
+    ProviderUnavailableError,
+)
 from vecembed.health import timed_check
 from vecembed.identity import CollectionIdentity, canonical_distance
 from vecembed.protocol import EmbeddingProvider
@@ -231,6 +236,7 @@ class MemoryDatabase:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._collections: dict[str, MemoryCollection] = {}
+        #: alias -> collection: one table per database, changed under its lock (so a move is atomic).
         self._aliases: dict[str, str] = {}
 
     def collection(self, name: str) -> MemoryCollection | None:
@@ -250,9 +256,10 @@ class MemoryDatabase:
             return created
 
     def delete_collection(self, name: str) -> None:
-        """Drop ``name`` and its records (a no-op when it does not exist)."""
+        """Drop ``name``, its records and the aliases that point at it (as Qdrant does); no-op when it is not there."""
         with self._lock:
             self._collections.pop(name, None)
+            self._aliases = {a: c for a, c in self._aliases.items() if c != name}
 
     def list_collections(self) -> list[str]:
         """The names of the collections, sorted."""
@@ -265,16 +272,23 @@ class MemoryDatabase:
             return dict(self._aliases)
 
     def set_alias(self, alias: str, collection: str) -> None:
-        """Point ``alias`` at ``collection`` (one assignment under the lock: atomic for every reader)."""
+        """Point ``alias`` at ``collection``; refuse a collection that does not exist or an alias that is one."""
         with self._lock:
             if collection not in self._collections:
-                raise InvalidInputError(f"memory alias {alias!r}: there is no collection {collection!r} to point at")
+                raise CollectionNotFoundError(
+                    f"memory has no collection {collection!r} for alias {alias!r} to point at",
+                    db="memory", collection=collection, location="memory",
+                )
+            if alias in self._collections:
+                raise InvalidInputError(
+                    f"{alias!r} is a memory collection: an alias may not shadow a collection; choose another name"
+                )
             self._aliases[alias] = collection
 
-    def drop_alias(self, alias: str) -> None:
-        """Remove ``alias`` (a no-op when there is none)."""
+    def drop_alias(self, alias: str) -> bool:
+        """Remove ``alias``; whether there was one."""
         with self._lock:
-            self._aliases.pop(alias, None)
+            return self._aliases.pop(alias, None) is not None
 
     def __repr__(self) -> str:
         return f"<MemoryDatabase {self.list_collections()}>"
@@ -349,19 +363,6 @@ class MemoryStore:
     def drop(self) -> None:
         self.database.delete_collection(self.collection)
 
-    def shared_client(self) -> MemoryDatabase:
-        return self.database
-
-    # -- aliases (the database's) -------------------------------------------------------------------
-
-    def aliases(self) -> dict[str, str]:
-        return self.database.aliases()
-
-    def set_alias(self, alias: str, collection: str) -> None:
-        self.database.set_alias(alias, collection)
-
-    def drop_alias(self, alias: str) -> None:
-        self.database.drop_alias(alias)
 
     # -- the database -----------------------------------------------------------------------------
 
@@ -377,6 +378,20 @@ class MemoryStore:
 
     def close(self) -> None:
         """Nothing to release: the database lives as long as something holds it."""
+
+    # -- aliases (AliasStore): the database's table -------------------------------------------------
+
+    def aliases(self) -> dict[str, str]:
+        return self.database.aliases()
+
+    def set_alias(self, alias: str, collection: str) -> None:
+        self.database.set_alias(alias, collection)
+
+    def drop_alias(self, alias: str) -> bool:
+        return self.database.drop_alias(alias)
+
+    def for_collection(self, collection: str) -> MemoryStore:
+        return MemoryStore(self.database, collection, location=self.location)
 
 
 def open_memory_store(

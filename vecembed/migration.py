@@ -43,7 +43,7 @@ from vecembed.ingest import DEFAULT_BATCH_SIZE
 from vecembed.progress import Progress
 from vecembed.protocol import EmbeddingProvider
 from vecembed.records import Document
-from vecembed.store import AliasStore, DropStore, SharedClientStore, VectorStore, store_factory
+from vecembed.store import AliasStore, DropStore, VectorStore, store_factory
 from vecembed.types import ModelInfo
 
 __all__ = ["KILL_ENV", "MAX_CATCH_UP_PASSES", "MigrationReport", "default_target_name", "migrate"]
@@ -142,35 +142,30 @@ def _kill_after() -> int | None:
 class _Database:
     """One connection to the database and the collections opened through it (closed in reverse order)."""
 
-    def __init__(self, db: str, first: str, path: str | None, url: str | None, client: Any) -> None:
+    def __init__(
+        self, db: str, first: str, provider: EmbeddingProvider | None, path: str | None, url: str | None, client: Any
+    ) -> None:
         given = [n for n, v in (("path", path), ("url", url), ("client", client)) if v is not None]
         if len(given) > 1:
             raise InvalidInputError(f"give one of path=, url= or client=, not {' and '.join(given)}")
         self.db = db
-        self.factory = store_factory(db)
-        # Opening the first name validates it like a collection name (aliases obey the same rule).
-        self.anchor: VectorStore = self.factory(
-            first,
-            provider=None,
-            path=None if path is None else str(path),
-            url=url,
-            client=client,
+        # Opening the first name validates it like a collection name (aliases obey the same rule). The new
+        # provider goes to the store so that a Chroma target carries its embedding function.
+        self.anchor: VectorStore = store_factory(db)(
+            first, provider=provider, path=None if path is None else str(path), url=url, client=client
         )
         self.opened: list[VectorStore] = []
-        try:
-            if not isinstance(self.anchor, SharedClientStore) or not isinstance(self.anchor, AliasStore):
-                raise UnsupportedError(
-                    f"the {db} store keeps no aliases (or cannot open a second collection on its connection), so "
-                    "it cannot migrate; stores that can: memory, chroma, qdrant, qdrant-edge, pgvector"
-                )
-            self.aliases: AliasStore = self.anchor
-            self.client = self.anchor.shared_client()
-        except BaseException:
+        if not isinstance(self.anchor, AliasStore):
             self.anchor.close()
-            raise
+            raise UnsupportedError(
+                f"the {db} store keeps no aliases, so it cannot migrate a collection behind one; stores that can: "
+                "memory, chroma, qdrant, qdrant-edge, pgvector"
+            )
+        self.aliases: AliasStore = self.anchor
 
-    def open(self, collection: str, provider: EmbeddingProvider | None = None) -> VectorStore:
-        store = self.factory(collection, provider=provider, path=None, url=None, client=self.client)
+    def open(self, collection: str) -> VectorStore:
+        """A store of ``collection`` on the anchor's connection (a Qdrant folder or memory allows only one)."""
+        store = self.aliases.for_collection(collection)
         self.opened.append(store)
         return store
 
@@ -275,7 +270,7 @@ def migrate(
         )
     if new_provider is not None and not isinstance(new_provider, EmbeddingProvider):
         raise InvalidInputError(f"new_provider must be an EmbeddingProvider, got {type(new_provider).__name__}")
-    database = _Database(db, source, path, url, client)
+    database = _Database(db, source, new_provider, path, url, client)
     try:
         aliases = database.aliases.aliases()
         if source in aliases:
@@ -415,17 +410,16 @@ def _migrate(
             "nothing was written"
         )
     source_store = database.open(source_col)
-    backend = database.open(target_col, provider)
+    backend = database.open(target_col)
     target_store = Store(backend, provider, create=True)  # refuses a target of a third model, before any write
-    # The target records where it came from: what a rollback points the alias back at.
-    target_store.identity = dataclasses.replace(target_store.identity, migrated_from=source_col)
     size = max(batch_size or DEFAULT_BATCH_SIZE, SCAN_BATCH_SIZE)
 
     _phase("copy")
     target_store.claim()  # created now even when the source is empty, so the alias has something to name
     recorded = backend.state()
     if recorded is not None and recorded.identity is not None and recorded.identity.migrated_from != source_col:
-        backend.record_identity(target_store.identity)
+        # The target records where it came from: what a rollback points the alias back at.
+        backend.record_identity(dataclasses.replace(recorded.identity, migrated_from=source_col))
     label = f"{database.db}: {source_col} -> {target_col}"
     with Progress(label, source_store.count(), enabled=show_progress, rate="documents") as bar:
         copy = target_store.ingest(_documents(source_store, size, bar), batch_size=batch_size)

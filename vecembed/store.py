@@ -44,7 +44,6 @@ __all__ = [
     "PreferredBatchSize",
     "ScanStore",
     "ServerOnly",
-    "SharedClientStore",
     "SparseStore",
     "StoreFactory",
     "VectorStore",
@@ -159,7 +158,6 @@ class VectorStore(Protocol):
     Optional traits, each declared by a protocol below and tested with ``isinstance``:
     :class:`PreferredBatchSize` (documents per write), :class:`AsyncClientStore` (the
     event loop of a native async client), :class:`DropStore` (drop the collection),
-    :class:`SharedClientStore` (open another collection on the same connection),
     :class:`AliasStore`, :class:`SparseStore`, :class:`NativeFusion`; a factory may be :class:`ServerOnly`.
     """
 
@@ -280,20 +278,6 @@ class DropStore(Protocol):
 
 
 @runtime_checkable
-class SharedClientStore(Protocol):
-    """A store whose connection can open another collection of the same database.
-
-    ``shared_client()`` is a ``client=`` value for the same factory: a second store opened with it
-    uses this store's connection (needed where a database allows one opener: Qdrant's local folder,
-    an in-process memory database), and stays open as long as this store is.
-    """
-
-    def shared_client(self) -> Any:
-        """The ``client=`` that opens other collections of this store's database through its connection."""
-        ...
-
-
-@runtime_checkable
 class SparseStore(Protocol):
     """A store that keeps a sparse vector (:class:`~vecembed.sparse.SparseVector`) per record beside the dense one.
 
@@ -343,24 +327,37 @@ class AliasStore(Protocol):
 
     Aliases belong to the database (not to the store's collection): any store of the database lists and
     moves them. Qdrant keeps them natively; pgvector in a table changed in one transaction; Chroma and
-    Qdrant Edge in a small record written atomically.
+    Qdrant Edge in a small record written atomically; the memory store in its :class:`MemoryDatabase`.
+    :func:`vecembed.set_alias` checks the names first (the alias is a valid collection name and no
+    collection's; the collection exists), so a store may take them as checked.
     """
 
     def aliases(self) -> dict[str, str]:
-        """``{alias: collection}`` for every alias of the database."""
+        """``{alias: collection}`` for every alias of the database (one small read: a store re-reads it often)."""
         ...
 
     def set_alias(self, alias: str, collection: str) -> None:
         """Point ``alias`` at ``collection`` (creating or moving it) in one atomic step."""
         ...
 
-    def drop_alias(self, alias: str) -> None:
-        """Remove ``alias`` (the collection stays)."""
+    def drop_alias(self, alias: str) -> bool:
+        """Remove ``alias`` (the collection stays); whether there was one."""
+        ...
+
+    def for_collection(self, collection: str) -> VectorStore:
+        """A store of the same database, on this store's client, for ``collection`` (where an alias points).
+
+        Closing it leaves the client open: the store it came from owns the client.
+        """
         ...
 
 
 class StoreFactory(Protocol):
-    """What a ``vecembed.stores`` entry point names: builds a :class:`VectorStore` for one collection."""
+    """What a ``vecembed.stores`` entry point names: builds a :class:`VectorStore` for one collection.
+
+    ``provider`` None: the store is opened before the provider is known (it is loaded from what the
+    collection records), or only for its database (aliases).
+    """
 
     def __call__(
         self,

@@ -99,7 +99,7 @@ def recorded_identity(collection: Collection) -> RecordedIdentity:
 
 
 def _identity(ef: ChromaEmbeddingFunction) -> CollectionIdentity:
-    return CollectionIdentity(fingerprint=ef.fingerprint, model=ef.model, dimension=ef.dimension)
+    return ef.identity
 
 
 def _verify(collection: Collection, ef: ChromaEmbeddingFunction, *, adopt: bool) -> tuple[RecordedIdentity, Verdict]:

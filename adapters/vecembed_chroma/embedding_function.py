@@ -25,8 +25,6 @@ embedded.
 from __future__ import annotations
 
 import copy
-import json
-import os
 import sys
 import threading
 from collections import OrderedDict
@@ -57,6 +55,7 @@ from vecembed.identity import (
     verify_identity,
 )
 from vecembed.protocol import EmbeddingProvider
+from vecembed.provider_record import ProviderRecord
 from vecembed.registry import PROVIDERS
 from vecembed.types import ModelInfo
 from vecembed.vectors import check_embeddings, provider_label
@@ -67,9 +66,6 @@ __all__ = ["EF_NAME", "ChromaEmbeddingFunction", "checked_calls", "claim_key", "
 #: The name Chroma stores in a collection's configuration and looks up in its registry (defined with the
 #: identity keys, where the one Chroma identity reader recognises it).
 EF_NAME = CHROMA_EF_NAME
-
-#: Provider options a stored configuration may not set: they belong to the process that loads it.
-_PROCESS_OPTIONS = frozenset({"allow_download"})
 
 #: How far up the stack the calling collection is looked for (Chroma wraps ``__call__`` once or twice).
 _CALLER_FRAMES = 6
@@ -145,58 +141,6 @@ def clear_provider_cache() -> None:
         _live.clear()
 
 
-def _jsonable(options: Mapping[str, Any]) -> dict[str, Any]:
-    """``options`` as plain JSON values (paths become str); refuse what JSON cannot hold."""
-    out = {k: os.fspath(v) if isinstance(v, os.PathLike) else v for k, v in options.items()}
-    try:
-        json.dumps(out)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(
-            f"provider options must be JSON-serialisable to be stored in the collection's configuration: {exc}"
-        ) from None
-    return out
-
-
-def _infer_options(provider: EmbeddingProvider) -> tuple[dict[str, Any], bool]:
-    """Best guess at the ``load_provider`` options that rebuild ``provider``, and whether it can be rebuilt.
-
-    The guess is verified when it is used: a provider rebuilt from it must have the
-    recorded fingerprint. Pass ``options=`` (or use :meth:`ChromaEmbeddingFunction.load`)
-    to record exact options instead.
-    """
-    info = provider.info
-    if info.backend not in PROVIDERS:
-        return {}, False
-    if info.backend == "remote":
-        # the server's address rebuilds it; the API key is a secret: it comes from $VECEMBED_API_KEY there
-        url = info.extra.get("url")
-        return ({"url": url}, True) if url else ({}, False)
-    if info.backend == "mock":
-        opts: dict[str, Any] = {"dimension": info.dimension}
-        seed = info.extra.get("seed", 0)
-        if seed:
-            opts["seed"] = seed
-        if info.max_tokens != 256:
-            opts["max_tokens"] = info.max_tokens
-        if info.name != "vecembed/mock":
-            opts["name"] = info.name
-        if info.query_prompt:
-            opts["query_prompt"] = info.query_prompt
-        return opts, True
-    if isinstance(info.extra.get("load_options"), dict):  # a backend that says how it is found again (gguf)
-        return dict(info.extra["load_options"]), True
-    # Model-backed backends: a model found on disk by path is referred to by that path,
-    # one found by id (package, Hugging Face cache, download) by its id, which resolves
-    # on another machine too.
-    model = info.name
-    if info.extra.get("source") == "local" and info.extra.get("path"):
-        model = str(info.extra["path"])
-    opts = {"model": model}
-    if info.quantization:
-        opts["quantize"] = info.quantization
-    return opts, True
-
-
 @register_embedding_function
 class ChromaEmbeddingFunction(EmbeddingFunction[Documents]):
     """A vecembed provider as a chromadb embedding function.
@@ -238,14 +182,18 @@ class ChromaEmbeddingFunction(EmbeddingFunction[Documents]):
                 f"got {type(provider).__name__}; build one with vecembed.load_provider(...)"
             )
         info = provider.info
-        backend = backend or info.backend
+        # The record every collection keeps of its provider (vecembed.provider_record): one guess, one loader.
         if options is None:
-            inferred, rebuildable = _infer_options(provider)
+            record = ProviderRecord.of(info)
+            if backend is not None and backend != record.backend:
+                record = ProviderRecord(backend=backend, options=record.options, local_paths=record.local_paths,
+                                        rebuildable=backend in PROVIDERS and record.rebuildable)
         else:
-            inferred, rebuildable = _jsonable(options), backend in PROVIDERS
+            record = ProviderRecord(backend=backend or info.backend, options=options,
+                                    rebuildable=(backend or info.backend) in PROVIDERS)
         self._provider = provider
         self._lock = threading.Lock()
-        self._config = self._make_config(info, backend, inferred, rebuildable)
+        self._config = self._make_config(info, record)
         _remember(provider)
 
     @classmethod
@@ -255,16 +203,17 @@ class ChromaEmbeddingFunction(EmbeddingFunction[Documents]):
         return cls(provider, backend=backend, options=options)
 
     @staticmethod
-    def _make_config(info: ModelInfo, backend: str, options: dict[str, Any], rebuildable: bool) -> dict[str, Any]:
-        return {
-            "backend": backend,
+    def _make_config(info: ModelInfo, record: ProviderRecord) -> dict[str, Any]:
+        config = {
+            **record.to_dict(),
             "model": info.name,
-            "options": options,
             "fingerprint": info.fingerprint,
             "dimension": info.dimension,
             "normalized": info.normalized,
-            "rebuildable": rebuildable,
         }
+        if not record.local_paths:
+            del config["local_paths"]  # optional: configs stored before it existed have none
+        return config
 
     # -- the provider, bound now or loaded on first use ---------------------------------------
 
@@ -295,6 +244,16 @@ class ChromaEmbeddingFunction(EmbeddingFunction[Documents]):
         return str(self._config["model"])
 
     @property
+    def identity(self) -> CollectionIdentity:
+        """The collection identity this function records: its vector space and how to load its provider again."""
+        return CollectionIdentity(
+            fingerprint=self.fingerprint,
+            model=self.model,
+            dimension=self.dimension,
+            provider=ProviderRecord.from_value(self._config),
+        )
+
+    @property
     def normalized(self) -> bool:
         """Whether the model's vectors are unit length (no model load needed)."""
         return bool(self._config["normalized"])
@@ -318,30 +277,17 @@ class ChromaEmbeddingFunction(EmbeddingFunction[Documents]):
                 return live
             # A configuration read from a database is input, not an instruction: whether models may be
             # downloaded is this process's decision (VECEMBED_OFFLINE / HF_HUB_OFFLINE, or the default), never
-            # the stored options'. The model itself resolves as any user call does.
-            options = {k: v for k, v in cfg["options"].items() if k not in _PROCESS_OPTIONS}
-            provider = vecembed.load_provider(cfg["backend"], **options)
-            got = provider.info
-            if got.dimension != cfg["dimension"]:
-                provider.close()
-                raise DimensionMismatchError(
-                    f"the stored configuration asks for {cfg['model']!r} (dimension {cfg['dimension']}) but "
-                    f"load_provider({cfg['backend']!r}, **{cfg['options']}) gave {got.name!r} with dimension "
-                    f"{got.dimension}; pass the original provider with embedding_function=...",
-                    expected=cfg["dimension"],
-                    got=got.dimension,
-                )
-            if got.fingerprint != cfg["fingerprint"]:
-                provider.close()
-                raise ModelMismatchError(
-                    f"the stored configuration records model {cfg['model']!r} with fingerprint "
-                    f"{cfg['fingerprint']}, but load_provider({cfg['backend']!r}, **{cfg['options']}) now gives "
-                    f"{got.name!r} with fingerprint {got.fingerprint} (other weights, pooling, prompts or "
-                    f"quantisation). Its vectors would not be comparable with the stored ones: install the "
-                    f"original model, or pass a provider with the recorded fingerprint via embedding_function=...",
-                    expected=cfg["fingerprint"],
-                    got=got.fingerprint,
-                )
+            # the stored options' (ProviderRecord drops allow_download). The model resolves as any user call does.
+            record = ProviderRecord.from_value(cfg)
+            if record is None:
+                raise InvalidInputError(f"unreadable vecembed embedding-function config {cfg!r}")
+            provider = record.load(
+                fingerprint=cfg["fingerprint"],
+                dimension=cfg["dimension"],
+                model=cfg["model"],
+                where="this Chroma collection's embedding function",
+                advice="pass the original provider with embedding_function=ChromaEmbeddingFunction(provider)",
+            )
             _remember(provider)
             return provider
 
@@ -394,7 +340,7 @@ class ChromaEmbeddingFunction(EmbeddingFunction[Documents]):
         owner = self._calling_collection()
         if owner is None:
             return
-        identity = CollectionIdentity(fingerprint=self.fingerprint, model=self.model, dimension=self.dimension)
+        identity = self.identity
         # An AsyncCollection calls this function synchronously from its coroutine: its count() and modify()
         # cannot be awaited here, so for it only the recorded identity is compared.
         sync = owner if isinstance(owner, Collection) else None
@@ -446,7 +392,7 @@ class ChromaEmbeddingFunction(EmbeddingFunction[Documents]):
         """Rebuild from a stored config. Cheap: the provider is re-used or loaded on first use, not here."""
         ChromaEmbeddingFunction.validate_config(config)
         ef = ChromaEmbeddingFunction.__new__(ChromaEmbeddingFunction)
-        ef._config = {key: copy.deepcopy(config[key]) for key in _CONFIG_KEYS}
+        ef._config = {key: copy.deepcopy(config[key]) for key in (*_CONFIG_KEYS, "local_paths") if key in config}
         ef._lock = threading.Lock()
         ef._provider = _recall(config["fingerprint"])
         return ef

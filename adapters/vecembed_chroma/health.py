@@ -88,7 +88,7 @@ def health_check(
     probe: Callable[[], HealthReport] | None = None
     if isinstance(provider, ChromaEmbeddingFunction):
         ef = provider
-        ours = CollectionIdentity(fingerprint=ef.fingerprint, model=ef.model, dimension=ef.dimension), ef.normalized
+        ours = ef.identity, ef.normalized
         # .provider may load the model from the stored config; a failure there is the finding.
         probe = lambda: ef.provider.health_check()  # noqa: E731
     elif provider is not None:

@@ -21,8 +21,10 @@ returns, run on its event loop.
 from __future__ import annotations
 
 import contextlib
+import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlparse
@@ -45,7 +47,7 @@ from vecembed.types import Embeddings, HealthReport
 from vecembed_chroma._state import claim_metadata, collection_state, space
 from vecembed_chroma.embedding_function import ChromaEmbeddingFunction
 
-__all__ = ["ChromaStore", "open_chroma_store"]
+__all__ = ["ALIASES_KEY", "ALIAS_COLLECTION", "ChromaStore", "check_collection_name", "open_chroma_store"]
 
 
 def _similarity(distance: float, space: str | None) -> float:
@@ -238,8 +240,6 @@ class ChromaStore:
         with contextlib.suppress(NotFoundError):  # already gone: dropping is idempotent
             self.client.delete_collection(self.collection)
 
-    def shared_client(self) -> ClientAPI:
-        return self.client
 
     # -- the database -----------------------------------------------------------------------------
 
@@ -261,6 +261,76 @@ class ChromaStore:
             # chromadb clients have no close(); dropping the reference releases an embedded database.
             self.client = None  # type: ignore[assignment]
 
+    # -- aliases (AliasStore): one reserved collection whose metadata holds them ----------------------
+    # Chroma has no aliases. The record is the metadata of one collection, ALIAS_COLLECTION: {ALIASES_KEY: JSON
+    # {alias: collection}}. A change is one modify(metadata=...) call, which replaces that collection's metadata
+    # row in Chroma's system database in one transaction (sqlite embedded, the server's sysdb behind one
+    # request): a reader sees the old mapping or the new one, never a mix. Two writers in one process take
+    # turns (a lock); two processes changing aliases at the same moment may lose one change (no
+    # compare-and-set in Chroma): change aliases from one place at a time.
+
+    def _alias_record(self) -> Collection | None:
+        try:
+            return self.client.get_collection(ALIAS_COLLECTION, embedding_function=None)
+        except NotFoundError:
+            return None
+
+    def aliases(self) -> dict[str, str]:
+        record = self._alias_record()
+        return _aliases_of(record.metadata if record is not None else None)
+
+    def _change_aliases(self, change: Callable[[dict[str, str]], object]) -> None:
+        with _ALIAS_LOCK:
+            record = self._alias_record()
+            current = _aliases_of(record.metadata if record is not None else None)
+            change(current)
+            metadata = {ALIASES_KEY: json.dumps(current, sort_keys=True)}
+            if record is None:
+                try:
+                    self.client.create_collection(
+                        ALIAS_COLLECTION, metadata=metadata, configuration={"hnsw": {"space": "cosine"}}
+                    )
+                    return
+                except (UniqueConstraintError, InternalError):
+                    record = self._alias_record()  # created meanwhile: change it instead
+                    if record is None:
+                        raise
+            record.modify(metadata=metadata)
+
+    def set_alias(self, alias: str, collection: str) -> None:
+        self._change_aliases(lambda current: current.__setitem__(alias, collection))
+
+    def drop_alias(self, alias: str) -> bool:
+        if alias not in self.aliases():
+            return False
+        self._change_aliases(lambda current: current.pop(alias, None))
+        return True
+
+    def for_collection(self, collection: str) -> ChromaStore:
+        check_collection_name(collection)
+        return ChromaStore(self.client, collection, location=self.location, provider=self.provider,
+                           preferred_batch_size=self.preferred_batch_size)
+
+
+#: The collection whose metadata holds a Chroma database's aliases (a name open_store refuses for a collection).
+ALIAS_COLLECTION = "vecembed.aliases"
+#: Its one metadata key: ``{alias: collection}`` as JSON.
+ALIASES_KEY = "vecembed:aliases"
+_ALIAS_LOCK = threading.Lock()
+
+
+def _aliases_of(metadata: Mapping[str, Any] | None) -> dict[str, str]:
+    try:
+        value = json.loads(str((metadata or {}).get(ALIASES_KEY) or "{}"))
+    except ValueError:
+        raise ProviderUnavailableError(
+            f"the alias record (collection {ALIAS_COLLECTION!r}, metadata {ALIASES_KEY!r}) is not JSON; fix or "
+            "delete it"
+        ) from None
+    if not isinstance(value, dict):
+        raise ProviderUnavailableError(f"the alias record (collection {ALIAS_COLLECTION!r}) is not a JSON object")
+    return {str(k): str(v) for k, v in value.items()}
+
 
 #: Chroma 1.5's rule for collection names (checked when a collection is created, in its Rust core).
 _NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{1,510})[A-Za-z0-9]\Z")
@@ -268,11 +338,18 @@ _IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}\Z")
 
 
 def check_collection_name(collection: str) -> None:
-    """Refuse, before anything is opened or embedded, a name Chroma would refuse when the collection is created."""
+    """Refuse, before anything is opened or embedded, a name Chroma would refuse when the collection is created.
+
+    Also refused: :data:`ALIAS_COLLECTION`, where vecembed keeps the aliases.
+    """
     if not _NAME.match(collection) or ".." in collection or _IPV4.match(collection):
         raise InvalidInputError(
             f"{collection[:80]!r} is not a Chroma collection name: a name has 3 to 512 characters from "
             "a-z A-Z 0-9 . _ -, starts and ends with a letter or digit, has no '..' and is not an IPv4 address"
+        )
+    if collection == ALIAS_COLLECTION:
+        raise InvalidInputError(
+            f"{collection!r} is reserved: vecembed keeps the database's aliases in that collection; choose another name"
         )
 
 

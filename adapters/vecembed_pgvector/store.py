@@ -12,7 +12,8 @@ What is stored where: the ``vector`` extension; one table ``vecembed_collections
 (``name``, ``metadata`` jsonb) holding each collection's identity; and a table per
 collection, ``vecembed_<collection>`` (``id`` text primary key, ``content_hash``,
 ``text``, ``metadata`` jsonb, ``embedding vector(dim)``) with an HNSW index
-(``vector_cosine_ops``). Every name reaches SQL as a :mod:`psycopg.sql` identifier
+(``vector_cosine_ops``); the aliases in ``"vecembed-aliases"`` (``alias``, ``collection``),
+created by the first alias. Every name reaches SQL as a :mod:`psycopg.sql` identifier
 and every value as a parameter; nothing a caller gives is formatted into SQL.
 """
 
@@ -44,6 +45,7 @@ from vecembed.store import CollectionState, Hit
 from vecembed.types import Embeddings, HealthReport
 
 __all__ = [
+    "ALIAS_TABLE",
     "REGISTRY_TABLE",
     "PgvectorStore",
     "check_collection_name",
@@ -55,6 +57,9 @@ __all__ = [
 
 #: The table that records each collection's identity (one row per collection).
 REGISTRY_TABLE = "vecembed_collections"
+#: The table of aliases (alias -> collection). Not ``vecembed_...``: every collection's table starts so
+#: (:func:`table_name`), and a user's collection "aliases" must not meet it.
+ALIAS_TABLE = "vecembed-aliases"
 _TABLE_PREFIX = "vecembed_"
 _MAX_IDENTIFIER = 63  # PostgreSQL's NAMEDATALEN - 1 bytes; longer names are cut silently, so two could collide
 #: pg_advisory_xact_lock key ("vece" in hex) that serialises creating tables: CREATE ... IF NOT EXISTS alone
@@ -371,8 +376,6 @@ class PgvectorStore:
                     sql.SQL("DELETE FROM {} WHERE name = %s").format(sql.Identifier(REGISTRY_TABLE)), [self.collection]
                 )
 
-    def shared_client(self) -> ConnectionPool | psycopg.Connection[Any]:
-        return self.client
 
     # -- the database -----------------------------------------------------------------------------
 
@@ -403,6 +406,52 @@ class PgvectorStore:
     def close(self) -> None:
         if self._owns_client and isinstance(self.client, ConnectionPool):
             self.client.close()
+
+    # -- aliases (AliasStore): a table, changed in one transaction -----------------------------------
+
+    def aliases(self) -> dict[str, str]:
+        with self._tx() as conn:
+            row = conn.execute("SELECT to_regclass(quote_ident(%s)) IS NOT NULL", [ALIAS_TABLE]).fetchone()
+            if not (row and row[0]):
+                return {}
+            found = conn.execute(sql.SQL("SELECT alias, collection FROM {}").format(sql.Identifier(ALIAS_TABLE)))
+            return {str(a): str(c) for a, c in found.fetchall()}
+
+    def set_alias(self, alias: str, collection: str) -> None:
+        check_collection_name(alias)
+        with self._tx() as conn:
+            self._ensure_registry(conn)  # the advisory lock that serialises DDL, then the tables
+            conn.execute(
+                sql.SQL("CREATE TABLE IF NOT EXISTS {} (alias text PRIMARY KEY, collection text NOT NULL)").format(
+                    sql.Identifier(ALIAS_TABLE)
+                )
+            )
+            # One statement, in the transaction that checked the tables: readers see the old row or the new one.
+            conn.execute(
+                sql.SQL(
+                    "INSERT INTO {} VALUES (%s, %s) ON CONFLICT (alias) DO UPDATE SET collection = EXCLUDED.collection"
+                ).format(sql.Identifier(ALIAS_TABLE)),
+                [alias, collection],
+            )
+
+    def drop_alias(self, alias: str) -> bool:
+        with self._tx() as conn:
+            row = conn.execute("SELECT to_regclass(quote_ident(%s)) IS NOT NULL", [ALIAS_TABLE]).fetchone()
+            if not (row and row[0]):
+                return False
+            gone = conn.execute(
+                sql.SQL("DELETE FROM {} WHERE alias = %s").format(sql.Identifier(ALIAS_TABLE)), [alias]
+            )
+            return gone.rowcount > 0
+
+    def for_collection(self, collection: str) -> PgvectorStore:
+        check_collection_name(collection)
+        store = PgvectorStore(self.client, collection, location=self.location, m=self.m,
+                              ef_construction=self.ef_construction, ef_search=self.ef_search)
+        # One connection passed in holds one transaction at a time: both stores take turns on the same lock.
+        store._lock = self._lock
+        store._vector_type = self._vector_type
+        return store
 
 
 def _open_pool(url: str, *, pool_size: int, timeout: float) -> ConnectionPool:

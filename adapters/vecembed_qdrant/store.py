@@ -329,8 +329,6 @@ class QdrantStore:
         if self.client.collection_exists(self.collection):
             self.client.delete_collection(self.collection)
 
-    def shared_client(self) -> Any:
-        return self.client
 
     # -- the database -----------------------------------------------------------------------------
 
@@ -347,6 +345,37 @@ class QdrantStore:
     def close(self) -> None:
         if self._owns_client:
             self.client.close()
+
+    # -- aliases (AliasStore): Qdrant's own, in every mode -------------------------------------------
+    # qdrant-client 1.20's local mode (":memory:" and path=) keeps aliases too, persisted with the collections
+    # in path mode, and refuses an alias on a missing collection or over a collection's name as servers do.
+
+    def aliases(self) -> dict[str, str]:
+        return {a.alias_name: a.collection_name for a in self.client.get_aliases().aliases}
+
+    def set_alias(self, alias: str, collection: str) -> None:
+        # Delete + create in one request: Qdrant applies the list atomically, so a reader sees the old target or
+        # the new one, never no alias. Deleting an alias that does not exist is accepted.
+        self.client.update_collection_aliases(
+            change_aliases_operations=[
+                models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias)),
+                models.CreateAliasOperation(
+                    create_alias=models.CreateAlias(collection_name=collection, alias_name=alias)
+                ),
+            ]
+        )
+
+    def drop_alias(self, alias: str) -> bool:
+        if alias not in self.aliases():
+            return False
+        self.client.update_collection_aliases(
+            change_aliases_operations=[models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias))]
+        )
+        return True
+
+    def for_collection(self, collection: str) -> QdrantStore:
+        check_collection_name(collection)
+        return QdrantStore(self.client, collection, location=self.location, vector_name=self.vector_name)
 
 
 def _local_client(path: str) -> QdrantClient:

@@ -70,6 +70,9 @@ _DISTANCES = {
     "manhattan": qe.Distance.Manhattan,
 }
 _IDENTITY_SUFFIX = ".vecembed.json"
+#: The aliases of a folder's collections. folder_name escapes "." and identity files end in ".vecembed.json",
+#: so no collection's files can have this name.
+ALIASES_FILE = "vecembed.aliases.json"
 
 
 def folder_name(collection: str) -> str:
@@ -254,6 +257,26 @@ class EdgeShards:
             self.identity_path(collection).unlink(missing_ok=True)
             return existed
 
+    # -- aliases: one JSON file in the folder, replaced atomically (write, fsync, rename) --------------
+
+    @property
+    def aliases_path(self) -> Path:
+        """``path/vecembed.aliases.json`` (no shard folder or identity file can have that name: see folder_name)."""
+        return self.path / ALIASES_FILE
+
+    def aliases(self) -> dict[str, str]:
+        """``{alias: collection}`` as the file says ({} without one)."""
+        value = _read_json(self.aliases_path) or {}
+        return {str(k): str(v) for k, v in value.items()}
+
+    def change_aliases(self, change: Any) -> None:
+        """Read the aliases, apply ``change`` to the dict, write the file back atomically (one writer here)."""
+        with self._lock:
+            self.check_open()
+            current = self.aliases()
+            change(current)
+            write_json_atomic(self.aliases_path, current)
+
     def collections(self) -> list[str]:
         """The shard folders under ``path`` (their escaped names)."""
         return sorted(p.name for p in self.path.iterdir() if (p / "edge_config.json").is_file())
@@ -297,6 +320,7 @@ class QdrantEdgeStore:
         self.collection = collection
         self.location = location
         self._owns_shards = owns_shards
+        self._hnsw_ef = hnsw_ef
         self._params = None if hnsw_ef is None else qe.SearchParams(hnsw_ef=hnsw_ef)
         self._hnsw_config = hnsw_config
 
@@ -404,8 +428,6 @@ class QdrantEdgeStore:
     def drop(self) -> None:
         self.shards.delete_collection(self.collection)
 
-    def shared_client(self) -> EdgeShards:
-        return self.shards
 
     # -- the database -----------------------------------------------------------------------------
 
@@ -425,6 +447,27 @@ class QdrantEdgeStore:
     def close(self) -> None:
         if self._owns_shards:
             self.shards.close()
+
+    # -- aliases (AliasStore): a JSON file beside the shards ------------------------------------------
+    # Replaced by write-then-rename (os.replace), so a reader in this or another process sees the old file or the
+    # new one. Changes within one process take turns under the shards' lock; two processes changing aliases at
+    # the same moment may lose one change (a folder has no compare-and-set): change them from one place.
+
+    def aliases(self) -> dict[str, str]:
+        return self.shards.aliases()
+
+    def set_alias(self, alias: str, collection: str) -> None:
+        self.shards.change_aliases(lambda current: current.__setitem__(alias, collection))
+
+    def drop_alias(self, alias: str) -> bool:
+        if alias not in self.aliases():
+            return False
+        self.shards.change_aliases(lambda current: current.pop(alias, None))
+        return True
+
+    def for_collection(self, collection: str) -> QdrantEdgeStore:
+        return QdrantEdgeStore(self.shards, collection, location=self.location, hnsw_ef=self._hnsw_ef,
+                               hnsw_config=self._hnsw_config)
 
 
 def open_qdrant_edge_store(

@@ -71,6 +71,14 @@ class Target:
             return store
         return vecembed.open_store(self.db, collection, provider, **self.open_kwargs, **kwargs)
 
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(db, *args, **open_kwargs)`` (vecembed.aliases, set_alias, drop_alias); on the client's loop if async."""
+        if self.loop is not None:
+            from vecembed.aio import run_on_thread
+
+            return self.loop.run(run_on_thread(fn, self.db, *args, **self.open_kwargs))
+        return fn(self.db, *args, **self.open_kwargs)
+
     def raw_count(self, collection: str) -> int | None:
         """Records stored, read by the database's own client; None when the collection does not exist."""
         if self.db == "memory":
@@ -525,6 +533,74 @@ def test_a_bad_vector_writes_nothing(target: Target, name: str, provider: Counti
         assert target.raw_count(name) in (None, 0) and store.count() == 0
 
 
+# -- aliases and collections that know their provider (issue 23, items 1 and 2) -----------------------------
+
+
+def test_an_alias_moves_atomically_and_open_stores_follow_it(
+    target: Target, name: str, provider: CountingProvider
+) -> None:
+    v1, v2, alias = f"{name}-v1", f"{name}-v2", f"{name}-live"
+    with target.open(provider, v1) as store:
+        store.ingest(docs(6))
+    with vecembed.load_provider("mock", dimension=32, seed=7) as other:
+        with target.open(other, v2) as store:
+            store.ingest(docs(4, start=100))
+        target.call(vecembed.set_alias, alias, v1)
+        assert target.call(vecembed.aliases) == {alias: v1}
+        follower = target.open(None, alias)  # no provider: the one v1 records (mock, 32-d)
+        pinned = target.open(provider, alias)
+        assert (follower.collection, follower.alias, follower.count()) == (v1, alias, 6)
+        assert follower.provider.info.fingerprint == provider.info.fingerprint
+        assert pinned.search("document 3", k=1)[0].id == "d3"
+
+        target.call(vecembed.set_alias, alias, v2)  # moved: delete + create in one step
+        assert target.call(vecembed.aliases) == {alias: v2}
+        # The follower loads v2's recorded provider; the pinned store refuses: its model is not v2's.
+        assert follower.search("document 101", k=1)[0].id == "d101"
+        assert (follower.collection, follower.count()) == (v2, 4)
+        assert follower.provider.info.fingerprint == other.info.fingerprint
+        with pytest.raises(ModelMismatchError, match=rf"alias '{alias}' moved from collection '{v1}' to '{v2}'"):
+            pinned.search("document 3", k=1)
+        with pytest.raises(ModelMismatchError, match="moved"):
+            pinned.ingest(docs(1))
+        assert target.raw_count(v1) == 6 and target.raw_count(v2) == 4  # nothing written by the refused ingest
+        target.call(vecembed.set_alias, alias, v1)  # moved back: the pinned store serves again
+        assert pinned.search("document 3", k=1)[0].id == "d3"
+        follower.close()
+        pinned.close()
+
+    # Bad input changes nothing: a missing collection, an alias over a collection, an alias of an alias.
+    with pytest.raises(vecembed.CollectionNotFoundError, match="not found"):
+        target.call(vecembed.set_alias, alias, f"{name}-missing")
+    with pytest.raises(InvalidInputError, match="may not shadow a collection"):
+        target.call(vecembed.set_alias, v2, v1)
+    with pytest.raises(vecembed.CollectionNotFoundError, match="is an alias itself"):
+        target.call(vecembed.set_alias, f"{name}-other", alias)
+    # Names are checked as collection names are: refused, or kept as plain data (quoted, escaped) — never SQL or
+    # a path. Either way the collections and the other aliases are untouched.
+    for hostile in ("../../escape", "x'; DROP TABLE vecembed_collections; --"):
+        try:
+            target.call(vecembed.set_alias, hostile, v1)
+        except InvalidInputError:
+            assert hostile not in target.call(vecembed.aliases)
+        else:
+            assert target.call(vecembed.aliases)[hostile] == v1
+            assert target.call(vecembed.drop_alias, hostile) is True
+    assert target.call(vecembed.aliases) == {alias: v1}
+    assert target.raw_count(v1) == 6 and target.raw_count(v2) == 4
+    assert target.call(vecembed.drop_alias, alias) is True
+    assert target.call(vecembed.drop_alias, alias) is False
+    assert target.call(vecembed.aliases) == {}
+
+
+def test_a_collection_without_a_recorded_provider_needs_provider(target: Target, name: str) -> None:
+    with pytest.raises(vecembed.CollectionNotFoundError, match="provider="):
+        target.open(None, name)
+    target.create_foreign(name, np.zeros((2, 32), dtype=np.float32) + 0.1)
+    with pytest.raises(InvalidInputError, match="records no vecembed identity: pass provider="):
+        target.open(None, name)
+
+
 def test_scan_gives_every_record_back_in_bounded_batches(
     target: Target, name: str, provider: CountingProvider
 ) -> None:
@@ -546,14 +622,13 @@ def test_scan_gives_every_record_back_in_bounded_batches(
 
 
 def test_drop_removes_the_collection(target: Target, name: str, provider: CountingProvider) -> None:
-    from vecembed.store import DropStore, SharedClientStore, store_factory
+    from vecembed.store import AliasStore, DropStore
 
     with target.open(provider, name) as store:
         store.ingest(docs(5))
-        assert isinstance(store.backend, DropStore) and isinstance(store.backend, SharedClientStore)
+        assert isinstance(store.backend, DropStore) and isinstance(store.backend, AliasStore)
         # a second collection through the same connection, then the first one dropped: the second stays
-        other = vecembed.Store(store_factory(target.db)(
-            name + "-b", provider=provider, path=None, url=None, client=store.backend.shared_client()), provider)
+        other = vecembed.Store(store.backend.for_collection(name + "-b"), provider)
         other.ingest(docs(3))
         store.backend.drop()
         store.backend.drop()  # idempotent

@@ -138,7 +138,7 @@ def test_a_stored_config_cannot_switch_downloads_on(monkeypatch: pytest.MonkeyPa
         seen.append(options)
         return real(name, **options)
 
-    monkeypatch.setattr(vecembed, "load_provider", spy)
+    monkeypatch.setattr(vecembed.registry, "load_provider", spy)  # the one loader: ProviderRecord.load
     vc.clear_provider_cache()
     rebuilt = vc.ChromaEmbeddingFunction.build_from_config(cfg)
     assert rebuilt.provider.info.fingerprint == cfg["fingerprint"]
@@ -186,7 +186,7 @@ def test_one_model_load_per_create_add_query(client: Any, name: str, monkeypatch
         loads.append(backend)
         return real(backend, **options)
 
-    monkeypatch.setattr(vecembed, "load_provider", counting)
+    monkeypatch.setattr(vecembed.registry, "load_provider", counting)
     builds = 0
     original = vc.ChromaEmbeddingFunction.build_from_config
 

@@ -37,6 +37,7 @@ from vecembed.identity import (
 )
 from vecembed.ingest import ingest
 from vecembed.progress import Progress, progress_enabled
+from vecembed.provider_record import ProviderRecord
 from vecembed.providers.mock import MockProvider
 from vecembed.records import content_hash, normalize_id, prepare_records, text_id, validate_metadata
 from vecembed.retry import call_with_retry, is_transient_default
@@ -65,8 +66,10 @@ def test_the_chroma_reader_reads_metadata_then_a_vecembed_function_config() -> N
         "backend": "onnx", "model": "m", "options": {"model": "m", "quantize": "int8"}, "fingerprint": "ve1-cfg",
         "dimension": 8, "normalized": True, "rebuildable": True}}
     by_config = read_chroma_identity(None, {"embedding_function": config, "hnsw": {"space": "l2"}})
+    # the function's config also says how to load the provider again (the same record the metadata keeps)
+    recipe = ProviderRecord(backend="onnx", options={"model": "m", "quantize": "int8"})
     assert by_config == RecordedIdentity(
-        ident("ve1-cfg", distance="euclid", quantization="int8"), IdentitySource.EMBEDDING_FUNCTION)
+        ident("ve1-cfg", distance="euclid", quantization="int8", provider=recipe), IdentitySource.EMBEDDING_FUNCTION)
     assert (by_config.fingerprint, by_config.model, by_config.dimension) == ("ve1-cfg", "m", 8)
     # vecembed's metadata comes first; anything else records nothing
     assert read_chroma_identity(ident("ve1-meta").to_metadata(), {"embedding_function": config}) == RecordedIdentity(

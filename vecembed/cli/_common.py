@@ -99,9 +99,14 @@ def parse_options(items: Sequence[str] | None) -> dict[str, Any]:
     return {key.replace("-", "_"): value for key, value in pairs.items()}
 
 
-def add_provider_options(parser: argparse.ArgumentParser) -> None:
-    """``--backend``, ``--model`` and ``--opt KEY=VALUE`` (any provider option)."""
-    group = parser.add_argument_group("embedding model")
+def add_provider_options(parser: argparse.ArgumentParser, *, recorded: bool = False) -> None:
+    """``--backend``, ``--model`` and ``--opt KEY=VALUE`` (any provider option).
+
+    ``recorded``: a command on a collection, which without these uses the provider the collection records.
+    """
+    group = parser.add_argument_group(
+        "embedding model" + (" (none given: the one the collection records, else the default)" if recorded else "")
+    )
     group.add_argument(
         "--backend",
         "-b",

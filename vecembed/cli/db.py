@@ -32,12 +32,12 @@ from vecembed.cli._common import (
 )
 from vecembed.cli.inputs import read_documents
 from vecembed.collection import Store, open_store
-from vecembed.errors import CollectionNotFoundError, InvalidInputError
+from vecembed.errors import CollectionNotFoundError, InvalidInputError, ProviderNotRecordedError
 from vecembed.protocol import EmbeddingProvider
 from vecembed.registry import default_backend
 from vecembed.store import Hit, available_stores, needs_server, store_factory
 
-__all__ = ["DATABASES", "cli_store", "format_hits", "parse_where", "register"]
+__all__ = ["DATABASES", "cli_store", "format_hits", "location_of", "parse_where", "register"]
 
 #: The databases the CLI offers: every installed store (chroma, pgvector, qdrant, qdrant-edge with vecembed[all])
 #: but ``memory``, whose collections end with the process: one CLI command could not see what the previous one wrote.
@@ -55,6 +55,11 @@ RAY_ACTOR_ARGS_LINE = re.compile(rb"core_worker\.cc:\d+: Actor with class name: 
 def url_env(db: str) -> str:
     """The environment variable naming a server for ``db``: ``VECEMBED_<DB>_URL``."""
     return f"VECEMBED_{db.upper().replace('-', '_')}_URL"
+
+
+def location_of(args: argparse.Namespace, db: str) -> tuple[Path | None, str | None]:
+    """``(path, url)`` of database ``db`` from ``--path`` / ``--url`` and the environment (one of them None)."""
+    return _location(args, db)
 
 
 def _location(args: argparse.Namespace, db: str) -> tuple[Path | None, str | None]:
@@ -76,7 +81,7 @@ def _no_collection(db: str, collection: str, location: str) -> str:
             f"create it with: vecembed ingest INPUT --db {db} --collection {collection}")
 
 
-def cli_store(db: str, collection: str, provider: EmbeddingProvider, *, path: Path | None = None,
+def cli_store(db: str, collection: str, provider: EmbeddingProvider | None, *, path: Path | None = None,
               url: str | None = None, create: bool = True, adopt: bool = False) -> Store:
     """:func:`vecembed.open_store` with the CLI's words for a collection that is not there."""
     try:
@@ -86,14 +91,31 @@ def cli_store(db: str, collection: str, provider: EmbeddingProvider, *, path: Pa
         raise CliError(_no_collection(exc.db, exc.collection, exc.location)) from None
 
 
+def _names_a_provider(args: argparse.Namespace) -> bool:
+    return any(getattr(args, flag, None) for flag in ("backend", "model", "opt"))
+
+
 @contextmanager
 def _store_from_args(args: argparse.Namespace, *, create: bool) -> Iterator[tuple[Store, EmbeddingProvider]]:
     path, url = _location(args, args.db)
     if not create and path is not None and not path.exists():
         # Opening an embedded database creates its folder: a search must not leave one behind.
         raise CliError(_no_collection(args.db, args.collection, str(path)))
+    adopt = getattr(args, "adopt", False)
+    if not _names_a_provider(args):
+        # No --backend/--model/--opt: the provider the collection (or the alias's collection) records. A new
+        # collection, or one that records none, gets the default provider, as before.
+        try:
+            store = open_store(args.db, args.collection, path=None if path is None else str(path), url=url,
+                               create=create, adopt=adopt)
+        except (CollectionNotFoundError, ProviderNotRecordedError):
+            pass
+        else:
+            with store:
+                yield store, store.provider
+            return
     with open_provider(args) as provider, cli_store(
-        args.db, args.collection, provider, path=path, url=url, create=create, adopt=getattr(args, "adopt", False)
+        args.db, args.collection, provider, path=path, url=url, create=create, adopt=adopt
     ) as store:
         yield store, provider
 
@@ -120,7 +142,7 @@ def register(commands: Any) -> None:
                         help=".txt (one document a line), .jsonl ({\"id\",\"text\",\"metadata\"}), "
                              "a folder of .txt/.md files, or - for stdin (several files: --engine ray)")
     _add_db_options(ingest)
-    add_provider_options(ingest)
+    add_provider_options(ingest, recorded=True)
     scale = ingest.add_argument_group("scaling out (Ray Data; vecembed[ray])")
     scale.add_argument("--engine", choices=("local", "ray"), default="local",
                        help="local: this process (default); ray: embed on Ray actors, reading JSONL/CSV/Parquet/text "
@@ -139,7 +161,7 @@ def register(commands: Any) -> None:
     search.add_argument("-k", "--limit", type=positive_int, default=5, help="number of results (default 5)")
     search.add_argument("--where", action="append", metavar="KEY=VALUE",
                         help="only documents whose metadata KEY equals VALUE (repeatable: all must hold)")
-    add_provider_options(search)
+    add_provider_options(search, recorded=True)
     search.add_argument("--json", action="store_true", help="print the hits as JSON")
     search.set_defaults(handler=cmd_search)
 

@@ -267,8 +267,26 @@ class StaticProvider(ProviderBase):
                 dimension=self._dimension,
                 extra={"static": True, "max_tokens": self._max_length},
             ),
-            extra={"path": str(path), "source": resolved.source, "distilled": distilled},
+            extra={"path": str(path), "source": resolved.source, "distilled": distilled,
+                   "load_options": self._load_options(resolved, distilled, dim, max_tokens, normalize)},
         )
+
+    @staticmethod
+    def _load_options(resolved: Any, distilled: bool, dim: int | None, max_tokens: int | None,
+                      normalize: bool | None) -> dict[str, Any]:
+        """The ``load_provider("static", ...)`` options that give this provider back (what a collection records).
+
+        A distilled model is named ``<id>@static-d256``, which no resolver finds: it is given back by its
+        source model and ``dim``. Only options that change the vectors are kept.
+        """
+        options: dict[str, Any] = {"model": str(resolved.path) if resolved.source == "local" else resolved.name}
+        if distilled:
+            options["dim"] = dim
+        if max_tokens is not None:
+            options["max_tokens"] = max_tokens
+        if normalize is not None:
+            options["normalize"] = normalize
+        return options
 
     @property
     def info(self) -> ModelInfo:
