@@ -57,6 +57,9 @@ README_COMMANDS: dict[str, str] = {
     "distill": "vecembed distill --dim 256",  # test_readme_cli.py (on a tiny transformer: see there)
     "bench": "vecembed bench --quick",  # test_readme_cli.py
     "serve": "vecembed serve --port 8080 --api-key change-me",  # server_fixtures.readme_server (README's client block)
+    "migrate": "vecembed migrate --db qdrant-edge --collection notes --to-backend static",  # test_migrate.py
+    "migrate_rollback": "vecembed migrate --db qdrant-edge --collection notes --rollback",  # test_migrate.py
+    "migrate_drop_old": "vecembed migrate --db qdrant-edge --collection notes --drop-old",  # test_migrate.py
     "ingest_ray": "vecembed ingest part-1.jsonl part-2.csv --engine ray --workers 2 --db chroma --collection docs "
                   "--url http://localhost:8000",  # test_distributed.py
 }

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_helpers import run_cli
+from cli_helpers import readme_args, run_cli
 
 import vecembed
 from vecembed.cli import main
@@ -159,3 +159,21 @@ def test_peak_memory_does_not_grow_with_the_collection() -> None:
     # The target here keeps {id: hash} (~150 bytes a record, what any real target keeps too); the migration's
     # own memory is bounded by a scan page and an engine chunk.
     assert large - small < 150 * 1024, (small, large)
+
+
+@pytest.mark.slow
+def test_the_documented_commands(tmp_path: Path) -> None:
+    edge = tmp_path / "vecembed-data" / "qdrant-edge"  # where the CLI looks without --path
+    with vecembed.load_provider("mock", dimension=16) as old:
+        with vecembed.open_store("qdrant-edge", "notes-v1", old, path=str(edge)) as store:
+            store.ingest(docs(30))
+        vecembed.set_alias("qdrant-edge", "notes", "notes-v1", path=str(edge))
+    done = run_cli(*readme_args("migrate"), cwd=tmp_path)
+    target = vecembed.aliases("qdrant-edge", path=str(edge))["notes"]
+    assert target.startswith("notes-v1__") and "30 documents, 30 embedded" in done.stdout
+    assert "rolled back" in run_cli(*readme_args("migrate_rollback"), cwd=tmp_path).stdout
+    assert vecembed.aliases("qdrant-edge", path=str(edge)) == {"notes": "notes-v1"}
+    run_cli(*readme_args("migrate"), cwd=tmp_path)
+    assert "dropped 'notes-v1'" in run_cli(*readme_args("migrate_drop_old"), cwd=tmp_path).stdout
+    assert contents(edge, target) == {d["id"]: (d["text"], d["metadata"], contents(edge, target)[d["id"]][2])
+                                      for d in docs(30)}
