@@ -60,6 +60,10 @@ README_COMMANDS: dict[str, str] = {
     "migrate": "vecembed migrate --db qdrant-edge --collection notes --to-backend static",  # test_migrate.py
     "migrate_rollback": "vecembed migrate --db qdrant-edge --collection notes --rollback",  # test_migrate.py
     "migrate_drop_old": "vecembed migrate --db qdrant-edge --collection notes --drop-old",  # test_migrate.py
+    "alias_set": "vecembed alias set docs docs-v1 --db qdrant",  # test_readme_cli.py
+    "alias_list": "vecembed alias list --db qdrant",  # test_readme_cli.py
+    "alias_search": 'vecembed search "how do I reset it?" --db qdrant --collection docs',  # test_readme_cli.py
+    "alias_drop": "vecembed alias drop docs --db qdrant",  # test_readme_cli.py
     "ingest_ray": "vecembed ingest part-1.jsonl part-2.csv --engine ray --workers 2 --db chroma --collection docs "
                   "--url http://localhost:8000",  # test_distributed.py
 }

@@ -56,6 +56,10 @@ PROMISES = [
     Promise("docs/stores.md", "[['1']]", lambda out: "[['1']]" in out),
     # the native async client: the promised hit
     Promise("docs/stores.md", '"async-client-docs"', lambda out: out == ["plane"]),
+    # aliases: the follower moves from static to onnx with the alias; the pinned store refuses after the move
+    Promise("docs/stores.md", '"docs-v1"', lambda out: out == [
+        "{'docs': 'docs-v1'}", "docs-v1 static a", "docs-v2 onnx a",
+        "ModelMismatchError alias 'docs' moved from collection 'docs-v1' to 'docs-v2"]),
     # GGUF: MiniLM converted to Q8_0, one 384-d vector
     Promise("docs/providers.md", "gguf-docs", lambda out: out == ["q8_0 384 (1, 384)"]),
     # the `vecembed serve` clients: OpenAI's, then the remote provider in a store

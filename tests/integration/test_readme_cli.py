@@ -72,6 +72,22 @@ def test_ingest_jsonl_and_search(tmp_path: Path, minilm_path: Path) -> None:
     assert hit[0].startswith(" 1. ") and "[doc-1]" in hit[0] and '"year": 2024' in hit[0]
 
 
+def test_alias_commands(tmp_path: Path, minilm_path: Path) -> None:
+    pytest.importorskip("qdrant_client")
+    rows = [{"id": "faq-1", "text": "Hold the power button for ten seconds to reset the router."},
+            {"id": "faq-2", "text": "The cat sleeps on the sofa."}]
+    (tmp_path / "v1.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    run_cli("ingest", "v1.jsonl", "--db", "qdrant", "--collection", "docs-v1", cwd=tmp_path)
+    assert "alias 'docs' -> collection 'docs-v1'" in run_cli(*readme_args("alias_set"), cwd=tmp_path).stdout
+    assert run_cli(*readme_args("alias_list"), cwd=tmp_path).stdout.splitlines() == ["docs -> docs-v1"]
+    # through the alias, with the provider docs-v1 records (no --backend/--model given)
+    hits = run_cli(*readme_args("alias_search"), cwd=tmp_path).stdout.splitlines()
+    assert "[faq-1]" in hits[0]
+    assert "dropped" in run_cli(*readme_args("alias_drop"), cwd=tmp_path).stdout
+    again = run_cli(*readme_args("alias_drop"), cwd=tmp_path, check=False)
+    assert again.returncode == 1 and "has no alias 'docs'" in again.stderr
+
+
 def test_export(tmp_path: Path, minilm_path: Path, vecembed_cache: Path) -> None:
     proc = run_cli(*readme_args("export"), cwd=tmp_path)
     lines = proc.stdout.strip().splitlines()

@@ -219,3 +219,20 @@ def test_cli_alias_list_set_drop_and_search_with_the_recorded_provider(
     assert main(["alias", "drop", "live", *where]) == 1
     assert main(["alias", "list", *where]) == 0
     assert "(no aliases in qdrant" in capsys.readouterr().out
+
+
+def test_a_chroma_collection_made_with_the_embedding_function_alone_opens_without_a_provider() -> None:
+    chromadb = pytest.importorskip("chromadb", reason="pip install 'vecembed[chroma]'")
+    import uuid
+
+    import vecembed_chroma
+
+    client = chromadb.EphemeralClient()
+    name = f"ef-only-{uuid.uuid4().hex[:8]}"
+    ef = vecembed_chroma.ChromaEmbeddingFunction.load("mock", dimension=16, seed=11)
+    collection = client.create_collection(name, embedding_function=ef)  # plain chromadb: no vecembed metadata
+    collection.add(ids=["1", "2"], documents=["a cat on a mat", "stock prices fell"])
+    # the function's stored config is the record: the same one loader gives the provider back
+    with vecembed.open_store("chroma", name, client=client) as store:
+        assert store.provider.info.fingerprint == ef.fingerprint
+        assert store.search("a cat on a mat", k=1)[0].id == "1"
