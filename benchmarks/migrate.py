@@ -43,9 +43,17 @@ from vecembed.evaluate import load_beir, ndcg_at_k
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The shared data beside the checkout (in a git worktree, the main checkout's shared/ folder).
-SCIFACT = next((p for p in (ROOT.parent / "shared" / "data" / "scifact-train",
-                            ROOT.parent.parent / "shared" / "data" / "scifact-train") if p.is_dir()),
-               ROOT.parent / "shared" / "data" / "scifact-train")
+SCIFACT = next(
+    (
+        p
+        for p in (
+            ROOT.parent / "shared" / "data" / "scifact-train",
+            ROOT.parent.parent / "shared" / "data" / "scifact-train",
+        )
+        if p.is_dir()
+    ),
+    ROOT.parent / "shared" / "data" / "scifact-train",
+)
 TARGETS = ("chroma-path", "chroma-server", "qdrant-memory", "qdrant-path", "qdrant-edge-path", "pgvector-server")
 
 
@@ -54,8 +62,12 @@ def cpu_line() -> dict[str, Any]:
     from vecembed.cpu import REPORTED_FLAGS
 
     cpu = cpu_info()
-    return {"cpu": cpu.model, "isa": cpu.isa, "simd": [f for f in REPORTED_FLAGS if f in cpu.flags],
-            "cores": os.cpu_count()}
+    return {
+        "cpu": cpu.model,
+        "isa": cpu.isa,
+        "simd": [f for f in REPORTED_FLAGS if f in cpu.flags],
+        "cores": os.cpu_count(),
+    }
 
 
 @contextmanager
@@ -65,8 +77,11 @@ def chroma_server(folder: Path) -> Iterator[str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     chroma = shutil.which("chroma") or str(Path(sys.executable).with_name("chroma"))
-    proc = subprocess.Popen([chroma, "run", "--path", str(folder), "--host", "127.0.0.1", "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [chroma, "run", "--path", str(folder), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(200):
@@ -130,8 +145,9 @@ def read_vectors(store: vecembed.Store) -> dict[str, np.ndarray]:
     if store.db == "qdrant":
         offset_id: Any = None
         while True:
-            points, offset_id = backend.client.scroll(store.collection, limit=1000, offset=offset_id,
-                                                      with_payload=True, with_vectors=True)
+            points, offset_id = backend.client.scroll(
+                store.collection, limit=1000, offset=offset_id, with_payload=True, with_vectors=True
+            )
             out.update((str(p.payload["vecembed:id"]), np.asarray(p.vector, dtype=np.float32)) for p in points)
             if offset_id is None:
                 return out
@@ -141,8 +157,9 @@ def read_vectors(store: vecembed.Store) -> dict[str, np.ndarray]:
         shard = backend.shards.shard(store.collection)
         edge_offset: Any = None
         while True:
-            points, edge_offset = shard.scroll(qe.ScrollRequest(offset=edge_offset, limit=1000, with_payload=True,
-                                                                with_vector=True))
+            points, edge_offset = shard.scroll(
+                qe.ScrollRequest(offset=edge_offset, limit=1000, with_payload=True, with_vector=True)
+            )
             for p in points:
                 vector = p.vector[""] if isinstance(p.vector, dict) else p.vector
                 out[str(p.payload["vecembed:id"])] = np.asarray(vector, dtype=np.float32)
@@ -157,8 +174,9 @@ def read_vectors(store: vecembed.Store) -> dict[str, np.ndarray]:
     raise SystemExit(f"no vector reader for {store.db}")
 
 
-def exact_run(doc_ids: Sequence[str], doc_vectors: np.ndarray, qids: Sequence[str], query_vectors: np.ndarray,
-              k: int = 10) -> dict[str, dict[str, float]]:
+def exact_run(
+    doc_ids: Sequence[str], doc_vectors: np.ndarray, qids: Sequence[str], query_vectors: np.ndarray, k: int = 10
+) -> dict[str, dict[str, float]]:
     """Exact top-``k`` by cosine (unit vectors: dot product), as a BEIR run."""
     scores = query_vectors @ doc_vectors.T
     run: dict[str, dict[str, float]] = {}
@@ -177,9 +195,18 @@ def store_run(store: vecembed.Store, qids: Sequence[str], queries: Sequence[str]
     return run
 
 
-def measure(kind: str, old: Any, new: Any, docs: list[dict[str, Any]], qids: list[str], queries: list[str],
-            qrels: Any, direct: dict[str, float], fresh: dict[str, np.ndarray],
-            batch_size: int | None) -> dict[str, Any]:
+def measure(
+    kind: str,
+    old: Any,
+    new: Any,
+    docs: list[dict[str, Any]],
+    qids: list[str],
+    queries: list[str],
+    qrels: Any,
+    direct: dict[str, float],
+    fresh: dict[str, np.ndarray],
+    batch_size: int | None,
+) -> dict[str, Any]:
     db = {"qdrant-edge-path": "qdrant-edge", "pgvector-server": "pgvector"}.get(kind, kind.split("-")[0])
     root = Path(tempfile.mkdtemp(prefix=f"vecembed-migrate-{kind}-"))
     try:
@@ -203,16 +230,27 @@ def measure(kind: str, old: Any, new: Any, docs: list[dict[str, Any]], qids: lis
                 assert via_alias.collection == report.target
                 after = ndcg_at_k(store_run(via_alias, qids, queries), qrels, 10)
             return {
-                "benchmark": "migrate", "target": kind, **cpu_line(),
-                "old": old.info.name, "new": new.info.name, "documents": len(docs),
-                "seed_ingest_s": round(seed_s, 2), "seed_written": ingest.written,
-                "migrate_s": round(report.seconds, 2), "embedded": report.embedded, "skipped": report.skipped,
-                "catch_up_passes": report.catch_up_passes, "switched": report.switched,
+                "benchmark": "migrate",
+                "target": kind,
+                **cpu_line(),
+                "old": old.info.name,
+                "new": new.info.name,
+                "documents": len(docs),
+                "seed_ingest_s": round(seed_s, 2),
+                "seed_written": ingest.written,
+                "migrate_s": round(report.seconds, 2),
+                "embedded": report.embedded,
+                "skipped": report.skipped,
+                "catch_up_passes": report.catch_up_passes,
+                "switched": report.switched,
                 "count_equal": len(tgt) == len(src) == len(docs) == report.documents,
-                "ids_texts_metadata_equal_source": tgt == src, "equal_corpus": tgt == corpus,
+                "ids_texts_metadata_equal_source": tgt == src,
+                "equal_corpus": tgt == corpus,
                 "max_abs_vector_diff_vs_fresh": diff,
-                "ndcg10_alias_before": round(before, 5), "ndcg10_direct_old": round(direct["old"], 5),
-                "ndcg10_alias_after": round(after, 5), "ndcg10_direct_new": round(direct["new"], 5),
+                "ndcg10_alias_before": round(before, 5),
+                "ndcg10_direct_old": round(direct["old"], 5),
+                "ndcg10_alias_after": round(after, 5),
+                "ndcg10_direct_new": round(direct["new"], 5),
             }
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -247,21 +285,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         start = time.perf_counter()
         return work(), time.perf_counter() - start
 
-    (old_docs, old_s), (new_docs, new_s) = timed(lambda: old.embed_documents(texts)), timed(
-        lambda: new.embed_documents(texts))
+    (old_docs, old_s), (new_docs, new_s) = (
+        timed(lambda: old.embed_documents(texts)),
+        timed(lambda: new.embed_documents(texts)),
+    )
     direct = {
         "old": ndcg_at_k(exact_run(ids, old_docs, qids, old.embed_queries(queries)), data.qrels, 10),
         "new": ndcg_at_k(exact_run(ids, new_docs, qids, new.embed_queries(queries)), data.qrels, 10),
     }
-    print(json.dumps({"benchmark": "migrate-reference", **cpu_line(), "documents": len(docs), "queries": len(qids),
-                      "old": old.info.name, "new": new.info.name, "old_embed_s": round(old_s, 2),
-                      "new_embed_s": round(new_s, 2), "cached": bool(args.cache),
-                      "ndcg10_direct_old": round(direct["old"], 5), "ndcg10_direct_new": round(direct["new"], 5)}),
-          flush=True)
+    print(
+        json.dumps(
+            {
+                "benchmark": "migrate-reference",
+                **cpu_line(),
+                "documents": len(docs),
+                "queries": len(qids),
+                "old": old.info.name,
+                "new": new.info.name,
+                "old_embed_s": round(old_s, 2),
+                "new_embed_s": round(new_s, 2),
+                "cached": bool(args.cache),
+                "ndcg10_direct_old": round(direct["old"], 5),
+                "ndcg10_direct_new": round(direct["new"], 5),
+            }
+        ),
+        flush=True,
+    )
     fresh = dict(zip(ids, new_docs, strict=True))
     for kind in args.targets.split(","):
-        print(json.dumps(measure(kind, old, new, docs, qids, queries, data.qrels, direct, fresh, args.batch_size)),
-              flush=True)
+        print(
+            json.dumps(measure(kind, old, new, docs, qids, queries, data.qrels, direct, fresh, args.batch_size)),
+            flush=True,
+        )
     return 0
 
 

@@ -51,8 +51,11 @@ class SyntheticStore:
         if self.collection == "source":
             return CollectionState(identity=self.database.source_identity, dimension=8, distance="cosine")
         identity = self.database.identities.get(self.collection)
-        return None if identity is None else CollectionState(identity=identity, dimension=identity.dimension,
-                                                              distance="cosine")
+        return (
+            None
+            if identity is None
+            else CollectionState(identity=identity, dimension=identity.dimension, distance="cosine")
+        )
 
     def create(self, identity: CollectionIdentity) -> None:
         self.database.targets.setdefault(self.collection, {})
@@ -127,8 +130,15 @@ def main() -> None:
         database = Database(n, CollectionIdentity.of(old.info))
         report = vecembed.migrate("synthetic", "docs", new, client=database)
     assert report.documents == n == report.embedded, report
-    print(json.dumps({"n": n, "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                      "seconds": round(report.seconds, 2)}))
+    print(
+        json.dumps(
+            {
+                "n": n,
+                "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                "seconds": round(report.seconds, 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

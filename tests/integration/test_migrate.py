@@ -32,8 +32,11 @@ HERE = Path(__file__).parent
 
 def docs(n: int, start: int = 0) -> list[dict[str, Any]]:
     return [
-        {"id": f"d{i}", "text": f"document {i} about {'cats' if i % 2 else 'dogs'} number {i}",
-         "metadata": {"n": i, "kind": "odd" if i % 2 else "even"}}
+        {
+            "id": f"d{i}",
+            "text": f"document {i} about {'cats' if i % 2 else 'dogs'} number {i}",
+            "metadata": {"n": i, "kind": "odd" if i % 2 else "even"},
+        }
         for i in range(start, start + n)
     ]
 
@@ -53,8 +56,20 @@ def contents(path: Path, collection: str) -> dict[str, tuple[str, Any, str]]:
         return {r.id: (r.text, dict(r.metadata), r.content_hash) for b in store.backend.scan(500) for r in b}
 
 
-MIGRATE = ("migrate", "--db", "qdrant-edge", "--collection", "docs", "--to-backend", "mock", "--to-opt",
-           "dimension=32", "--batch-size", "100", "--json")
+MIGRATE = (
+    "migrate",
+    "--db",
+    "qdrant-edge",
+    "--collection",
+    "docs",
+    "--to-backend",
+    "mock",
+    "--to-opt",
+    "dimension=32",
+    "--batch-size",
+    "100",
+    "--json",
+)
 
 
 @pytest.mark.slow  # ~4 s: each command opens the Edge shards again
@@ -148,8 +163,14 @@ def test_a_reader_polling_the_alias_sees_old_then_new_results_and_never_an_error
 
 def _peak_kib(n: int) -> int:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
-    out = subprocess.run([sys.executable, str(HERE / "migrate_rss.py"), str(n)], env=env, capture_output=True,
-                         text=True, timeout=600, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, str(HERE / "migrate_rss.py"), str(n)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    ).stdout
     return int(json.loads(out.strip().splitlines()[-1])["maxrss_kib"])
 
 
@@ -175,5 +196,6 @@ def test_the_documented_commands(tmp_path: Path) -> None:
     assert vecembed.aliases("qdrant-edge", path=str(edge)) == {"notes": "notes-v1"}
     run_cli(*readme_args("migrate"), cwd=tmp_path)
     assert "dropped 'notes-v1'" in run_cli(*readme_args("migrate_drop_old"), cwd=tmp_path).stdout
-    assert contents(edge, target) == {d["id"]: (d["text"], d["metadata"], contents(edge, target)[d["id"]][2])
-                                      for d in docs(30)}
+    assert contents(edge, target) == {
+        d["id"]: (d["text"], d["metadata"], contents(edge, target)[d["id"]][2]) for d in docs(30)
+    }
