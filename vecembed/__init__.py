@@ -35,6 +35,7 @@ from vecembed.errors import (
     VecembedError,
 )
 from vecembed.identity import CollectionIdentity
+from vecembed.migration import MigrationReport, migrate
 from vecembed.protocol import EmbeddingProvider
 from vecembed.provider_record import ProviderRecord
 from vecembed.records import Document
@@ -77,6 +78,7 @@ __all__ = [
     "IngestReport",
     "InvalidInputError",
     "InvalidVectorsError",
+    "MigrationReport",
     "MissingDependencyError",
     "ModelInfo",
     "ModelLoadError",
@@ -103,6 +105,7 @@ __all__ = [
     "drop_alias",
     "load_provider",
     "load_sparse_provider",
+    "migrate",
     "open_store",
     "set_alias",
 ]

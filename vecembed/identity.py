@@ -14,6 +14,7 @@ that decides whether a collection and a provider fit::
     vecembed:sparse_fingerprint  SparseModelInfo.fingerprint of the sparse provider ("" for none)
     vecembed:sparse_model        SparseModelInfo.name (what the messages show)
     vecembed:sparse_idf          1 when query terms are weighted by the collection's IDF (BM25), else 0
+    vecembed:migrated_from the collection a migration copied this one from (vecembed.migrate; absent otherwise)
     vecembed:provider      how to load the provider again: a ProviderRecord as JSON (backend, options
                            that change vectors, which of them are local paths; never secrets)
 
@@ -61,6 +62,7 @@ __all__ = [
     "DIMENSION_KEY",
     "DISTANCE_KEY",
     "FINGERPRINT_KEY",
+    "MIGRATED_FROM_KEY",
     "MODEL_KEY",
     "PROVIDER_KEY",
     "QUANTIZATION_KEY",
@@ -93,6 +95,8 @@ VECTOR_NAME_KEY = "vecembed:vector_name"
 SPARSE_FINGERPRINT_KEY = "vecembed:sparse_fingerprint"
 SPARSE_MODEL_KEY = "vecembed:sparse_model"
 SPARSE_IDF_KEY = "vecembed:sparse_idf"
+#: The collection a migration copied this one from: what a rollback points the alias back at.
+MIGRATED_FROM_KEY = "vecembed:migrated_from"
 PROVIDER_KEY = "vecembed:provider"
 
 #: Per record: the caller's id (where the database's own id cannot hold it), the text, the content hash.
@@ -142,6 +146,9 @@ class CollectionIdentity:
     sparse_fingerprint: str = ""
     sparse_model: str = ""
     sparse_idf: bool = False
+    #: The collection :func:`vecembed.migrate` copied this one from ("" for a collection written directly).
+    #: Not part of the vector space: never compared.
+    migrated_from: str = ""
     provider: ProviderRecord | None = None
 
     def __post_init__(self) -> None:
@@ -200,6 +207,8 @@ class CollectionIdentity:
         }
         if self.provider is not None:
             out[PROVIDER_KEY] = self.provider.to_json()
+        if self.migrated_from:  # only on a migration's target: other collections' metadata stays as it was
+            out[MIGRATED_FROM_KEY] = self.migrated_from
         return out
 
     @classmethod
@@ -222,6 +231,7 @@ class CollectionIdentity:
             sparse_fingerprint=str(meta.get(SPARSE_FINGERPRINT_KEY) or ""),
             sparse_model=str(meta.get(SPARSE_MODEL_KEY) or ""),
             sparse_idf=_int_or_none(meta.get(SPARSE_IDF_KEY)) == 1,
+            migrated_from=str(meta.get(MIGRATED_FROM_KEY) or ""),
             provider=ProviderRecord.from_value(meta.get(PROVIDER_KEY)),
         )
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -208,6 +208,23 @@ class MemoryCollection:
         """``{id: content hash}`` of those ``ids`` that are stored."""
         with self._lock:
             return {i: self._rows[self._position[i]].content_hash for i in ids if i in self._position}
+
+    def scan(self, batch_size: int) -> Iterator[list[Record]]:
+        """Every stored record, ``batch_size`` at a time, in insertion order (as of the start of the scan).
+
+        The ids are copied once (one reference each); each batch is read under the lock, so a record
+        deleted meanwhile is left out and one changed meanwhile comes back as it is now.
+        """
+        with self._lock:
+            ids = list(self._ids)
+        for lo in range(0, len(ids), batch_size):
+            with self._lock:
+                at = [(i, self._position.get(i)) for i in ids[lo : lo + batch_size]]
+                rows = [(i, self._rows[p]) for i, p in at if p is not None]
+            batch = [Record(id=i, text=r.text, metadata=copy.deepcopy(r.metadata), content_hash=r.content_hash)
+                     for i, r in rows]
+            if batch:
+                yield batch
 
     def delete(self, ids: Sequence[str]) -> None:
         """Delete these ids (ids not stored are ignored)."""
@@ -443,6 +460,15 @@ class MemoryStore:
 
     def delete(self, ids: Sequence[str]) -> None:
         self._col().delete(ids)
+
+    def scan(self, batch_size: int) -> Iterator[list[Record]]:
+        found = self.database.collection(self.collection)
+        if found is not None:
+            yield from found.scan(batch_size)
+
+    def drop(self) -> None:
+        self.database.delete_collection(self.collection)
+
 
     # -- the database -----------------------------------------------------------------------------
 

@@ -56,9 +56,14 @@ def progress_enabled(enabled: bool | None = None, stream: TextIO | None = None) 
 class Progress:
     """A progress bar on stderr; a silent no-op when disabled. Use it as a context manager."""
 
-    def __init__(self, description: str, total: int | None = None, *, enabled: bool | None = None) -> None:
+    def __init__(
+        self, description: str, total: int | None = None, *, enabled: bool | None = None, rate: str | None = None
+    ) -> None:
+        """``rate``: the unit counted (``"documents"``): the bar then shows units/s and, with a ``total``, an ETA."""
         self.description = description
         self.total = total
+        self.rate = rate
+        self._started = time.monotonic()
         self.enabled = progress_enabled(enabled)
         self.done = 0
         self._bar: Any = None
@@ -68,20 +73,39 @@ class Progress:
     def __enter__(self) -> Progress:
         if self.enabled and importable("rich"):
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
 
+            # units/s and the ETA, computed here (one formula for the bar and the plain line)
+            extra = [TextColumn("{task.fields[speed]}")] if self.rate else []
             self._bar = Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
+                *extra,
                 TimeElapsedColumn(),
                 # stderr: stdout may be a pipe carrying the caller's own output
                 console=Console(stderr=True),
                 transient=True,
             )
             self._bar.start()
-            self._task = self._bar.add_task(self.description, total=self.total)
+            self._task = self._bar.add_task(self.description, total=self.total, speed="")
+        self._started = time.monotonic()
         return self
+
+    def _speed(self) -> str:
+        """``"1,234 documents/s, ETA 12 s"`` from the start (the plain line and the rich column)."""
+        elapsed = time.monotonic() - self._started
+        speed = self.done / elapsed if elapsed > 0 else 0.0
+        text = f"{speed:,.0f} {self.rate}/s"
+        if self.total is not None and speed > 0 and self.done < self.total:
+            text += f", ETA {(self.total - self.done) / speed:,.0f} s"
+        return text
 
     def advance(self, n: int = 1) -> None:
         """Count ``n`` more items done."""
@@ -89,7 +113,7 @@ class Progress:
         if not self.enabled:
             return
         if self._bar is not None:
-            self._bar.update(self._task, completed=self.done)
+            self._bar.update(self._task, completed=self.done, **({"speed": self._speed()} if self.rate else {}))
             return
         now = time.monotonic()
         if now - self._last_line >= _PLAIN_INTERVAL:
@@ -98,7 +122,8 @@ class Progress:
 
     def _plain_line(self) -> None:
         total = f"/{self.total}" if self.total is not None else ""
-        print(f"{self.description}: {self.done}{total}", file=sys.stderr, flush=True)
+        rate = f" ({self._speed()})" if self.rate else ""
+        print(f"{self.description}: {self.done}{total}{rate}", file=sys.stderr, flush=True)
 
     def __exit__(self, *exc_info: object) -> None:
         if self._bar is not None:

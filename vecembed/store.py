@@ -35,6 +35,7 @@ __all__ = [
     "AliasStore",
     "AsyncClientStore",
     "CollectionState",
+    "DropStore",
     "Hit",
     "IngestReport",
     "NativeFusion",
@@ -166,9 +167,14 @@ class VectorStore(Protocol):
     (the engine retries what :meth:`is_transient` calls passing). Ids are the
     normalised caller ids (``str``); vectors are float32 ``(n, dim)``.
 
+    Every store keeps each record's text and metadata beside its vector, and gives them back
+    (:meth:`scan`): a collection can always be re-embedded into another model's space
+    (:func:`vecembed.migrate`) without the original documents.
+
     Optional traits, each declared by a protocol below and tested with ``isinstance``:
-    :class:`PreferredBatchSize` (documents per write) and :class:`AsyncClientStore` (the
-    event loop of a native async client); a factory may be :class:`ServerOnly`.
+    :class:`PreferredBatchSize` (documents per write), :class:`AsyncClientStore` (the
+    event loop of a native async client), :class:`DropStore` (drop the collection),
+    :class:`AliasStore`, :class:`SparseStore`, :class:`NativeFusion`; a factory may be :class:`ServerOnly`.
     """
 
     #: The database's name, as registered ("chroma", "qdrant").
@@ -212,6 +218,16 @@ class VectorStore(Protocol):
         """Delete the records with these ids (ids not stored are ignored)."""
         ...
 
+    def scan(self, batch_size: int) -> Iterator[list[Record]]:
+        """Every stored record (the caller's id, text, metadata without vecembed's keys, content hash).
+
+        In batches of at most ``batch_size``, read from the database one batch at a time, so memory
+        does not grow with the collection; nothing when the collection does not exist. The order is
+        the database's; records written or deleted during the scan may or may not be seen (a
+        migration's catch-up pass picks them up).
+        """
+        ...
+
     def health(self) -> HealthReport:
         """Whether the database answers (not the collection, not the provider). Never raises."""
         ...
@@ -253,7 +269,8 @@ class AsyncClientStore(Protocol):
 class ScanStore(Protocol):
     """A store that reads its records back: id, text, metadata and content hash.
 
-    (Issue 23 makes this part of :class:`VectorStore` once every store implements it.)
+    Part of :class:`VectorStore` itself since every store implements it (issue 23); kept as a
+    name of its own for code that needs only this call.
     """
 
     def scan(self, batch_size: int) -> Iterator[list[Record]]:
@@ -264,6 +281,15 @@ class ScanStore(Protocol):
         the original documents. The order is the database's; records written during the scan
         may or may not be seen (a migration's catch-up pass picks them up).
         """
+        ...
+
+
+@runtime_checkable
+class DropStore(Protocol):
+    """A store that can delete its whole collection (records, index and identity); what ``drop_old`` uses."""
+
+    def drop(self) -> None:
+        """Delete the collection (a no-op when it does not exist); aliases that name it are the caller's care."""
         ...
 
 

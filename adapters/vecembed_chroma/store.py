@@ -20,10 +20,11 @@ returns, run on its event loop.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlparse
@@ -39,7 +40,7 @@ from vecembed.errors import InvalidInputError, ProviderUnavailableError
 from vecembed.health import timed_check
 from vecembed.identity import RECORD_HASH_KEY, CollectionIdentity
 from vecembed.protocol import EmbeddingProvider
-from vecembed.records import Record
+from vecembed.records import Record, content_hash
 from vecembed.retry import is_transient_default
 from vecembed.store import CollectionState, Hit
 from vecembed.types import Embeddings, HealthReport
@@ -206,6 +207,39 @@ class ChromaStore:
 
     def delete(self, ids: Sequence[str]) -> None:
         self._col().delete(ids=list(ids))
+
+    def scan(self, batch_size: int) -> Iterator[list[Record]]:
+        native = self._get()
+        if native is None:
+            return
+        # Chroma pages by offset in its own (insertion) order; a page is at most its 5,461-record batch limit.
+        size = min(batch_size, 5461)
+        offset = 0
+        while True:
+            got = native.get(limit=size, offset=offset, include=["documents", "metadatas"])
+            ids = list(got["ids"])
+            if not ids:
+                return
+            none: list[Any] = [None] * len(ids)
+            docs: list[Any] = list(got.get("documents") or none)
+            metas: list[Any] = list(got.get("metadatas") or none)
+            batch = []
+            for i, text, meta in zip(ids, docs, metas, strict=True):
+                metadata = CollectionIdentity.without_identity(meta)
+                stored = (meta or {}).get(RECORD_HASH_KEY)
+                body = text or ""
+                digest = str(stored) if stored else content_hash(body.encode("utf-8", "surrogatepass"), metadata)
+                batch.append(Record(id=str(i), text=body, metadata=metadata, content_hash=digest))
+            yield batch
+            if len(ids) < size:
+                return
+            offset += len(ids)
+
+    def drop(self) -> None:
+        self._native = None
+        with contextlib.suppress(NotFoundError):  # already gone: dropping is idempotent
+            self.client.delete_collection(self.collection)
+
 
     # -- the database -----------------------------------------------------------------------------
 

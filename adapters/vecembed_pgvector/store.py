@@ -635,6 +635,37 @@ class PgvectorStore:
             removed = [np.asarray(g[0].indices(), np.int32) for g in gone if g[0] is not None]
             self._count_terms(conn, [], removed)
 
+    def scan(self, batch_size: int) -> Iterator[list[Record]]:
+        # Keyset pagination on the primary key: each page is one short query (no cursor held open between
+        # pages, no OFFSET that rereads what came before).
+        first = sql.SQL("SELECT id, content_hash, text, metadata FROM {} ORDER BY id LIMIT %s").format(self._table)
+        after = sql.SQL(
+            "SELECT id, content_hash, text, metadata FROM {} WHERE id > %s ORDER BY id LIMIT %s"
+        ).format(self._table)
+        last: str | None = None
+        while True:
+            with self._tx() as conn:
+                if not self._exists(conn):
+                    return
+                page = conn.execute(first, [batch_size]) if last is None else conn.execute(after, [last, batch_size])
+                rows = page.fetchall()
+            if not rows:
+                return
+            yield [Record(id=str(i), text=str(t), metadata=dict(m or {}), content_hash=str(h)) for i, h, t, m in rows]
+            if len(rows) < batch_size:
+                return
+            last = str(rows[-1][0])
+
+    def drop(self) -> None:
+        with self._tx() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", [_CREATE_LOCK])
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(self._table))
+            if conn.execute("SELECT to_regclass(%s) IS NOT NULL", [REGISTRY_TABLE]).fetchone() == (True,):
+                conn.execute(
+                    sql.SQL("DELETE FROM {} WHERE name = %s").format(sql.Identifier(REGISTRY_TABLE)), [self.collection]
+                )
+
+
     # -- the database -----------------------------------------------------------------------------
 
     def health(self) -> HealthReport:

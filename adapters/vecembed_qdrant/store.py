@@ -35,7 +35,7 @@ segment that held them (local mode forgets them at once).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -52,7 +52,7 @@ from vecembed.identity import (
     RESERVED_PREFIX,
     CollectionIdentity,
 )
-from vecembed.records import ID_NAMESPACE, Record
+from vecembed.records import ID_NAMESPACE, Record, content_hash
 from vecembed.retry import is_transient_default
 from vecembed.sparse import Fusion, SparseVector
 from vecembed.store import CollectionState, Hit, fuse_hits
@@ -66,6 +66,7 @@ __all__ = [
     "is_transient",
     "open_qdrant_store",
     "point_id",
+    "record_of",
     "record_payload",
     "stored_hashes_of",
     "to_filter",
@@ -146,6 +147,20 @@ def hit_of(point_id_: Any, score: float, payload: Mapping[str, Any] | None) -> H
     metadata = {k: v for k, v in payload.items() if not k.startswith(RESERVED_PREFIX)}
     text = str(payload.get(RECORD_TEXT_KEY, ""))
     return Hit(str(payload.get(RECORD_ID_KEY, point_id_)), float(score), text, metadata)
+
+
+def record_of(point_id_: Any, payload: Mapping[str, Any] | None) -> Record:
+    """A scanned point as a :class:`~vecembed.records.Record`: the caller's id, text, metadata and content hash.
+
+    A point written by other code (no vecembed keys) comes back under its point id, with the text its
+    payload has under ``vecembed:text`` (else empty) and a hash computed here.
+    """
+    payload = dict(payload or {})
+    metadata = {k: v for k, v in payload.items() if not k.startswith(RESERVED_PREFIX)}
+    text = str(payload.get(RECORD_TEXT_KEY, ""))
+    stored = payload.get(RECORD_HASH_KEY)
+    digest = str(stored) if stored else content_hash(text.encode("utf-8", "surrogatepass"), metadata)
+    return Record(id=str(payload.get(RECORD_ID_KEY, point_id_)), text=text, metadata=metadata, content_hash=digest)
 
 
 def _is_match_any(value: Any) -> bool:
@@ -398,6 +413,25 @@ class QdrantStore:
     def delete(self, ids: Sequence[str]) -> None:
         selector = models.PointIdsList(points=[point_id(i) for i in ids])
         self.client.delete(self.collection, points_selector=selector, wait=True)
+
+    def scan(self, batch_size: int) -> Iterator[list[Record]]:
+        if not self.client.collection_exists(self.collection):
+            return
+        offset: Any = None
+        while True:
+            # scroll pages by point id: the next page starts at the id the last one returned
+            points, offset = self.client.scroll(
+                self.collection, limit=batch_size, offset=offset, with_payload=True, with_vectors=False
+            )
+            if points:
+                yield [record_of(p.id, p.payload) for p in points]
+            if offset is None:
+                return
+
+    def drop(self) -> None:
+        if self.client.collection_exists(self.collection):
+            self.client.delete_collection(self.collection)
+
 
     # -- the database -----------------------------------------------------------------------------
 

@@ -43,7 +43,7 @@ import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from hashlib import sha1
 from pathlib import Path
 from typing import Any
@@ -51,7 +51,15 @@ from typing import Any
 import numpy as np
 import qdrant_edge as qe
 from qdrant_client import models
-from vecembed_qdrant.store import HASH_SELECTOR, hit_of, point_id, record_payload, stored_hashes_of, to_filter
+from vecembed_qdrant.store import (
+    HASH_SELECTOR,
+    hit_of,
+    point_id,
+    record_of,
+    record_payload,
+    stored_hashes_of,
+    to_filter,
+)
 
 from vecembed.errors import InvalidInputError, ProviderUnavailableError, UnsupportedError
 from vecembed.health import timed_check
@@ -529,6 +537,24 @@ class QdrantEdgeStore:
         shard = self.shards.shard(self.collection)
         if shard is not None and ids:
             shard.update(qe.UpdateOperation.delete_points([point_id(i) for i in ids]))
+
+    def scan(self, batch_size: int) -> Iterator[list[Record]]:
+        offset: Any = None
+        while True:
+            shard = self.shards.shard(self.collection)  # looked up per page: a dropped shard ends the scan
+            if shard is None:
+                return
+            points, offset = shard.scroll(
+                qe.ScrollRequest(offset=offset, limit=batch_size, with_payload=True, with_vector=False)
+            )
+            if points:
+                yield [record_of(p.id, p.payload) for p in points]
+            if offset is None:
+                return
+
+    def drop(self) -> None:
+        self.shards.delete_collection(self.collection)
+
 
     # -- the database -----------------------------------------------------------------------------
 

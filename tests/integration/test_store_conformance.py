@@ -17,6 +17,7 @@ the point.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -793,3 +794,76 @@ def test_a_collection_without_a_recorded_provider_needs_provider(target: Target,
     target.create_foreign(name, np.zeros((2, 32), dtype=np.float32) + 0.1)
     with pytest.raises(InvalidInputError, match="records no vecembed identity: pass provider="):
         target.open(None, name)
+
+
+def test_scan_gives_every_record_back_in_bounded_batches(
+    target: Target, name: str, provider: CountingProvider
+) -> None:
+    # Every store keeps the text: what makes re-embedding into another model possible (vecembed.migrate).
+    with target.open(provider, name) as store:
+        assert list(store.backend.scan(10)) == []  # no collection yet: nothing, no error
+        wanted = docs(45)
+        store.ingest(wanted)
+        store.delete(["d3"])
+        batches = list(store.backend.scan(10))
+        assert all(1 <= len(b) <= 10 for b in batches) and len(batches) >= 5
+        scanned = {r.id: r for b in batches for r in b}
+        assert sum(len(b) for b in batches) == 44 == len(scanned)  # each record once
+        expected = {d["id"]: d for d in wanted if d["id"] != "d3"}
+        assert {i: (r.text, dict(r.metadata)) for i, r in scanned.items()} == {
+            i: (d["text"], d["metadata"]) for i, d in expected.items()
+        }
+        assert {i: r.content_hash for i, r in scanned.items()} == store.backend.stored_hashes(sorted(scanned))
+
+
+def test_drop_removes_the_collection(target: Target, name: str, provider: CountingProvider) -> None:
+    from vecembed.store import AliasStore, DropStore
+
+    with target.open(provider, name) as store:
+        store.ingest(docs(5))
+        assert isinstance(store.backend, DropStore) and isinstance(store.backend, AliasStore)
+        # a second collection through the same connection, then the first one dropped: the second stays
+        other = vecembed.Store(store.backend.for_collection(name + "-b"), provider)
+        other.ingest(docs(3))
+        store.backend.drop()
+        store.backend.drop()  # idempotent
+        assert target.raw_count(name) is None and store.backend.state() is None
+        assert other.count() == 3
+        other.backend.drop()
+
+
+# -- migration (issue 23, items 3 and 4) ---------------------------------------------------------------------
+
+
+def test_migrate_re_embeds_behind_the_alias_and_readers_follow_or_are_refused(
+    target: Target, name: str, provider: CountingProvider
+) -> None:
+    v1, alias = f"{name}-v1", f"{name}-live"
+    with target.open(provider, v1) as store:
+        store.ingest(docs(40))
+    target.call(vecembed.set_alias, alias, v1)
+    pinned = target.open(provider, alias)  # an application that opened the alias with the old provider
+    follower = target.open(None, alias)  # one that loads whatever the alias's collection records
+    assert pinned.search("document 3 is about cats and the number 3", k=1)[0].id == "d3"
+    with vecembed.load_provider("mock", dimension=24, seed=3) as new:
+        report = target.call(vecembed.migrate, alias, new)
+        assert (report.source, report.alias, report.switched, report.documents, report.embedded) == (
+            v1, alias, True, 40, 40)
+        assert target.call(vecembed.aliases)[alias] == report.target  # (a server may hold other tests' aliases)
+        with target.open(new, report.target) as moved:
+            got = {r.id: (r.text, dict(r.metadata)) for b in moved.backend.scan(16) for r in b}
+        assert got == {d["id"]: (d["text"], d["metadata"]) for d in docs(40)}
+        # item 4: the old provider is refused after the switch, naming the alias and the new model
+        with pytest.raises(ModelMismatchError, match=rf"alias '{alias}' moved from collection '{v1}'"):
+            pinned.search("document 3", k=1)
+        assert follower.search("document 3 is about cats and the number 3", k=1)[0].id == "d3"
+        assert follower.provider.info.fingerprint == new.info.fingerprint
+        # a re-run embeds nothing; a rollback points the alias back; drop_old refuses while it names the old one
+        assert target.call(vecembed.migrate, alias, new).embedded == 0
+        assert target.call(functools.partial(vecembed.migrate, rollback=True), alias).target == v1
+        assert pinned.search("document 3 is about cats and the number 3", k=1)[0].id == "d3"
+        assert target.call(vecembed.migrate, alias, new).skipped == 40  # forward again, nothing embedded
+        dropped = target.call(functools.partial(vecembed.migrate, drop_old=True), alias)
+        assert dropped.dropped == v1 and target.raw_count(v1) is None
+    pinned.close()
+    follower.close()

@@ -1,4 +1,4 @@
-"""The ``vecembed`` command line: info, embed, ingest, search, alias, export, distill, bench, demo, serve.
+"""The ``vecembed`` command line: info, embed, ingest, search, alias, migrate, export, distill, bench, demo, serve.
 
 One module per command group: :mod:`~vecembed.cli.models` (model commands),
 :mod:`~vecembed.cli.db` (database commands), :mod:`~vecembed.cli.demo`. Every
@@ -22,7 +22,7 @@ __all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_UNHEALTHY", "build_parser", "
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (sub-commands register themselves from their modules)."""
     from vecembed import __version__
-    from vecembed.cli import alias, db, demo, models, serve
+    from vecembed.cli import alias, db, demo, migrate, models, serve
 
     parser = argparse.ArgumentParser(
         prog="vecembed",
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.register(commands)
     db.register(commands)
     alias.register(commands)
+    migrate.register(commands)
     demo.register(commands)
     serve.register(commands)
     return parser
