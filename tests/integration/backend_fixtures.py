@@ -20,6 +20,10 @@ import numpy as np
 import pytest
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+#: llama.cpp's threads wait for each other by spinning: on a loaded 2-core machine (other jobs, the test's own
+#: threads) two of them took 24 s for what one thread does in 1.4 s, with the same vectors to the last bit.
+#: The session's GGUF providers therefore run on one thread; the thread count is not what their tests check.
+GGUF_THREADS = 1
 
 
 @pytest.fixture(scope="session")
@@ -79,7 +83,7 @@ def gguf_provider(vecembed_cache: Path, minilm_path: Path) -> Iterator[Any]:
     pytest.importorskip("llama_cpp", reason="pip install 'vecembed[gguf]'")
     import vecembed
 
-    with vecembed.load_provider("gguf", model=MODEL_ID, quantize="f16") as provider:
+    with vecembed.load_provider("gguf", model=MODEL_ID, quantize="f16", n_threads=GGUF_THREADS) as provider:
         yield provider
 
 
@@ -88,7 +92,7 @@ def gguf_q8_provider(vecembed_cache: Path, minilm_path: Path) -> Iterator[Any]:
     pytest.importorskip("llama_cpp", reason="pip install 'vecembed[gguf]'")
     import vecembed
 
-    with vecembed.load_provider("gguf", model=MODEL_ID, quantize="q8_0") as provider:
+    with vecembed.load_provider("gguf", model=MODEL_ID, quantize="q8_0", n_threads=GGUF_THREADS) as provider:
         yield provider
 
 
