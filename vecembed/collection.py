@@ -18,7 +18,7 @@ import math
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 from vecembed.aio import Worker, refuse_on_loop, run_on_thread
@@ -359,8 +359,11 @@ class Store:
         document ``skipped``); after a failure it embeds only what is missing.
         """
         self._off_loop("ingest")
+        before = self.caller.retries
         bound = self._current()
-        return ingest(
+        # A transient failure absorbed while reading the alias is this ingest's too: counted in its report.
+        absorbed = self.caller.retries - before
+        report = ingest(
             bound.backend,
             bound.provider,
             documents,
@@ -370,6 +373,7 @@ class Store:
             show_progress=show_progress,
             skip_unchanged=skip_unchanged,
         )
+        return replace(report, retries=report.retries + absorbed) if absorbed else report
 
     def search(self, query: str, k: int = 10, where: Mapping[str, Any] | None = None) -> list[Hit]:
         """The ``k`` nearest documents to ``query``, best first; ``where``: metadata values that must all equal."""

@@ -355,15 +355,15 @@ class QdrantStore:
 
     def set_alias(self, alias: str, collection: str) -> None:
         # Delete + create in one request: Qdrant applies the list atomically, so a reader sees the old target or
-        # the new one, never no alias. Deleting an alias that does not exist is accepted.
-        self.client.update_collection_aliases(
-            change_aliases_operations=[
-                models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias)),
-                models.CreateAliasOperation(
-                    create_alias=models.CreateAlias(collection_name=collection, alias_name=alias)
-                ),
-            ]
+        # the new one, never no alias. The delete only when the alias exists: a server refuses to delete a
+        # missing one.
+        create = models.CreateAliasOperation(
+            create_alias=models.CreateAlias(collection_name=collection, alias_name=alias)
         )
+        operations: list[models.AliasOperations] = [create]
+        if alias in self.aliases():
+            operations.insert(0, models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias)))
+        self.client.update_collection_aliases(change_aliases_operations=operations)
 
     def drop_alias(self, alias: str) -> bool:
         if alias not in self.aliases():

@@ -535,10 +535,14 @@ def test_remote_says_what_to_do_when_unreachable_or_refused() -> None:
 
 def test_chroma_records_how_to_rebuild_a_remote_provider() -> None:
     pytest.importorskip("chromadb", reason="pip install 'vecembed[chroma]'")
-    from vecembed_chroma.embedding_function import _infer_options
+    from vecembed_chroma import ChromaEmbeddingFunction
 
     remote = vecembed.load_provider("remote", url="http://server:8000", transport=vecembed_like(MockProvider()))
-    assert _infer_options(remote) == ({"url": "http://server:8000"}, True)
+    # one record for a collection and a Chroma function's config (vecembed.provider_record): the URL, no key
+    assert vecembed.ProviderRecord.of(remote.info) == vecembed.ProviderRecord(
+        backend="remote", options={"url": "http://server:8000"})
+    config = ChromaEmbeddingFunction(remote).get_config()
+    assert (config["options"], config["rebuildable"]) == ({"url": "http://server:8000"}, True)
 
 
 def test_cli_serve_runs_in_this_process_until_sigterm(monkeypatch: pytest.MonkeyPatch,
