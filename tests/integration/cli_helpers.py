@@ -62,9 +62,10 @@ README_COMMANDS: dict[str, str] = {
     "distill": "vecembed distill --dim 256",  # test_readme_cli.py (on a tiny transformer: see there)
     "bench": "vecembed bench --quick",  # test_readme_cli.py
     "serve": "vecembed serve --port 8080 --api-key change-me",  # server_fixtures.readme_server (README's client block)
-    "migrate": "vecembed migrate --db qdrant-edge --collection notes --to-backend static",  # test_migrate.py
-    "migrate_rollback": "vecembed migrate --db qdrant-edge --collection notes --rollback",  # test_migrate.py
-    "migrate_drop_old": "vecembed migrate --db qdrant-edge --collection notes --drop-old",  # test_migrate.py
+    # the three migrate commands: test_migration_end_to_end.py
+    "migrate": "vecembed migrate --db qdrant-edge --collection notes --to-backend static",
+    "migrate_rollback": "vecembed migrate --db qdrant-edge --collection notes --rollback",
+    "migrate_drop_old": "vecembed migrate --db qdrant-edge --collection notes --drop-old",
     "alias_set": "vecembed alias set docs docs-v1 --db qdrant",  # test_readme_cli.py
     "alias_list": "vecembed alias list --db qdrant",  # test_readme_cli.py
     "alias_search": 'vecembed search "how do I reset it?" --db qdrant --collection docs',  # test_readme_cli.py
