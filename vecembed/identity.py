@@ -452,7 +452,8 @@ def sparse_provider_name(identity: CollectionIdentity) -> str:
 REINGEST_ADVICE = (
     "a collection gains sparse vectors only by re-ingesting its documents into a new collection: open a new "
     "collection with sparse= (open_store(db, 'new-name', provider, sparse='bm25'), or `vecembed ingest ... "
-    "--sparse bm25`) and ingest the documents again, or let `vecembed migrate` copy them into one"
+    "--sparse bm25`) and ingest the documents again, or, when moving to another model anyway, let "
+    "vecembed.migrate(..., sparse='bm25') copy them into one"
 )
 
 

@@ -39,10 +39,12 @@ from typing import Any
 
 from vecembed.collection import Store
 from vecembed.errors import CollectionNotFoundError, InvalidInputError, UnsupportedError
+from vecembed.identity import CollectionIdentity, sparse_provider_name
 from vecembed.ingest import DEFAULT_BATCH_SIZE
 from vecembed.progress import Progress
 from vecembed.protocol import EmbeddingProvider
 from vecembed.records import Document
+from vecembed.sparse import SparseEmbeddingProvider, load_sparse_provider
 from vecembed.store import AliasStore, DropStore, VectorStore, store_factory
 from vecembed.types import ModelInfo
 
@@ -236,6 +238,7 @@ def migrate(
     drop_old: bool = False,
     rollback: bool = False,
     show_progress: bool | None = False,
+    sparse: str | SparseEmbeddingProvider | None = None,
 ) -> MigrationReport:
     """Re-embed collection (or alias) ``source`` of ``db`` with ``new_provider`` and switch the alias to it.
 
@@ -245,6 +248,10 @@ def migrate(
     the new collection's name (default :func:`default_target_name`). ``batch_size``: documents per
     write. ``drop_old``: drop the old collection after the switch (else it stays, for a rollback).
     ``show_progress``: a bar with documents/s and an ETA (None: on a terminal).
+    ``sparse``: the sparse provider (or its registered name) whose vectors the target holds beside the
+    dense ones. None: the source's own — a source written with ``sparse=`` keeps its sparse vectors in
+    the target (its recorded provider is loaded by name with its default options and must give the
+    recorded fingerprint, else pass it here). Given for a dense-only source: the target gains them.
 
     Without ``new_provider``: ``rollback=True`` points alias ``source`` back at the collection its
     current one was migrated from; ``drop_old=True`` drops that previous collection.
@@ -294,6 +301,7 @@ def migrate(
             drop_old=drop_old,
             show_progress=show_progress,
             start=start,
+            sparse=sparse,
         )
     finally:
         database.close()
@@ -364,6 +372,32 @@ def _finish(
     )
 
 
+def _target_sparse(
+    db: str, source_col: str, recorded: CollectionIdentity, sparse: str | SparseEmbeddingProvider | None
+) -> tuple[SparseEmbeddingProvider | None, bool]:
+    """The target's sparse provider (carried over from the source unless ``sparse`` names one) and whether it was
+    loaded here (then the target store closes it)."""
+    if sparse is not None and not isinstance(sparse, str | SparseEmbeddingProvider):
+        raise InvalidInputError(
+            f"sparse must be a sparse provider's name (e.g. 'bm25') or a SparseEmbeddingProvider, "
+            f"got {type(sparse).__name__}; nothing was written"
+        )
+    if isinstance(sparse, SparseEmbeddingProvider):
+        return sparse, False
+    if sparse is None and not recorded.has_sparse:
+        return None, False
+    name = sparse if isinstance(sparse, str) else sparse_provider_name(recorded)
+    loaded = load_sparse_provider(name)
+    if sparse is None and loaded.info.fingerprint != recorded.sparse_fingerprint:
+        loaded.close()
+        raise InvalidInputError(
+            f"{db} collection {source_col!r} holds sparse vectors of {recorded.describe_sparse()}, which "
+            f"load_sparse_provider({name!r}) with its default options does not give: pass that provider as "
+            "sparse= (vecembed.load_sparse_provider(name, **the options it was written with)); nothing was written"
+        )
+    return loaded, True
+
+
 def _migrate(
     database: _Database,
     aliases: dict[str, str],
@@ -376,6 +410,7 @@ def _migrate(
     drop_old: bool,
     show_progress: bool | None,
     start: float,
+    sparse: str | SparseEmbeddingProvider | None = None,
 ) -> MigrationReport:
     info = provider.info
     state = _state_of(database, source_col, alias)
@@ -411,7 +446,9 @@ def _migrate(
         )
     source_store = database.open(source_col)
     backend = database.open(target_col)
-    target_store = Store(backend, provider, create=True)  # refuses a target of a third model, before any write
+    sparse_provider, owns_sparse = _target_sparse(database.db, source_col, state.identity, sparse)
+    # Refuses a target of a third model (or another sparse provider), before any write.
+    target_store = Store(backend, provider, create=True, sparse=sparse_provider, owns_sparse=owns_sparse)
     size = max(batch_size or DEFAULT_BATCH_SIZE, SCAN_BATCH_SIZE)
 
     _phase("copy")

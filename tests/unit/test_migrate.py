@@ -231,3 +231,42 @@ def test_progress_shows_a_rate_and_an_eta() -> None:
     bar._started -= 2.0  # two seconds ago
     bar.advance(50)
     assert bar._speed() == "25 documents/s, ETA 2 s"
+
+
+def test_sparse_vectors_are_carried_over_and_a_dense_source_can_gain_them(
+    db: MemoryDatabase, old: vecembed.EmbeddingProvider, new: Counting
+) -> None:
+    pytest.importorskip("py_rust_stemmers", reason="pip install 'vecembed[sparse]'")
+    with vecembed.open_store("memory", "docs-v1", old, client=db, sparse="bm25") as store:
+        store.ingest(docs(40))
+    db.set_alias("docs", "docs-v1")
+    report = vecembed.migrate("memory", "docs", new, client=db)
+    with vecembed.open_store("memory", "docs", new, client=db, sparse="bm25") as after:
+        assert after.collection == report.target
+        assert after.identity.has_sparse and after.identity.sparse_model.startswith("bm25")
+        # the target's sparse vectors answer a term query, as the source's did
+        assert after.search("cats", k=3, mode="sparse")[0].text.endswith("cats")
+        assert len(after.search("document 7 cats", k=5, mode="hybrid")) == 5
+
+    # A dense-only source gains sparse vectors when sparse= is given for the move to another model.
+    with vecembed.open_store("memory", "plain-v1", old, client=db) as store:
+        store.ingest(docs(10))
+    db.set_alias("plain", "plain-v1")
+    gained = vecembed.migrate("memory", "plain", new, client=db, sparse="bm25")
+    with vecembed.open_store("memory", "plain", new, client=db, sparse="bm25") as after:
+        assert after.collection == gained.target and after.search("dogs", k=1, mode="sparse")
+
+
+def test_a_sparse_source_whose_provider_options_differ_needs_sparse_given(
+    db: MemoryDatabase, old: vecembed.EmbeddingProvider, new: Counting
+) -> None:
+    pytest.importorskip("py_rust_stemmers", reason="pip install 'vecembed[sparse]'")
+    tuned = vecembed.load_sparse_provider("bm25", k1=1.5)
+    with vecembed.open_store("memory", "docs-v1", old, client=db, sparse=tuned) as store:
+        store.ingest(docs(10))
+    db.set_alias("docs", "docs-v1")
+    with pytest.raises(InvalidInputError, match="pass that provider as sparse="):
+        vecembed.migrate("memory", "docs", new, client=db)
+    assert new.embedded == 0 and db.aliases() == {"docs": "docs-v1"}
+    report = vecembed.migrate("memory", "docs", new, client=db, sparse=tuned)
+    assert report.embedded == 10
