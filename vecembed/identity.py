@@ -453,7 +453,7 @@ REINGEST_ADVICE = (
     "a collection gains sparse vectors only by re-ingesting its documents into a new collection: open a new "
     "collection with sparse= (open_store(db, 'new-name', provider, sparse='bm25'), or `vecembed ingest ... "
     "--sparse bm25`) and ingest the documents again, or, when moving to another model anyway, let "
-    "vecembed.migrate(..., sparse='bm25') copy them into one"
+    "`vecembed migrate` (vecembed.migrate(..., sparse='bm25')) copy them into one"
 )
 
 

@@ -150,11 +150,15 @@ def test_a_reader_sees_whole_old_or_whole_new_results_while_the_alias_flips(db: 
     flipper.start()
     seen: set[str] = set()
     try:
-        for _ in range(300):
+        # At least 300 searches, and on until both collections were seen (how the threads interleave is the
+        # scheduler's: a fast machine may run many searches between two flips).
+        for i in range(5000):
             hits = store.search("text 3", k=5)
             collections = {h.id.split("-")[0] for h in hits}
             assert len(collections) == 1 and len(hits) == 5, hits
             seen |= collections
+            if i >= 300 and len(seen) == 2:
+                break
     finally:
         stop.set()
         flipper.join()
