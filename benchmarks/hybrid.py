@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -35,18 +36,9 @@ from vecembed.evaluate import load_beir, ndcg_at_k, recall_at_k
 from vecembed.store import NativeFusion, SparseStore, fuse_hits
 
 ROOT = Path(__file__).resolve().parent.parent
-#: Beside the project (``../shared``), or beside the folder of worktrees that holds it.
-SCIFACT_TRAIN = next(
-    (
-        p
-        for p in (
-            ROOT.parent / "shared" / "data" / "scifact-train",
-            ROOT.parent.parent / "shared" / "data" / "scifact-train",
-        )
-        if p.is_dir()
-    ),
-    ROOT.parent / "shared" / "data" / "scifact-train",
-)
+sys.path.insert(0, str(ROOT))  # run as a script: the shared benchmark helpers
+from benchmarks.stores import SCIFACT_TRAIN  # noqa: E402
+
 MODES = ("dense", "sparse", "hybrid")
 #: Hybrid p50 over dense-only p50 on Qdrant local that issue 24 accepts.
 LATENCY_TARGET = 1.5

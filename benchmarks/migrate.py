@@ -44,18 +44,9 @@ from vecembed.cpu import cpu_info
 from vecembed.evaluate import load_beir, ndcg_at_k
 
 ROOT = Path(__file__).resolve().parent.parent
-#: The shared data beside the checkout (in a git worktree, the main checkout's shared/ folder).
-SCIFACT = next(
-    (
-        p
-        for p in (
-            ROOT.parent / "shared" / "data" / "scifact-train",
-            ROOT.parent.parent / "shared" / "data" / "scifact-train",
-        )
-        if p.is_dir()
-    ),
-    ROOT.parent / "shared" / "data" / "scifact-train",
-)
+sys.path.insert(0, str(ROOT))  # run as a script: the shared benchmark helpers
+from benchmarks.stores import SCIFACT_TRAIN as SCIFACT  # noqa: E402
+
 TARGETS = ("chroma-path", "chroma-server", "qdrant-memory", "qdrant-path", "qdrant-edge-path", "pgvector-server")
 
 

@@ -47,19 +47,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import vecembed  # noqa: E402
+from benchmarks.stores import SCIFACT_TRAIN as DATA  # noqa: E402
 from vecembed.cpu import cpu_info  # noqa: E402
 from vecembed.evaluate import BeirData, load_beir, ndcg_at_k, recall_at_k  # noqa: E402
 from vecembed.sparse import Fusion, idf, reciprocal_rank_fusion  # noqa: E402
 
-#: shared/ lies beside the checkout (a git worktree one level further down: beside its parent folder)
-DATA = next(
-    (
-        p / "shared" / "data" / "scifact-train"
-        for p in (ROOT.parent, ROOT.parent.parent)
-        if (p / "shared" / "data" / "scifact-train").is_dir()
-    ),
-    ROOT.parent / "shared" / "data" / "scifact-train",
-)
 DEPTH = 100
 #: The grid. avg_len "corpus" is the corpus's own mean length in terms.
 K1S = (0.6, 0.9, 1.2, 1.5, 2.0)

@@ -33,6 +33,16 @@ from typing import Any
 from vecembed.errors import InvalidInputError, ProviderUnavailableError
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The BEIR SciFact train split (every retrieval figure): ``shared/`` lies beside the checkout (beside the parent
+#: folder for a git worktree one level further down).
+SCIFACT_TRAIN = next(
+    (
+        p / "shared" / "data" / "scifact-train"
+        for p in (ROOT.parent, ROOT.parent.parent)
+        if (p / "shared" / "data" / "scifact-train").is_dir()
+    ),
+    ROOT.parent / "shared" / "data" / "scifact-train",
+)
 STS_DEV = ROOT / "tests" / "data" / "sts-dev.tsv"
 #: The STS Benchmark train split beside the project (held out: the tests use the dev split).
 STS_TRAIN = ROOT.parent / "shared" / "data" / "sts-train.csv"
