@@ -50,7 +50,13 @@ from vecembed.ingest import ingest, require_sparse_store
 from vecembed.protocol import EmbeddingProvider
 from vecembed.records import check_text, normalize_id
 from vecembed.retry import StoreCaller
-from vecembed.sparse import Fusion, SparseEmbeddingProvider, SparseVector, load_sparse_provider
+from vecembed.sparse import (
+    Fusion,
+    SparseEmbeddingProvider,
+    SparseVector,
+    check_sparse_argument,
+    load_sparse_provider,
+)
 from vecembed.store import (
     AliasStore,
     AsyncClientStore,
@@ -755,11 +761,7 @@ def open_store(
     _where(path, url, client)
     factory = store_factory(db)
     vector_name = options.get("vector_name")
-    if sparse is not None and not isinstance(sparse, str | SparseEmbeddingProvider):
-        raise InvalidInputError(
-            f"sparse must be a sparse provider's name (e.g. 'bm25') or a SparseEmbeddingProvider, "
-            f"got {type(sparse).__name__}"
-        )
+    sparse = check_sparse_argument(sparse)
     root = factory(
         collection, provider=provider, path=None if path is None else str(path), url=url, client=client, **options
     )

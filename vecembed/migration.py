@@ -44,7 +44,7 @@ from vecembed.ingest import DEFAULT_BATCH_SIZE
 from vecembed.progress import Progress
 from vecembed.protocol import EmbeddingProvider
 from vecembed.records import Document
-from vecembed.sparse import SparseEmbeddingProvider, load_sparse_provider
+from vecembed.sparse import SparseEmbeddingProvider, check_sparse_argument, load_sparse_provider
 from vecembed.store import AliasStore, DropStore, VectorStore, store_factory
 from vecembed.types import ModelInfo
 
@@ -377,11 +377,7 @@ def _target_sparse(
 ) -> tuple[SparseEmbeddingProvider | None, bool]:
     """The target's sparse provider (carried over from the source unless ``sparse`` names one) and whether it was
     loaded here (then the target store closes it)."""
-    if sparse is not None and not isinstance(sparse, str | SparseEmbeddingProvider):
-        raise InvalidInputError(
-            f"sparse must be a sparse provider's name (e.g. 'bm25') or a SparseEmbeddingProvider, "
-            f"got {type(sparse).__name__}; nothing was written"
-        )
+    sparse = check_sparse_argument(sparse)
     if isinstance(sparse, SparseEmbeddingProvider):
         return sparse, False
     if sparse is None and not recorded.has_sparse:

@@ -39,6 +39,7 @@ __all__ = [
     "SparseModelInfo",
     "SparseVector",
     "available_sparse_providers",
+    "check_sparse_argument",
     "idf",
     "load_sparse_provider",
     "reciprocal_rank_fusion",
@@ -196,6 +197,17 @@ def load_sparse_provider(name: str = "bm25", **options: Any) -> SparseEmbeddingP
     cls = getattr(importlib.import_module(module), attr)
     provider: SparseEmbeddingProvider = cls(**options)
     return provider
+
+
+def check_sparse_argument(sparse: Any) -> str | SparseEmbeddingProvider | None:
+    """A ``sparse=`` argument (``open_store``, ``migrate``) as given, after checking it is a provider's name, a
+    :class:`SparseEmbeddingProvider` or None; anything else raises :class:`~vecembed.errors.InvalidInputError`."""
+    if sparse is not None and not isinstance(sparse, str | SparseEmbeddingProvider):
+        raise InvalidInputError(
+            f"sparse must be a sparse provider's name (e.g. 'bm25') or a SparseEmbeddingProvider, "
+            f"got {type(sparse).__name__}; nothing was written"
+        )
+    return sparse
 
 
 def idf(document_frequency: int, documents: int) -> float:

@@ -12,16 +12,10 @@ import json
 from typing import Any
 
 from vecembed.cli._common import echo
-from vecembed.cli.db import DATABASES, location_of
+from vecembed.cli.db import add_location_options, location_of
 from vecembed.collection import aliases, drop_alias, set_alias
 
 __all__ = ["register"]
-
-
-def _add_location(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", required=True, choices=DATABASES, help="which vector database")
-    parser.add_argument("--path", help="folder of the embedded database (default: $VECEMBED_DATA or ./vecembed-data)")
-    parser.add_argument("--url", help="a server instead (default: $VECEMBED_<DB>_URL when set)")
 
 
 def register(commands: Any) -> None:
@@ -34,19 +28,19 @@ def register(commands: Any) -> None:
     actions.required = True
 
     listing = actions.add_parser("list", help="every alias of the database and the collection it names")
-    _add_location(listing)
+    add_location_options(listing)
     listing.add_argument("--json", action="store_true", help="print {alias: collection} as JSON")
     listing.set_defaults(handler=cmd_list)
 
     setting = actions.add_parser("set", help="point ALIAS at COLLECTION (create it, or move it in one step)")
     setting.add_argument("alias", help="the alias (a valid collection name of the database, not a collection's)")
     setting.add_argument("collection", help="the collection it names (must exist)")
-    _add_location(setting)
+    add_location_options(setting)
     setting.set_defaults(handler=cmd_set)
 
     dropping = actions.add_parser("drop", help="remove ALIAS (its collection stays)")
     dropping.add_argument("alias", help="the alias to remove")
-    _add_location(dropping)
+    add_location_options(dropping)
     dropping.set_defaults(handler=cmd_drop)
 
 

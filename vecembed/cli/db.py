@@ -38,7 +38,7 @@ from vecembed.registry import default_backend
 from vecembed.sparse import SparseEmbeddingProvider, available_sparse_providers, load_sparse_provider
 from vecembed.store import Hit, available_stores, needs_server, store_factory
 
-__all__ = ["DATABASES", "cli_store", "format_hits", "location_of", "parse_where", "register"]
+__all__ = ["DATABASES", "add_location_options", "cli_store", "format_hits", "location_of", "parse_where", "register"]
 
 #: The databases the CLI offers: every installed store (chroma, pgvector, qdrant, qdrant-edge with vecembed[all])
 #: but ``memory``, whose collections end with the process: one CLI command could not see what the previous one wrote.
@@ -151,13 +151,18 @@ def _add_sparse_option(parser: argparse.ArgumentParser, what: str) -> None:
 # -- the commands -----------------------------------------------------------------------------
 
 
+def add_location_options(parser: Any) -> None:
+    """``--db``, ``--path`` and ``--url`` (read back by :func:`location_of`): where a command finds the database."""
+    parser.add_argument("--db", required=True, choices=DATABASES, help="which vector database")
+    parser.add_argument("--path", help="folder for the embedded database (default: $VECEMBED_DATA or ./vecembed-data)")
+    parser.add_argument("--url", help="a server instead, e.g. http://127.0.0.1:6333 "
+                                      "(default: $VECEMBED_<DB>_URL, e.g. $VECEMBED_QDRANT_URL, when set)")
+
+
 def _add_db_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("database")
-    group.add_argument("--db", required=True, choices=DATABASES, help="which vector database")
+    add_location_options(group)
     group.add_argument("--collection", "-c", required=True, help="collection name (3-512 characters for Chroma)")
-    group.add_argument("--path", help="folder for the embedded database (default: $VECEMBED_DATA or ./vecembed-data)")
-    group.add_argument("--url", help="a server instead, e.g. http://127.0.0.1:6333 "
-                                     "(default: $VECEMBED_CHROMA_URL / $VECEMBED_QDRANT_URL when set)")
     group.add_argument("--adopt", action="store_true",
                        help="record this model in a collection that holds vectors but no vecembed record")
 

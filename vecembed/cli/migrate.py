@@ -17,7 +17,7 @@ import json
 from typing import Any
 
 from vecembed.cli._common import echo, open_provider, positive_int
-from vecembed.cli.db import DATABASES, location_of
+from vecembed.cli.db import add_location_options, location_of
 from vecembed.errors import CliError
 from vecembed.migration import migrate
 from vecembed.registry import AUTO, available_providers
@@ -31,12 +31,10 @@ def register(commands: Any) -> None:
         "migrate",
         help="re-embed a collection with another model into a new collection, catch up, then switch its alias",
     )
-    parser.add_argument("--db", required=True, choices=DATABASES, help="which vector database")
+    add_location_options(parser)
     parser.add_argument(
         "--collection", "-c", required=True, help="the alias to migrate (it moves), or a collection (then give --alias)"
     )
-    parser.add_argument("--path", help="folder of the embedded database (default: $VECEMBED_DATA or ./vecembed-data)")
-    parser.add_argument("--url", help="a server instead (default: $VECEMBED_<DB>_URL when set)")
     model = parser.add_argument_group("the model to migrate to")
     model.add_argument(
         "--to-backend",
