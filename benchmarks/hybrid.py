@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import vecembed
-from vecembed.cpu import REPORTED_FLAGS, cpu_info
+from vecembed.cpu import cpu_info
 from vecembed.evaluate import load_beir, ndcg_at_k, recall_at_k
 from vecembed.store import NativeFusion, SparseStore, fuse_hits
 
@@ -46,8 +46,7 @@ LATENCY_TARGET = 1.5
 
 def cpu_line() -> str:
     """The CPU this ran on, in one line."""
-    cpu = cpu_info()
-    return f"CPU: {cpu.model} ({cpu.isa}; {' '.join(f for f in REPORTED_FLAGS if f in cpu.flags)})"
+    return f"CPU: {cpu_info().summary}"
 
 
 def _store_kwargs(db: str, where: str | None) -> dict[str, Any]:

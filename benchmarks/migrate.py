@@ -40,27 +40,19 @@ from typing import Any
 import numpy as np
 
 import vecembed
-from vecembed.cpu import cpu_info
 from vecembed.evaluate import load_beir, ndcg_at_k
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script: the shared benchmark helpers
 from benchmarks.stores import SCIFACT_TRAIN as SCIFACT  # noqa: E402
+from benchmarks.stores import cpu_description  # noqa: E402
 
 TARGETS = ("chroma-path", "chroma-server", "qdrant-memory", "qdrant-path", "qdrant-edge-path", "pgvector-server")
 
 
 def cpu_line() -> dict[str, Any]:
-    """The CPU every result was measured on."""
-    from vecembed.cpu import REPORTED_FLAGS
-
-    cpu = cpu_info()
-    return {
-        "cpu": cpu.model,
-        "isa": cpu.isa,
-        "simd": [f for f in REPORTED_FLAGS if f in cpu.flags],
-        "cores": os.cpu_count(),
-    }
+    """The CPU every result was measured on (benchmarks.stores' description) and its core count."""
+    return {**cpu_description(), "cores": os.cpu_count()}
 
 
 @contextmanager

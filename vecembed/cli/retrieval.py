@@ -192,7 +192,7 @@ def cmd_retrieval(args: argparse.Namespace) -> int:
         f"store {args.db}; model {info.name} ({info.backend}); sparse {args.sparse or 'none'}",
         f"ingest: {report.written} written, {report.skipped} unchanged, {report.seconds:.1f} s "
         f"({report.texts_per_second:.1f} documents/s)",
-        f"CPU: {cpu.model} ({cpu.isa})",
+        f"CPU: {cpu.summary}",
         *format_table(results),
     ]
     for line in lines:
@@ -207,7 +207,7 @@ def cmd_retrieval(args: argparse.Namespace) -> int:
             "backend": info.backend,
             "fingerprint": info.fingerprint,
             "sparse": args.sparse,
-            "cpu": {"model": cpu.model, "isa": cpu.isa},
+            "cpu": {"model": cpu.model, "isa": cpu.isa, "summary": cpu.summary},
             "ingest": report.to_dict(),
             "results": [asdict(r) for r in results],
         }
