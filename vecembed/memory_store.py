@@ -258,7 +258,9 @@ class MemoryCollection:
             candidates = np.arange(n)
             if where:
                 candidates = np.array([i for i in range(n) if _matches(self._rows[i].metadata, where)], dtype=np.int64)
-            stored = self._vectors[candidates]
+                stored = self._vectors[candidates]
+            else:
+                stored = self._vectors[:n]  # a view: no copy of the whole matrix for every query
             scores = self._scores(queries, stored)
             out: list[list[Hit]] = []
             for row in scores:
