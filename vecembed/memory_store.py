@@ -23,10 +23,13 @@ do. Nothing is persisted: ``path=`` and ``url=`` are refused.
 Sparse vectors (:class:`~vecembed.store.SparseStore`, ``sparse_idf = "store"``): a collection
 whose identity names a sparse provider keeps each record's
 :class:`~vecembed.sparse.SparseVector` beside its dense vector, in an inverted index (term id
--> {id: weight}) whose posting lengths are the document frequencies — so the statistics
+-> {row: weight}) whose posting lengths are the document frequencies — so the statistics
 change in the same write and on delete, by construction. A sparse search is the exact dot
 product of every record with the query, each query term weighted by
-:func:`vecembed.sparse.idf` over the live records (what Qdrant's ``Modifier.IDF`` computes).
+:func:`vecembed.sparse.idf` over the live records (what Qdrant's ``Modifier.IDF`` computes),
+summed with numpy over each query term's posting (kept as arrays until the term's posting changes).
+Hybrid search is fused here (:class:`~vecembed.store.NativeFusion`, as a database fuses server-side):
+both rankings are row numbers until the fused top ``k``, the only records turned into hits.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ from vecembed.identity import CollectionIdentity, canonical_distance
 from vecembed.protocol import EmbeddingProvider
 from vecembed.records import Record
 from vecembed.retry import is_transient_default
-from vecembed.sparse import SparseVector, idf
+from vecembed.sparse import Fusion, SparseVector, idf, reciprocal_rank_fusion
 from vecembed.store import CollectionState, Hit
 from vecembed.types import Embeddings, HealthReport
 
@@ -66,6 +69,15 @@ class _Row:
     metadata: dict[str, Any]
     content_hash: str
     sparse: SparseVector | None = None
+
+
+@dataclass(frozen=True)
+class _Ranked:
+    """One entry of a ranking before it becomes a :class:`Hit`: the record's id, row and score."""
+
+    id: str
+    at: int
+    score: float
 
 
 def _equal(stored: Any, wanted: Any) -> bool:
@@ -111,8 +123,11 @@ class MemoryCollection:
         self._ids: list[str] = []
         self._rows: list[_Row] = []
         self._position: dict[str, int] = {}
-        # term id -> {id: weight}: the sparse index; len(postings) is the term's document frequency.
-        self._postings: dict[int, dict[str, float]] = {}
+        # term id -> {row: weight}: the sparse index; len(postings) is the term's document frequency.
+        self._postings: dict[int, dict[int, float]] = {}
+        # term id -> (rows, weights) of its posting as arrays, made when a query needs them; a write or a
+        # delete that changes a term's posting drops its arrays.
+        self._posting_arrays: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._sparse_records = 0  # records written with a sparse vector (an empty one counts): IDF's N
         # Rows 0..count-1 are live; capacity grows by doubling so a stream of small upserts stays linear.
         self._vectors = np.zeros((0, dimension), dtype=np.float32)
@@ -167,27 +182,50 @@ class MemoryCollection:
                     self._ids.append(doc_id)
                     self._rows.append(row)
                 else:
-                    self._unindex(doc_id, self._rows[at])
+                    self._unindex(at, self._rows[at])
                     self._rows[at] = row
-                self._index(doc_id, row)
+                self._index(at, row)
                 self._vectors[at] = vector
 
-    def _index(self, doc_id: str, row: _Row) -> None:
+    def _index(self, at: int, row: _Row) -> None:
         if row.sparse is None:
             return
         self._sparse_records += 1
         for term, weight in zip(row.sparse.indices.tolist(), row.sparse.values.tolist(), strict=True):
-            self._postings.setdefault(term, {})[doc_id] = weight
+            self._postings.setdefault(term, {})[at] = weight
+            self._posting_arrays.pop(term, None)
 
-    def _unindex(self, doc_id: str, row: _Row) -> None:
+    def _unindex(self, at: int, row: _Row) -> None:
         if row.sparse is None:
             return
         self._sparse_records -= 1
         for term in row.sparse.indices.tolist():
             posting = self._postings[term]
-            del posting[doc_id]
+            del posting[at]
+            self._posting_arrays.pop(term, None)
             if not posting:
                 del self._postings[term]
+
+    def _move_postings(self, row: _Row, source: int, target: int) -> None:
+        """The record at row ``source`` now sits at row ``target``: its postings follow it."""
+        if row.sparse is None:
+            return
+        for term in row.sparse.indices.tolist():
+            posting = self._postings[term]
+            posting[target] = posting.pop(source)
+            self._posting_arrays.pop(term, None)
+
+    def _posting(self, term: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The rows holding ``term`` and their weights (float64, as Python sums them), or None."""
+        arrays = self._posting_arrays.get(term)
+        if arrays is None:
+            posting = self._postings.get(term)
+            if not posting:
+                return None
+            rows = np.fromiter(posting.keys(), dtype=np.int64, count=len(posting))
+            weights = np.fromiter(posting.values(), dtype=np.float64, count=len(posting))
+            arrays = self._posting_arrays[term] = (rows, weights)
+        return arrays
 
     def document_frequency(self, term: int) -> int:
         """Records whose sparse vector has ``term`` (the statistic a sparse search weighs the query by)."""
@@ -233,10 +271,11 @@ class MemoryCollection:
                 at = self._position.pop(doc_id, None)
                 if at is None:
                     continue
-                self._unindex(doc_id, self._rows[at])
+                self._unindex(at, self._rows[at])
                 last = len(self._ids) - 1
                 if at != last:  # the last row fills the gap: rows stay contiguous, deletion stays O(1)
                     moved = self._ids[last]
+                    self._move_postings(self._rows[last], last, at)
                     self._ids[at], self._rows[at] = moved, self._rows[last]
                     self._vectors[at] = self._vectors[last]
                     self._position[moved] = at
@@ -245,29 +284,8 @@ class MemoryCollection:
 
     def search(self, vectors: Embeddings, k: int, where: Mapping[str, Any] | None) -> list[list[Hit]]:
         """The ``k`` best records for each query vector by exact scoring, best first (ties: insertion order)."""
-        queries = np.asarray(vectors, dtype=np.float32)
-        if queries.ndim != 2 or queries.shape[1] != self.dimension:
-            raise DimensionMismatchError(
-                f"memory collection {self.name!r} holds {self.dimension}-dimensional vectors, got query vectors "
-                f"of shape {queries.shape}",
-                expected=self.dimension,
-                got=int(queries.shape[-1]) if queries.ndim else None,
-            )
         with self._lock:
-            n = len(self._ids)
-            candidates = np.arange(n)
-            if where:
-                candidates = np.array([i for i in range(n) if _matches(self._rows[i].metadata, where)], dtype=np.int64)
-                stored = self._vectors[candidates]
-            else:
-                stored = self._vectors[:n]  # a view: no copy of the whole matrix for every query
-            scores = self._scores(queries, stored)
-            out: list[list[Hit]] = []
-            for row in scores:
-                # A stable sort on the negated scores: best first, equal scores in the order they were stored.
-                best = np.argsort(-row, kind="stable")[:k]
-                out.append([self._hit(int(candidates[j]), float(row[j])) for j in best])
-            return out
+            return [[self._hit(r.at, r.score) for r in ranking] for ranking in self._rank_dense(vectors, k, where)]
 
     def search_sparse(
         self, queries: Sequence[SparseVector], k: int, where: Mapping[str, Any] | None, *, weigh_idf: bool
@@ -277,29 +295,107 @@ class MemoryCollection:
         ``weigh_idf``: each query term's weight is multiplied by its :func:`~vecembed.sparse.idf` over the
         records stored now. Records that share no term with the query are not hits (their score is 0).
         """
-        out: list[list[Hit]] = []
         with self._lock:
-            total = self._sparse_records
-            for query in queries:
-                scores: dict[str, float] = {}
-                for term, weight in zip(query.indices.tolist(), query.values.tolist(), strict=True):
-                    posting = self._postings.get(term)
-                    if not posting:
-                        continue
-                    w = weight * idf(len(posting), total) if weigh_idf else weight
-                    for doc_id, value in posting.items():
-                        scores[doc_id] = scores.get(doc_id, 0.0) + w * value
-                ranked = sorted(scores.items(), key=lambda item: (-item[1], self._position[item[0]]))
-                hits: list[Hit] = []
-                for doc_id, score in ranked:
-                    at = self._position[doc_id]
-                    if where and not _matches(self._rows[at].metadata, where):
-                        continue
-                    hits.append(self._hit(at, score))
-                    if len(hits) == k:
-                        break
-                out.append(hits)
-        return out
+            allowed = self._allowed(where)
+            return [
+                [self._hit(r.at, r.score) for r in self._rank_sparse(query, k, allowed, weigh_idf)]
+                for query in queries
+            ]
+
+    def search_hybrid(
+        self,
+        vectors: Embeddings,
+        sparse: Sequence[SparseVector],
+        k: int,
+        where: Mapping[str, Any] | None,
+        fusion: Fusion,
+        *,
+        weigh_idf: bool,
+    ) -> list[list[Hit]]:
+        """Reciprocal Rank Fusion of the dense and the sparse ranking (each ``fusion.depth_for(k)`` deep), top ``k``.
+
+        The same fused list as :func:`vecembed.store.fuse_hits` of :meth:`search` and :meth:`search_sparse`,
+        without making hits of the candidates that do not make the top ``k``.
+        """
+        if len(sparse) != len(vectors):
+            raise InvalidInputError(
+                f"memory collection {self.name!r}: {len(sparse)} sparse queries for {len(vectors)} dense ones"
+            )
+        depth = fusion.depth_for(k)
+        weights = (fusion.dense_weight, fusion.sparse_weight)
+        with self._lock:
+            allowed = self._allowed(where)
+            dense = self._rank_dense(vectors, depth, where, allowed)
+            out: list[list[Hit]] = []
+            for ranking, query in zip(dense, sparse, strict=True):
+                terms = self._rank_sparse(query, depth, allowed, weigh_idf)
+                fused = reciprocal_rank_fusion([ranking, terms], k, k=fusion.k, weights=weights)
+                out.append([self._hit(r.at, score) for r, score in fused])
+            return out
+
+    def _allowed(self, where: Mapping[str, Any] | None) -> np.ndarray | None:
+        """The rows whose metadata match ``where`` (None: every row). Under the lock."""
+        if not where:
+            return None
+        return np.array([i for i in range(len(self._ids)) if _matches(self._rows[i].metadata, where)], dtype=np.int64)
+
+    def _rank_dense(
+        self,
+        vectors: Embeddings,
+        k: int,
+        where: Mapping[str, Any] | None,
+        allowed: np.ndarray | None = None,
+    ) -> list[list[_Ranked]]:
+        """The ``k`` best rows for each query vector, best first (ties: insertion order). Under the lock."""
+        queries = np.asarray(vectors, dtype=np.float32)
+        if queries.ndim != 2 or queries.shape[1] != self.dimension:
+            raise DimensionMismatchError(
+                f"memory collection {self.name!r} holds {self.dimension}-dimensional vectors, got query vectors "
+                f"of shape {queries.shape}",
+                expected=self.dimension,
+                got=int(queries.shape[-1]) if queries.ndim else None,
+            )
+        n = len(self._ids)
+        if where and allowed is None:
+            allowed = self._allowed(where)
+        if allowed is not None:
+            candidates = allowed
+            stored = self._vectors[candidates]
+        else:
+            candidates = np.arange(n)
+            stored = self._vectors[:n]  # a view: no copy of the whole matrix for every query
+        scores = self._scores(queries, stored)
+        return [
+            [_Ranked(self._ids[int(candidates[j])], int(candidates[j]), float(row[j])) for j in _top(row, k)]
+            for row in scores
+        ]
+
+    def _rank_sparse(
+        self, query: SparseVector, k: int, allowed: np.ndarray | None, weigh_idf: bool
+    ) -> list[_Ranked]:
+        """The ``k`` best rows by sparse dot product, best first (ties: storage order). Under the lock.
+
+        Each row's score is summed term by term in the query's order, in float64, as a Python loop would.
+        """
+        n = len(self._ids)
+        total = self._sparse_records
+        scores = np.zeros(n, dtype=np.float64)
+        touched = np.zeros(n, dtype=bool)
+        for term, weight in zip(query.indices.tolist(), query.values.tolist(), strict=True):
+            posting = self._posting(term)
+            if posting is None:
+                continue
+            rows, values = posting
+            w = weight * idf(len(rows), total) if weigh_idf else weight
+            scores[rows] += w * values  # rows are unique within one posting
+            touched[rows] = True
+        if allowed is not None:
+            keep = np.zeros(n, dtype=bool)
+            keep[allowed] = True
+            touched &= keep
+        candidates = np.flatnonzero(touched)
+        chosen = candidates[_top(scores[candidates], k)]
+        return [_Ranked(self._ids[int(at)], int(at), float(scores[at])) for at in chosen]
 
     def _scores(self, queries: Embeddings, stored: Embeddings) -> Embeddings:
         if self.distance == "cosine":
@@ -317,6 +413,18 @@ class MemoryCollection:
     def _hit(self, at: int, score: float) -> Hit:
         row = self._rows[at]
         return Hit(self._ids[at], score, row.text, copy.deepcopy(row.metadata))
+
+
+def _top(scores: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` highest ``scores``, best first, equal scores in position order (a stable sort).
+
+    Only the scores at least as high as the k-th best are sorted, so a large collection costs one partition.
+    """
+    if k >= len(scores):
+        return np.argsort(-scores, kind="stable")
+    kth = np.partition(scores, len(scores) - k)[len(scores) - k]  # the k-th highest score
+    head = np.flatnonzero(scores >= kth)
+    return head[np.argsort(-scores[head], kind="stable")][:k]
 
 
 class MemoryDatabase:
@@ -384,11 +492,17 @@ class MemoryDatabase:
         return f"<MemoryDatabase {self.list_collections()}>"
 
 
+def _weighs_idf(col: MemoryCollection) -> bool:
+    """Whether the collection's sparse provider weighs query terms by IDF (as its identity records)."""
+    identity = CollectionIdentity.from_metadata(col.metadata)
+    return identity is not None and bool(identity.sparse_idf)
+
+
 class MemoryStore:
     """One collection of a :class:`MemoryDatabase` as a :class:`~vecembed.store.VectorStore`.
 
-    Also a :class:`~vecembed.store.SparseStore` that keeps its own document frequencies (``sparse_idf = "store"``);
-    hybrid search is fused by :class:`~vecembed.collection.Store` (no :class:`~vecembed.store.NativeFusion`).
+    Also a :class:`~vecembed.store.SparseStore` that keeps its own document frequencies (``sparse_idf = "store"``)
+    and a :class:`~vecembed.store.NativeFusion`: hybrid search is fused in the collection, as a database would.
     """
 
     db = "memory"
@@ -447,8 +561,18 @@ class MemoryStore:
         self, queries: Sequence[SparseVector], k: int, where: Mapping[str, Any] | None
     ) -> list[list[Hit]]:
         col = self._col()
-        identity = CollectionIdentity.from_metadata(col.metadata)
-        return col.search_sparse(queries, k, where, weigh_idf=identity is not None and identity.sparse_idf)
+        return col.search_sparse(queries, k, where, weigh_idf=_weighs_idf(col))
+
+    def query_hybrid(
+        self,
+        vectors: Embeddings,
+        sparse: Sequence[SparseVector],
+        k: int,
+        where: Mapping[str, Any] | None,
+        fusion: Fusion,
+    ) -> list[list[Hit]]:
+        col = self._col()
+        return col.search_hybrid(vectors, sparse, k, where, fusion, weigh_idf=_weighs_idf(col))
 
     def stored_hashes(self, ids: Sequence[str]) -> dict[str, str]:
         return self._col().hashes(ids)

@@ -164,7 +164,8 @@ def test_the_traits_say_which_stores_keep_sparse_vectors(monkeypatch: pytest.Mon
     monkeypatch.setattr(vecembed.store, "available_stores", lambda: ["memory", "qdrant", "not-installed"])
     assert available_sparse_stores() == ["memory", "qdrant"]
     with vecembed.load_provider("mock", dimension=8) as p, vecembed.open_store("memory", "t", p) as s:
-        assert isinstance(s.backend, SparseStore) and not isinstance(s.backend, NativeFusion)
+        # memory fuses in the collection, as a database does server-side
+        assert isinstance(s.backend, SparseStore) and isinstance(s.backend, NativeFusion)
         assert s.backend.sparse_idf == "store"
 
 
@@ -230,6 +231,83 @@ def test_memory_sparse_ties_keep_storage_order_and_filters_apply() -> None:
         store.ingest([{"id": f"d{i}", "text": "same words", "metadata": {"i": i}} for i in range(5)])
         assert [h.id for h in store.search("words", k=3, mode="sparse")] == ["d0", "d1", "d2"]
         assert [h.id for h in store.search("words", k=3, mode="sparse", where={"i": 3})] == ["d3"]
+
+
+def _reference_sparse(
+    docs: dict[str, dict[int, float]], order: list[str], query: dict[int, float]
+) -> list[tuple[str, float]]:
+    """The BM25-style sparse ranking by brute force: IDF-weighted dot products, ties by storage order."""
+    total = len(docs)
+    df = {t: sum(1 for d in docs.values() if t in d) for t in query}
+    scores: dict[str, float] = {}
+    for doc_id in order:
+        s, hit = 0.0, False
+        for t, w in query.items():
+            if t in docs[doc_id]:
+                s += w * idf(df[t], total) * docs[doc_id][t]
+                hit = True
+        if hit:
+            scores[doc_id] = s
+    return sorted(scores.items(), key=lambda item: (-item[1], order.index(item[0])))
+
+
+def test_memory_sparse_index_stays_exact_through_replacements_and_deletes_that_move_rows() -> None:
+    import random
+
+    rng = random.Random(7)
+    col = MemoryCollection("c", dimension=2)
+    docs: dict[str, dict[int, float]] = {}
+    order: list[str] = []  # storage order as the collection keeps it (a delete moves the last row into the gap)
+    for round_ in range(6):
+        ids = [f"d{rng.randrange(40)}" for _ in range(15)]
+        ids = list(dict.fromkeys(ids))
+        vectors = [SparseVector.from_dict({rng.randrange(12): rng.random() + 0.1 for _ in range(3)}) for _ in ids]
+        col.upsert(ids, [[1.0, 0.0]] * len(ids), [("t", {"r": round_}, "h")] * len(ids), vectors)
+        for doc_id, vector in zip(ids, vectors, strict=True):
+            if doc_id not in docs:
+                order.append(doc_id)
+            docs[doc_id] = dict(zip(vector.indices.tolist(), vector.values.tolist(), strict=True))
+        for doc_id in rng.sample(sorted(docs), 4):
+            col.delete([doc_id])
+            at, last = order.index(doc_id), len(order) - 1
+            order[at] = order[last]
+            order.pop()
+            del docs[doc_id]
+        for term in range(12):
+            query = {term: 1.0, (term + 5) % 12: 0.5}
+            want = _reference_sparse(docs, order, query)[:7]
+            got = col.search_sparse([SparseVector.from_dict(query)], 7, None, weigh_idf=True)[0]  # type: ignore[arg-type]
+            assert [h.id for h in got] == [i for i, _ in want]
+            assert [h.score for h in got] == pytest.approx([s for _, s in want], rel=1e-12)
+
+
+def test_memory_native_fusion_equals_the_store_fusing_both_legs(
+    terms: HashedTermsProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vecembed.memory_store import MemoryStore
+
+    words = "cats dogs birds fish mice owls bees ants frogs moles".split()
+    docs = [
+        {"id": f"d{i}", "text": " ".join(words[(i * j) % 10] for j in range(1, 2 + i % 5)), "metadata": {"g": i % 3}}
+        for i in range(60)
+    ]
+    queries = ["cats dogs", "owls", "the", "bees frogs mice"]
+    database = MemoryDatabase()
+    with (
+        vecembed.load_provider("mock", dimension=16) as p,
+        vecembed.open_store("memory", "fused", p, client=database, sparse=terms) as store,
+    ):
+        store.ingest(docs)
+        store.delete(["d3", "d17"])  # rows move: the index must follow them
+        cases = [(None, Fusion()), ({"g": 1}, Fusion(k=5)), (None, Fusion(dense_weight=0.3, depth=20))]
+        native = [store.search_many(queries, k=8, mode="hybrid", where=w, fusion=f) for w, f in cases]
+        # As for a store without NativeFusion: the Store queries both legs and fuses them (fuse_hits)
+        monkeypatch.setattr(vecembed.collection, "NativeFusion", type("NotNative", (), {}))
+        calls: list[str] = []
+        monkeypatch.setattr(MemoryStore, "query_hybrid", lambda *a: calls.append("native"))
+        generic = [store.search_many(queries, k=8, mode="hybrid", where=w, fusion=f) for w, f in cases]
+    assert calls == [] and native == generic
+    assert all(hits for case in native for hits in case[:1])  # not vacuous: every query found something
 
 
 # -- the command line ---------------------------------------------------------------------------------

@@ -245,13 +245,14 @@ class BM25Provider:
         batch: set[str] = set()
         for ws in words:
             batch.update(ws)
-        unseen = batch - ids.keys()
+        # not `batch - ids.keys()`: set minus a keys view walks the whole cache (1 ms at 60k words), this the batch
+        unseen = {w for w in batch if w not in ids}
         if unseen:
             if len(ids) + len(unseen) > _CACHE_MAX:
                 # start afresh: the batch's words are all learnt again, so each is in the cache below
                 ids.clear()
                 ids.update(dict.fromkeys(self._stop_words))
-                unseen = batch - ids.keys()
+                unseen = {w for w in batch if w not in ids}
             self._learn(sorted(unseen))
         out: list[list[int]] = []
         for ws in words:
