@@ -27,7 +27,8 @@ Sparse vectors (qdrant-edge-py 0.9): a collection whose identity names a sparse 
 gets a sparse vector ``"sparse"`` with Qdrant's ``Modifier.Idf`` beside the unnamed dense
 one, so Edge itself weighs query terms by IDF (over the points whose sparse vector has a
 term; like Qdrant, deleted points leave the statistics only when their segment is
-vacuumed); hybrid queries are one Edge query — two prefetches fused by ``Fusion.Rrf``.
+vacuumed); a hybrid query fetches both legs (ids only) in one Edge batch and fuses them in the store, then
+reads the fused top ``k`` (Edge's own ``Fusion.Rrf`` orders tied scores differently from run to run).
 
 One opener per shard: Edge locks a shard's WAL, so a second process, or a second store
 object in this process, opening the same collection folder gets a
@@ -44,6 +45,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from hashlib import sha1
 from pathlib import Path
 from typing import Any
@@ -314,6 +316,14 @@ class EdgeShards:
                     shutil.rmtree(self.path, ignore_errors=True)
 
 
+@dataclass(frozen=True)
+class _Point:
+    """A point of one ranking, by its Edge id (a UUID: kept as Edge gives it, str() of 200 of them costs 0.15 ms):
+    what the fusion needs of it before its payload is read."""
+
+    id: Any
+
+
 class QdrantEdgeStore:
     """One Qdrant Edge shard as a :class:`~vecembed.store.VectorStore` (see the module docstring)."""
 
@@ -444,11 +454,15 @@ class QdrantEdgeStore:
         where: Mapping[str, Any] | None,
         fusion: Fusion,
     ) -> list[list[Hit]]:
-        """Reciprocal Rank Fusion of the dense and the sparse ranking, in Edge (two prefetches, ``Fusion.Rrf``).
+        """Reciprocal Rank Fusion of the dense and the sparse ranking: both legs from one Edge batch, fused here.
 
-        Edge scores ``1 / (k' - 1 + rank / weight)`` (rank from 1; measured on qdrant-edge-py 0.9): with
-        ``k' = k + 1`` and unit weights that is vecembed's ``weight / (k + rank)`` exactly. Other weights
-        mean something else to Edge, so then both legs come from one Edge batch and are fused here.
+        Edge's own ``Fusion.Rrf`` computes the same scores (with ``k + 1``: it ranks from 0) but orders equal
+        fused scores differently from one process to the next (with k = 10, ranks (2, 5) and (5, 2) tie), so
+        the same query gave other top-10 lists and the store disagreed with every other one (SciFact: nDCG@10
+        0.7236 and 0.7270 against 0.7217). So the legs come back as point ids only, are fused by
+        :func:`~vecembed.sparse.reciprocal_rank_fusion` (ties: the dense leg's order, as every store), and only
+        the fused top ``k`` are read back with their payloads — faster than Edge's fusion (measured on SciFact:
+        p50 0.75 ms against 0.92 ms), weights included.
         """
         if len(sparse) != len(vectors):
             raise InvalidInputError(f"query_hybrid: {len(sparse)} sparse queries for {len(vectors)} dense ones")
@@ -458,46 +472,30 @@ class QdrantEdgeStore:
         self.optimize()
         flt = to_edge_filter(where)
         depth = fusion.depth_for(k)
-        weights = [fusion.dense_weight, fusion.sparse_weight]
-        # One Edge batch for every query; plans[i] says which of its answers query i takes and how it fuses them.
+        weights = (fusion.dense_weight, fusion.sparse_weight)
+        # One Edge batch for every query: its dense leg, then its sparse leg when it has terms (the filter on each).
         requests: list[qe.QueryRequest] = []
-        plans: list[tuple[str, int]] = []
+        starts: list[int] = []
         for row, terms in zip(vectors, sparse, strict=True):
-            dense = qe.Query.Nearest(row.tolist())
-            plans.append(("native" if terms and fusion.unweighted else "here" if terms else "dense", len(requests)))
-            if not terms:
-                # No terms: the dense ranking alone, asked as a dense search asks (Edge orders ties by limit).
-                requests.append(
-                    qe.QueryRequest(limit=k, query=dense, filter=flt, params=self._params, with_payload=True)
-                )
-                continue
-            terms_query = qe.Query.Nearest(_edge_sparse(terms), using=SPARSE_VECTOR)
-            if fusion.unweighted:
-                # The filter goes on each leg, so both candidate lists hold only matching records.
-                prefetches = [
-                    qe.Prefetch(limit=depth, query=dense, filter=flt, params=self._params),
-                    qe.Prefetch(limit=depth, query=terms_query, filter=flt),
-                ]
-                rrf = qe.Fusion.Rrf(k=fusion.k + 1)
-                requests.append(
-                    qe.QueryRequest(limit=k, prefetches=prefetches, query=rrf, with_payload=True)  # type: ignore[arg-type]
-                )
-            else:
-                requests.append(
-                    qe.QueryRequest(limit=depth, query=dense, filter=flt, params=self._params, with_payload=True)
-                )
-                requests.append(qe.QueryRequest(limit=depth, query=terms_query, filter=flt, with_payload=True))
+            starts.append(len(requests))
+            requests.append(qe.QueryRequest(limit=depth, query=qe.Query.Nearest(row.tolist()), filter=flt,
+                                            params=self._params, with_payload=False))
+            if terms:  # no terms (only stop words): the dense leg alone, still fused so scores stay RRF's
+                requests.append(qe.QueryRequest(limit=depth, query=qe.Query.Nearest(_edge_sparse(terms),
+                                                                                    using=SPARSE_VECTOR),
+                                                filter=flt, with_payload=False))
         answers = shard.query_batch(qe.QueryBatchRequest(requests))
-        ranked = [[hit_of(p.id, p.score, p.payload) for p in points] for points in answers]
-        out: list[list[Hit]] = []
-        for how, at in plans:
-            if how == "native":
-                out.append(ranked[at])
-                continue
-            legs = ranked[at : at + 2] if how == "here" else [ranked[at], []]
-            fused = reciprocal_rank_fusion(legs, k, k=fusion.k, weights=weights)
-            out.append([Hit(hit.id, score, hit.text, hit.metadata) for hit, score in fused])
-        return out
+        fused: list[list[tuple[_Point, float]]] = []
+        for i, at in enumerate(starts):
+            legs = [[_Point(p.id) for p in answers[at]]]
+            legs.append([_Point(p.id) for p in answers[at + 1]] if sparse[i] else [])
+            fused.append(reciprocal_rank_fusion(legs, k, k=fusion.k, weights=weights))
+        wanted: list[Any] = list(dict.fromkeys(point.id for ranking in fused for point, _ in ranking))
+        payloads = {
+            p.id: p.payload
+            for p in (shard.retrieve(wanted, with_payload=True, with_vector=False) if wanted else [])
+        }
+        return [[hit_of(point.id, score, payloads.get(point.id)) for point, score in ranking] for ranking in fused]
 
     def stored_hashes(self, ids: Sequence[str]) -> dict[str, str]:
         shard = self.shards.shard(self.collection)

@@ -1,4 +1,4 @@
-"""Qdrant Edge's sparse vectors (qdrant-edge-py 0.9): IDF computed by Edge, hybrid fused by Edge, on the backend.
+"""Qdrant Edge's sparse vectors (qdrant-edge-py 0.9): IDF computed by Edge, both hybrid legs from one Edge batch.
 
 Hand-made :class:`~vecembed.sparse.SparseVector` s, so the scores can be worked out by hand.
 """
@@ -84,6 +84,33 @@ def test_hybrid_is_rrf_of_both_legs_with_the_filter_on_each(store: QdrantEdgeSto
     # weights: the sparse leg alone decides when the dense one weighs nothing
     [sparse_only] = store.query_hybrid(dense, [query], 1, None, Fusion(dense_weight=0.0))
     assert sparse_only[0].id == "b"
+
+
+def test_tied_fused_scores_keep_the_dense_legs_order_every_time(tmp_path: Path) -> None:
+    # Edge's own Fusion.Rrf ordered ties differently from one process to the next; the store's order must not
+    # depend on it: (dense rank 1, sparse rank 2) and (2, 1) tie, the better dense rank first, as in every store.
+    s = open_qdrant_edge_store("ties", path=str(tmp_path))
+    s.create(SPARSE)
+    angles = np.linspace(0.0, 1.2, 8)
+    names = [f"p{i}" for i in range(8)]
+    s.write_sparse(
+        _records(*((n, {}) for n in names)),
+        np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32),  # dense order p0 > p1 > ... > p7
+        # sparse order swaps each pair: p1 > p0 > p3 > p2 > ... (term 1's weight falls, pairs swapped)
+        [SparseVector.from_dict({1: float(8 - (i ^ 1))}) for i in range(8)],
+    )
+    dense = np.array([[1.0, 0.0]], np.float32)
+    query = [SparseVector.from_dict({1: 1.0})]
+    [dense_hits] = s.query(dense, 8, None)
+    [sparse_hits] = s.query_sparse(query, 8, None)
+    assert [h.id for h in dense_hits] == names and [h.id for h in sparse_hits] == [names[i ^ 1] for i in range(8)]
+    expected = [h.id for h, _ in reciprocal_rank_fusion([dense_hits, sparse_hits], 8)]
+    assert expected == names  # every pair ties; the dense order breaks each tie
+    for _ in range(5):
+        [fused] = s.query_hybrid(dense, query, 8, None, Fusion())
+        assert [h.id for h in fused] == expected
+        assert fused[0].score == pytest.approx(fused[1].score) and fused[0].text == "text p0"
+    s.close()
 
 
 def test_a_dense_only_shard_says_how_to_gain_sparse_vectors(tmp_path: Path) -> None:

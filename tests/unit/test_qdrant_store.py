@@ -124,3 +124,26 @@ def test_missing_qdrant_client_names_the_extra() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert "pip install 'vecembed[qdrant]'" in out.stdout
+
+
+def test_sparse_search_on_local_mode_says_once_that_it_is_pure_python(
+    provider: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import vecembed_qdrant.store as qdrant_store
+    from sparse_helpers import HashedTermsProvider
+
+    monkeypatch.setattr(qdrant_store, "LOCAL_SPARSE_NOTICE_POINTS", 3)
+    docs = [(f"d{i}", f"cats and dogs number {i}") for i in range(5)]
+    with vecembed.open_store("qdrant", "local-sparse", provider, sparse=HashedTermsProvider()) as store:
+        assert store.backend.local_mode
+        store.ingest(docs[:3])
+        with caplog.at_level("WARNING", logger="vecembed"):
+            store.search("cats", k=2, mode="hybrid")  # 3 points: not above the threshold, and said for good
+            assert "pure Python" not in caplog.text
+    with vecembed.open_store("qdrant", "local-sparse", provider, sparse=HashedTermsProvider()) as store:
+        store.ingest(docs)
+        with caplog.at_level("WARNING", logger="vecembed"):
+            assert [h.id for h in store.search("number 4", k=1, mode="sparse")] == ["d4"]
+            store.search("cats", k=2, mode="hybrid")
+        notices = [r.getMessage() for r in caplog.records if "pure Python" in r.getMessage()]
+        assert len(notices) == 1 and "5 points" in notices[0] and "qdrant-edge" in notices[0]
