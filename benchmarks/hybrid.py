@@ -135,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", default="onnx", help="dense backend: onnx (reported figures) or static (quick)")
     parser.add_argument("--data", default=str(SCIFACT_TRAIN), help="a BEIR folder (default: SciFact train)")
-    parser.add_argument("--stores", default="memory,qdrant", help="comma-separated stores (memory, qdrant, qdrant-edge)")
+    parser.add_argument(
+        "--stores", default="memory,qdrant", help="comma-separated stores (memory, qdrant, qdrant-edge)"
+    )
     parser.add_argument("--qdrant-path", default=None, help="Qdrant local mode on disk (default: in memory)")
     parser.add_argument("--queries", type=int, default=None, help="only the first N claims (quick runs)")
     parser.add_argument("--latency-queries", type=int, default=300, help="claims timed for the latency ratio")
