@@ -8,8 +8,8 @@ write — and the 809 train claims are searched in each mode:
 * ``sparse`` — ``mode="sparse"``: BM25, query terms weighted by the collection's IDF (the memory store's own
   document frequencies; Qdrant's ``Modifier.IDF``);
 * ``hybrid`` — ``mode="hybrid"``: Reciprocal Rank Fusion (``vecembed.Fusion()``: the package's k) of both legs,
-  100 deep, fused by the database (Qdrant and Qdrant Edge: one Query API call, prefetch + RRF; memory: in its
-  collection).
+  100 deep (``--depth``), fused by the database where it can (Qdrant: one Query API call, prefetch + RRF; memory:
+  in its collection) or in the store (Qdrant Edge: both legs from one Edge batch).
 
 nDCG@10 and Recall@100 by ``vecembed.evaluate`` on exact ids; the stores should agree within ±0.002 nDCG.
 Latency: per claim, dense-only and hybrid searches (k=10) alternating, one run: p50 of each and their ratio
@@ -58,17 +58,24 @@ def _store_kwargs(db: str, where: str | None) -> dict[str, Any]:
     return {}
 
 
-def quality(store: vecembed.Store, queries: dict[str, str], qrels: dict[str, dict[str, int]]) -> dict[str, Any]:
-    """nDCG@10, Recall@100 and the top-100 ids of each mode."""
+def quality(
+    store: vecembed.Store, queries: dict[str, str], qrels: dict[str, dict[str, int]], fusion: vecembed.Fusion
+) -> dict[str, Any]:
+    """nDCG@10 (of a k=10 search), Recall@100 and the top-100 ids of each mode (hybrid fused by ``fusion``)."""
     ids, texts = list(queries), list(queries.values())
     out: dict[str, Any] = {}
     for mode in MODES:
         start = time.perf_counter()
-        hits = store.search_many(texts, k=100, mode=mode)
+        hits = store.search_many(texts, k=100, mode=mode, fusion=fusion if mode == "hybrid" else None)
         seconds = time.perf_counter() - start
         run = {qid: [h.id for h in found] for qid, found in zip(ids, hits, strict=True)}
+        top10 = run
+        if mode == "hybrid" and fusion.depth_for(10) != fusion.depth_for(100):
+            # A k=10 search fuses shallower legs than k=100 (--depth below 100): its own top 10 for nDCG@10.
+            shallow = store.search_many(texts, k=10, mode=mode, fusion=fusion)
+            top10 = {qid: [h.id for h in found] for qid, found in zip(ids, shallow, strict=True)}
         out[mode] = {
-            "ndcg@10": round(ndcg_at_k(run, qrels, 10), 4),
+            "ndcg@10": round(ndcg_at_k(top10, qrels, 10), 4),
             "recall@100": round(recall_at_k(run, qrels, 100), 4),
             "queries_per_s": round(len(texts) / seconds, 1),
             "run": run,
@@ -76,7 +83,9 @@ def quality(store: vecembed.Store, queries: dict[str, str], qrels: dict[str, dic
     return out
 
 
-def latency(store: vecembed.Store, texts: list[str], model: vecembed.EmbeddingProvider) -> dict[str, Any]:
+def latency(
+    store: vecembed.Store, texts: list[str], model: vecembed.EmbeddingProvider, fusion: vecembed.Fusion
+) -> dict[str, Any]:
     """p50 of dense-only and hybrid searches (k=10), alternating per claim: ``store.search``, the uncached
     ``model`` encoding the query plus the database call, and database calls only (a store without native
     fusion: both legs, 100 deep, and the fusion here)."""
@@ -87,7 +96,6 @@ def latency(store: vecembed.Store, texts: list[str], model: vecembed.EmbeddingPr
     sparse = store.sparse
     if sparse is None or not isinstance(backend, SparseStore):
         raise SystemExit(f"latency needs a store with sparse vectors, not {backend.db}")
-    fusion = vecembed.Fusion()
 
     def hybrid_call(vectors: Any, terms: list[vecembed.SparseVector]) -> object:
         if isinstance(backend, NativeFusion):
@@ -101,7 +109,7 @@ def latency(store: vecembed.Store, texts: list[str], model: vecembed.EmbeddingPr
         order = ("dense", "hybrid") if i % 2 == 0 else ("hybrid", "dense")  # neither always goes first
         for mode in order:
             start = time.perf_counter()
-            store.search(text, k=10, mode=mode)
+            store.search(text, k=10, mode=mode, fusion=fusion if mode == "hybrid" else None)
             end_to_end[mode].append(time.perf_counter() - start)
         vectors = store.provider.embed_queries([text])
         terms = [sparse.embed_query(text)]
@@ -142,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=None, help="only the first N claims (quick runs)")
     parser.add_argument("--latency-queries", type=int, default=300, help="claims timed for the latency ratio")
     parser.add_argument(
+        "--depth", type=int, default=None, help="candidates from each leg for k=10 (default: the stores' 100)"
+    )
+    parser.add_argument(
         "--cache",
         default=str(Path(tempfile.gettempdir()) / "vecembed-bench-hybrid-cache"),
         help="folder of the dense embedding cache",
@@ -158,8 +169,10 @@ def main(argv: list[str] | None = None) -> int:
         "backend": args.backend,
         "documents": len(docs),
         "queries": len(queries),
+        "depth": args.depth,
         "stores": {},
     }
+    fusion = vecembed.Fusion(depth=args.depth)
     provider = vecembed.CachedProvider(vecembed.load_provider(args.backend), path=args.cache)
     runs: dict[str, dict[str, Any]] = {}
     for db in args.stores.split(","):
@@ -169,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             report = store.ingest(docs)
             ingest_s = time.perf_counter() - start
             print(f"{db}: {report}", flush=True)
-            measured = quality(store, queries, {qid: data.qrels[qid] for qid in queries})
+            measured = quality(store, queries, {qid: data.qrels[qid] for qid in queries}, fusion)
             runs[db] = {mode: measured[mode].pop("run") for mode in MODES}
             entry: dict[str, Any] = {"ingest_s": round(ingest_s, 1), **measured}
             for mode in MODES:
@@ -181,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             if args.latency_queries:
                 texts = list(queries.values())[: args.latency_queries]
-                entry["latency"] = latency(store, texts, provider.provider)
+                entry["latency"] = latency(store, texts, provider.provider, fusion)
                 for kind, lat in entry["latency"].items():
                     print(
                         f"  {db} latency ({kind}, k=10, {len(texts)} claims): dense p50 {lat['dense_p50_ms']} ms, "
