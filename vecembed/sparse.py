@@ -18,6 +18,7 @@ weighs the query with :func:`idf`. Providers are registered as import strings, s
 
 from __future__ import annotations
 
+import heapq
 import importlib
 import math
 from collections.abc import Mapping, Sequence
@@ -278,7 +279,14 @@ def reciprocal_rank_fusion(
     for j, ranking in enumerate(rankings):
         weight = 1.0 if weights is None else float(weights[j])
         for rank, item in enumerate(ranking, start=1):
-            items.setdefault(item.id, item)
-            scores[item.id] = scores.get(item.id, 0.0) + weight / (k + rank)
-    order = sorted(scores, key=lambda doc_id: -scores[doc_id])  # sorted() is stable: ties by first appearance
-    return [(items[doc_id], scores[doc_id]) for doc_id in order[:limit]]
+            doc_id = item.id  # read once: a database's point may compute it on each access
+            if doc_id in scores:
+                scores[doc_id] += weight / (k + rank)
+            else:
+                scores[doc_id] = weight / (k + rank)
+                items[doc_id] = item
+    # nlargest is sorted(..., reverse=True)[:limit], which is stable: ties keep the order of first appearance.
+    order = heapq.nlargest(limit, scores, key=scores.__getitem__) if limit < len(scores) else sorted(
+        scores, key=scores.__getitem__, reverse=True
+    )
+    return [(items[doc_id], scores[doc_id]) for doc_id in order]

@@ -111,6 +111,15 @@ def test_reciprocal_rank_fusion_matches_hand_computed_scores() -> None:
     assert reciprocal_rank_fusion([dense, sparse_ranking], limit=1)[0][1] == pytest.approx(1 / 11 + 1 / 13)
 
 
+def test_a_limit_inside_tied_scores_keeps_the_first_appearances_and_their_items() -> None:
+    a, b, c, d = (Item(x) for x in "abcd")
+    # k=10: a and d score 1/11 + 1/14, b and c 1/12 + 1/13 (less): two tied pairs, cut inside the second one
+    fused = reciprocal_rank_fusion([[a, b, c, d], [Item("d"), Item("c"), Item("b"), Item("a")]], limit=3)
+    assert [item.id for item, _ in fused] == ["a", "d", "b"]
+    assert all(item is first for (item, _), first in zip(fused, (a, d, b), strict=True))  # the dense leg's items
+    assert fused[0][1] == fused[1][1] == pytest.approx(1 / 11 + 1 / 14)
+
+
 def test_weights_and_k_change_the_fused_order() -> None:
     a, b, c, d = (Item(x) for x in "abcd")
     fused = reciprocal_rank_fusion([[a, b, c], [c, d, a]], limit=4, k=0, weights=[1.0, 3.0])
