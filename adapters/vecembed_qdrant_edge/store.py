@@ -453,8 +453,10 @@ class QdrantEdgeStore:
         the same query gave other top-10 lists and the store disagreed with every other one (SciFact: nDCG@10
         0.7236 and 0.7270 against 0.7217). So the legs come back as point ids only, are fused by
         :func:`~vecembed.sparse.reciprocal_rank_fusion` (ties: the dense leg's order, as every store), and only
-        the fused top ``k`` are read back with their payloads — faster than Edge's fusion (measured on SciFact:
-        p50 0.75 ms against 0.92 ms), weights included.
+        the fused top ``k`` are read back with their payloads, weights included. That costs time: on SciFact
+        (5,183 points, 100-deep legs, k = 10) Edge's ``Fusion.Rrf`` answered in ≈ 1.0 ms p50 and this in ≈ 1.5 ms,
+        most of the difference Python's (a ``uuid.UUID`` per candidate id, then the fusion); a dense query took
+        ≈ 0.7 ms. Deterministic results, equal on every store, are worth the half millisecond.
         """
         if len(sparse) != len(vectors):
             raise InvalidInputError(f"query_hybrid: {len(sparse)} sparse queries for {len(vectors)} dense ones")
