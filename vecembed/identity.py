@@ -54,7 +54,7 @@ from typing import Any
 
 from vecembed.errors import DimensionMismatchError, InvalidInputError, ModelMismatchError
 from vecembed.provider_record import ProviderRecord
-from vecembed.sparse import SPARSE_PROVIDERS, SparseModelInfo
+from vecembed.sparse import SparseModelInfo, registered_sparse_name
 from vecembed.types import ModelInfo
 
 __all__ = [
@@ -442,10 +442,7 @@ def sparse_provider_name(identity: CollectionIdentity) -> str:
     """The registered sparse provider (:func:`vecembed.load_sparse_provider`'s name) that wrote ``identity``'s
     sparse vectors, for messages: the name its ``sparse_model`` starts with (``bm25-english`` -> ``bm25``)."""
     model = identity.sparse_model
-    for name in sorted(SPARSE_PROVIDERS, key=len, reverse=True):
-        if model == name or model.startswith(f"{name}-"):
-            return name
-    return model or "bm25"
+    return registered_sparse_name(model) or model or "bm25"
 
 
 #: How every "cannot gain sparse vectors" message says what to do.

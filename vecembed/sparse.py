@@ -44,6 +44,7 @@ __all__ = [
     "idf",
     "load_sparse_provider",
     "reciprocal_rank_fusion",
+    "registered_sparse_name",
 ]
 
 #: name -> "module:Class", imported only when asked for.
@@ -198,6 +199,15 @@ def load_sparse_provider(name: str = "bm25", **options: Any) -> SparseEmbeddingP
     cls = getattr(importlib.import_module(module), attr)
     provider: SparseEmbeddingProvider = cls(**options)
     return provider
+
+
+def registered_sparse_name(model: str) -> str | None:
+    """The registered name (:func:`load_sparse_provider`'s) that a :attr:`SparseModelInfo.name` starts with
+    (``bm25-english`` -> ``bm25``); None when it names no registered provider."""
+    for name in sorted(SPARSE_PROVIDERS, key=len, reverse=True):
+        if model == name or model.startswith(f"{name}-"):
+            return name
+    return None
 
 
 def check_sparse_argument(sparse: Any) -> str | SparseEmbeddingProvider | None:

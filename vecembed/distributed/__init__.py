@@ -23,6 +23,12 @@ Three pieces, each on the single-process building blocks (nothing is written a s
   Edge) is written from the driver by streaming the embedded dataset (``iter_batches``) — a local folder
   is never opened by two processes.
 
+With ``sparse="bm25"`` (as ``open_store(..., sparse=...)`` takes it) each document written also gets its sparse
+vector, in the same write, from the engine's :func:`~vecembed.ingest.embed_sparse`: the writers (write tasks, or
+the driver for a folder) load the sparse provider by name (:class:`SparseSpec`, checked against the driver's
+fingerprint) and encode only the new and changed documents; the collection's identity records it as an
+in-process ingest does.
+
 Ray's writes are at-least-once: a task whose worker dies is run again. Correctness rests on deterministic
 ids and upserts (a rewritten record is the same record), and the report's ``written`` counts from the store
 (its count after the job minus before, plus the records whose stored content changed), not from summing
@@ -73,7 +79,7 @@ from vecembed.distributed.sink import (  # noqa: E402
     truncation_counts,
     write_records,
 )
-from vecembed.distributed.specs import ProviderSpec, StoreSpec  # noqa: E402
+from vecembed.distributed.specs import ProviderSpec, SparseSpec, StoreSpec  # noqa: E402
 
 __all__ = [
     "CHANGED",
@@ -87,6 +93,7 @@ __all__ = [
     "BlockCounts",
     "ProviderSpec",
     "RecordEmbedder",
+    "SparseSpec",
     "StoreSpec",
     "VecembedDatasink",
     "check_collection",

@@ -12,10 +12,11 @@ from vecembed.collection import Store, open_store
 from vecembed.distributed.actors import DEFAULT_DATASET_BATCH_SIZE, BatchEmbedder, RecordEmbedder, actor_pool
 from vecembed.distributed.rows import table_records
 from vecembed.distributed.sink import BlockCounts, VecembedDatasink, summarise, truncation_counts, write_records
-from vecembed.distributed.specs import ProviderSpec, StoreSpec, forwarded_env
+from vecembed.distributed.specs import ProviderSpec, StoreSpec, forwarded_env, load_sparse_on_driver
 from vecembed.errors import IngestError, InvalidInputError, ProviderUnavailableError, VecembedError
 from vecembed.ingest import DEFAULT_BATCH_SIZE, warn_truncated
 from vecembed.protocol import EmbeddingProvider
+from vecembed.sparse import SparseEmbeddingProvider
 from vecembed.store import IngestReport
 
 if TYPE_CHECKING:
@@ -114,6 +115,8 @@ def ingest_dataset(
     max_retries: int = 3,
     retry_backoff: float = 0.5,
     store_options: Mapping[str, Any] | None = None,
+    sparse: str | SparseEmbeddingProvider | None = None,
+    sparse_options: Mapping[str, Any] | None = None,
 ) -> IngestReport:
     """Embed the documents of ``ds`` on Ray and write them into ``collection`` of ``db``; return the report.
 
@@ -129,6 +132,16 @@ def ingest_dataset(
     * ``path=`` (an embedded database in a folder): the driver streams the embedded dataset
       (``iter_batches``) and is the only process that opens the folder.
 
+    ``sparse``: a sparse provider's name (``"bm25"``, loaded with ``sparse_options``) or a registered sparse
+    provider, as ``open_store(..., sparse=...)`` takes it: each document written (new or changed; unchanged ones
+    are not encoded) gets its sparse vector (:func:`~vecembed.ingest.embed_sparse`) in the same write as its
+    dense one, and the collection's identity records the sparse provider exactly as an in-process ingest does,
+    so both engines write one collection alike. The write tasks load it by name
+    (:class:`~vecembed.distributed.specs.SparseSpec`) and check its fingerprint against the driver's. A store
+    that keeps no sparse vectors (Chroma) raises :class:`~vecembed.errors.UnsupportedError`; a collection
+    written with another sparse provider, or with one when this job has none (or the other way round),
+    :class:`~vecembed.errors.ModelMismatchError` — before anything runs.
+
     The collection's identity is checked, or the collection created, on the driver before anything runs.
     A bad document fails the job with :class:`~vecembed.errors.IngestError` naming it; nothing of its batch
     is written (batches already written stay: re-run once it is fixed, stored documents are skipped).
@@ -143,53 +156,62 @@ def ingest_dataset(
             "an in-memory store would vanish with the call"
         )
     started = time.perf_counter()
-    spec, provider = _load_on_driver(backend, model, provider_options)
-    spec = spec.with_threads(num_cpus)
-    env = forwarded_env()
-    store_spec = None if url is None else StoreSpec(db=db, collection=collection, url=url,
-                                                    options=dict(store_options or {}), max_retries=max_retries,
-                                                    retry_backoff=retry_backoff)
-    with provider, open_store(db, collection, provider, url=url, path=path, adopt=adopt,
-                                            max_retries=max_retries, retry_backoff=retry_backoff,
-                                            **dict(store_options or {})) as store:
-        store.claim()  # before the actors look anything up: bad input may leave an empty collection
-        before = store.count()
-        nested = store.backend.nested_metadata
-        prepared = ds.map_batches(
-            RecordEmbedder,
-            batch_size=batch_size,
-            batch_format="pyarrow",
-            compute=actor_pool(concurrency, num_cpus),
-            num_cpus=num_cpus,
-            fn_constructor_kwargs={"spec": spec, "id_column": id_column, "text_column": text_column,
-                                   "metadata_columns": metadata_columns, "nested": nested, "store": store_spec,
-                                   "skip_unchanged": skip_unchanged, "env": env},
-        )
-        try:
-            if store_spec is not None:
-                sink = VecembedDatasink(db, collection, url=url, provider=provider, batch_size=DEFAULT_BATCH_SIZE,
-                                        skip_unchanged=skip_unchanged, adopt=adopt, max_retries=max_retries,
-                                        retry_backoff=retry_backoff, store_options=store_options)
-                sink.prepare()  # the collection is claimed already: this notes the identity and the count
-                sink._started = started
-                prepared.write_datasink(sink, ray_remote_args={"num_cpus": write_num_cpus},
-                                        concurrency=write_concurrency)
-                if sink.report is None:  # pragma: no cover - Ray calls on_write_complete before returning
-                    raise ProviderUnavailableError("Ray finished the write without reporting it")
-                report = sink.report
-            else:
-                counts = BlockCounts()
-                for batch in prepared.iter_batches(batch_size=None, batch_format="pyarrow"):
-                    records, states, vectors = table_records(batch, nested=nested)
-                    counts += write_records(store.backend, store.caller, records, states, vectors,
-                                            skip_unchanged=skip_unchanged, dimension=provider.info.dimension,
-                                            normalized=provider.info.normalized)
-                    counts += truncation_counts(batch)
-                report = summarise(db, collection, counts, before, store.count(), time.perf_counter() - started)
-        except Exception as exc:
-            raise _job_failed(exc, store, before, started) from exc
-        warn_truncated(report, None, provider.info.max_tokens)  # the actors said nothing: one line for the job
-        return report
+    loaded = load_sparse_on_driver(sparse, sparse_options)  # a bad sparse= refused before the model loads
+    sparse_provider = None if loaded is None else loaded[1]
+    try:
+        spec, provider = _load_on_driver(backend, model, provider_options)
+        spec = spec.with_threads(num_cpus)
+        env = forwarded_env()
+        store_spec = None if url is None else StoreSpec(db=db, collection=collection, url=url,
+                                                        options=dict(store_options or {}), max_retries=max_retries,
+                                                        retry_backoff=retry_backoff)
+        with provider, open_store(db, collection, provider, url=url, path=path, adopt=adopt,
+                                  max_retries=max_retries, retry_backoff=retry_backoff, sparse=sparse_provider,
+                                  **dict(store_options or {})) as store:
+            store.claim()  # before the actors look anything up: bad input may leave an empty collection
+            before = store.count()
+            nested = store.backend.nested_metadata
+            prepared = ds.map_batches(
+                RecordEmbedder,
+                batch_size=batch_size,
+                batch_format="pyarrow",
+                compute=actor_pool(concurrency, num_cpus),
+                num_cpus=num_cpus,
+                fn_constructor_kwargs={"spec": spec, "id_column": id_column, "text_column": text_column,
+                                       "metadata_columns": metadata_columns, "nested": nested, "store": store_spec,
+                                       "skip_unchanged": skip_unchanged, "env": env},
+            )
+            try:
+                if store_spec is not None:
+                    sink = VecembedDatasink(db, collection, url=url, provider=provider,
+                                            batch_size=DEFAULT_BATCH_SIZE, skip_unchanged=skip_unchanged,
+                                            adopt=adopt, max_retries=max_retries, retry_backoff=retry_backoff,
+                                            store_options=store_options, sparse=sparse,
+                                            sparse_options=sparse_options)
+                    sink.prepare()  # the collection is claimed already: this notes the identity and the count
+                    sink._started = started
+                    prepared.write_datasink(sink, ray_remote_args={"num_cpus": write_num_cpus},
+                                            concurrency=write_concurrency)
+                    if sink.report is None:  # pragma: no cover - Ray calls on_write_complete before returning
+                        raise ProviderUnavailableError("Ray finished the write without reporting it")
+                    report = sink.report
+                else:
+                    counts = BlockCounts()
+                    for batch in prepared.iter_batches(batch_size=None, batch_format="pyarrow"):
+                        records, states, vectors = table_records(batch, nested=nested)
+                        counts += write_records(store.backend, store.caller, records, states, vectors,
+                                                skip_unchanged=skip_unchanged, dimension=provider.info.dimension,
+                                                normalized=provider.info.normalized, sparse=sparse_provider)
+                        counts += truncation_counts(batch)
+                    report = summarise(db, collection, counts, before, store.count(),
+                                       time.perf_counter() - started)
+            except Exception as exc:
+                raise _job_failed(exc, store, before, started) from exc
+            warn_truncated(report, None, provider.info.max_tokens)  # the actors said nothing: one line for the job
+            return report
+    finally:
+        if loaded is not None and loaded[2]:  # loaded here by name: closed here
+            loaded[1].close()
 
 
 def _job_failed(exc: Exception, store: Store, before: int, started: float) -> IngestError:

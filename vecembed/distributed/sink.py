@@ -2,7 +2,9 @@
 
 Write tasks (and, for a store in a local folder, the driver) write through
 :class:`vecembed.ingest.BatchWriter` — the same lookup of stored hashes, batches, retries and
-counts as :func:`vecembed.ingest.ingest` — and the report is made by the engine's
+counts as :func:`vecembed.ingest.ingest`; with a sparse provider, the records written (new or
+changed) get their sparse vectors from :func:`vecembed.ingest.embed_sparse` in the same write —
+and the report is made by the engine's
 :class:`~vecembed.ingest.IngestCounts`, with ``written`` counted from the store (Ray's writes
 are at-least-once: a re-run task rewrites the same records).
 """
@@ -29,13 +31,14 @@ from vecembed.distributed.rows import (
     classify,
     table_records,
 )
-from vecembed.distributed.specs import ProviderSpec, StoreSpec
+from vecembed.distributed.specs import ProviderSpec, SparseSpec, StoreSpec, load_sparse_on_driver
 from vecembed.errors import DimensionMismatchError, InvalidInputError, ModelMismatchError, ProviderUnavailableError
 from vecembed.identity import CollectionIdentity, verify_identity
-from vecembed.ingest import DEFAULT_BATCH_SIZE, BatchWriter, IngestCounts
+from vecembed.ingest import DEFAULT_BATCH_SIZE, BatchWriter, IngestCounts, embed_sparse
 from vecembed.protocol import EmbeddingProvider
 from vecembed.records import Record
 from vecembed.retry import StoreCaller
+from vecembed.sparse import SparseEmbeddingProvider, check_sparse_argument
 from vecembed.store import IngestReport, VectorStore
 from vecembed.types import Embeddings
 from vecembed.vectors import check_embeddings
@@ -84,11 +87,15 @@ def write_records(
     skip_unchanged: bool = True,
     dimension: int | None = None,
     normalized: bool = False,
+    sparse: SparseEmbeddingProvider | None = None,
 ) -> BlockCounts:
     """Upsert the NEW and CHANGED records (PENDING ones looked up first) through the engine's batch writer.
 
     The vectors of the records to write are checked first (:func:`~vecembed.vectors.check_embeddings`:
     ``dimension`` when given, finite, unit norm when ``normalized``): a bad one writes nothing of the block.
+    ``sparse``: the records written get its vectors (:func:`~vecembed.ingest.embed_sparse`), written with
+    the dense ones in the same write (the store must be a :class:`~vecembed.store.SparseStore`); records
+    skipped as stored unchanged are not encoded.
     """
     writer = BatchWriter(backend, call, batch_size=batch_size, skip_unchanged=skip_unchanged)
     if len(vectors) != len(records):
@@ -98,12 +105,16 @@ def write_records(
     todo = [i for i, s in enumerate(states) if s in (NEW, CHANGED)]
     if todo:  # the other rows are placeholders (zeros) for records that are not written
         width = dimension if dimension is not None else int(vectors.shape[1]) if vectors.ndim == 2 else 0
-        checked = check_embeddings(
-            vectors[todo], expected_rows=len(todo), dimension=width, normalized=normalized,
-            where="the embedding column", outcome="nothing of this block was written",
-            row_name=lambda i: f"document {records[todo[i]].id!r}",
-        )
-        writer.write([records[i] for i in todo], checked)
+
+        def row_name(i: int) -> str:
+            return f"document {records[todo[i]].id!r}"
+
+        outcome = "nothing of this block was written"
+        checked = check_embeddings(vectors[todo], expected_rows=len(todo), dimension=width, normalized=normalized,
+                                   where="the embedding column", outcome=outcome, row_name=row_name)
+        sparse_vectors = None if sparse is None else embed_sparse(
+            sparse, [records[i].text for i in todo], row_name=row_name, outcome=outcome)
+        writer.write([records[i] for i in todo], checked, sparse_vectors)
     tally = writer.tally()
     return BlockCounts(rows=len(records), repeats=states.count(REPEAT), unchanged=states.count(UNCHANGED),
                        new=states.count(NEW), changed=states.count(CHANGED), batches=tally.batches,
@@ -111,7 +122,11 @@ def write_records(
 
 
 def check_collection(backend: VectorStore, call: StoreCaller, identity: CollectionIdentity, normalized: bool) -> None:
-    """The collection exists and records ``identity`` (a write task checks once per process, before writing)."""
+    """The collection exists and records ``identity`` (a write task checks once per process, before writing).
+
+    The check before a write, as :meth:`vecembed.collection.Store.claim` makes it: the sparse provider too
+    (a collection written with one refuses a write without it, and the other way round).
+    """
     state = call(backend.state)
     if state is None:
         raise ProviderUnavailableError(
@@ -119,7 +134,8 @@ def check_collection(backend: VectorStore, call: StoreCaller, identity: Collecti
             "the job ran?); nothing of this block was written"
         )
     verify_identity(backend.collection, identity, recorded=state.identity, stored_dimension=state.dimension,
-                    stored_distance=state.distance, count=state.count, normalized=normalized)
+                    stored_distance=state.distance, count=state.count, normalized=normalized,
+                    stored_sparse=state.sparse_field, writing=True)
     if state.identity is None:
         raise ModelMismatchError(
             f"{backend.db} collection {backend.collection!r} records no vecembed identity; the job records it "
@@ -129,17 +145,32 @@ def check_collection(backend: VectorStore, call: StoreCaller, identity: Collecti
 
 #: Per worker process: the stores its write tasks opened (one connection per process, not per task).
 _WORKER_STORES: dict[tuple[str, ...], tuple[VectorStore, StoreCaller]] = {}
+#: Per worker process: the sparse providers its write tasks loaded (once per process, not per task).
+_WORKER_SPARSE: dict[tuple[str, ...], SparseEmbeddingProvider] = {}
+
+
+def _options_key(options: Mapping[str, Any]) -> str:
+    return json.dumps(dict(options), sort_keys=True, default=str)
 
 
 def _worker_store(spec: StoreSpec, identity: CollectionIdentity, normalized: bool) -> tuple[VectorStore, StoreCaller]:
-    key = (spec.db, spec.collection, spec.url, json.dumps(dict(spec.options), sort_keys=True, default=str),
-           identity.fingerprint)
+    key = (spec.db, spec.collection, spec.url, _options_key(spec.options), identity.fingerprint,
+           identity.sparse_fingerprint)
     opened = _WORKER_STORES.get(key)
     if opened is None:
         opened = spec.open()
         check_collection(*opened, identity, normalized)
         _WORKER_STORES[key] = opened
     return opened
+
+
+def _worker_sparse(spec: SparseSpec) -> SparseEmbeddingProvider:
+    """The sparse provider of ``spec`` in this worker, loaded (and its fingerprint checked) once per process."""
+    key = (spec.name, _options_key(spec.options), spec.fingerprint or "")
+    provider = _WORKER_SPARSE.get(key)
+    if provider is None:
+        provider = _WORKER_SPARSE[key] = spec.load()
+    return provider
 
 
 def summarise(db: str, collection: str, counts: BlockCounts, before: int, after: int, seconds: float) -> IngestReport:
@@ -162,7 +193,11 @@ class VecembedDatasink(Datasink[BlockCounts]):
     ``db``: a registered store ("chroma", "qdrant", "pgvector"); ``url``: its server (write tasks run on any
     node, so a local ``path=`` folder is refused: use :func:`ingest_dataset`, which writes a folder from the
     driver). The identity (fingerprint, dimension) comes from ``provider`` or from loading
-    ``backend``/``model`` on the driver once. The rows need ``embedding_column`` plus ``id_column``,
+    ``backend``/``model`` on the driver once. ``sparse``: a sparse provider's name (loaded with
+    ``sparse_options``) or a registered provider, whose vectors are written beside the dense ones and recorded
+    in the collection's identity as ``open_store(..., sparse=...)`` records them; the write tasks load it by
+    name (:class:`~vecembed.distributed.specs.SparseSpec`, its fingerprint checked) and encode only the
+    records they write. The rows need ``embedding_column`` plus ``id_column``,
     ``text_column`` and metadata (``metadata_columns``, or a ``metadata`` dict column); each block is
     validated with the engine's rules, documents stored unchanged are skipped, the rest upserted with
     deterministic ids (a retried task rewrites the same records). ``sink.report`` holds the
@@ -190,6 +225,8 @@ class VecembedDatasink(Datasink[BlockCounts]):
         max_retries: int = 3,
         retry_backoff: float = 0.5,
         store_options: Mapping[str, Any] | None = None,
+        sparse: str | SparseEmbeddingProvider | None = None,
+        sparse_options: Mapping[str, Any] | None = None,
     ) -> None:
         if path is not None:
             raise InvalidInputError(
@@ -217,12 +254,17 @@ class VecembedDatasink(Datasink[BlockCounts]):
         self.nested = True
         self.truncated: int | None = None
         self._provider = provider  # the driver's only: never pickled to a task
+        self._sparse = check_sparse_argument(sparse)  # the driver's too: the tasks get sparse_spec
+        self._sparse_options = dict(sparse_options or {})
+        #: What the write tasks load the sparse provider from (set by :meth:`prepare`; None: dense only).
+        self.sparse_spec: SparseSpec | None = None
         self._count_before: int | None = None
         self._started = 0.0
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_provider"] = None
+        state["_sparse"] = None
         return state
 
     def get_name(self) -> str:
@@ -239,27 +281,32 @@ class VecembedDatasink(Datasink[BlockCounts]):
 
         :meth:`on_write_start` calls it; :func:`ingest_dataset` calls it before the job starts (its actors
         look up stored hashes). Raises :class:`~vecembed.errors.ModelMismatchError` /
-        :class:`~vecembed.errors.DimensionMismatchError` for a collection of another model.
+        :class:`~vecembed.errors.DimensionMismatchError` for a collection of another model (or sparse provider),
+        :class:`~vecembed.errors.UnsupportedError` for ``sparse=`` on a store that keeps no sparse vectors.
         """
         if self._count_before is not None:
             return
         self._started = time.perf_counter()
+        sparse = load_sparse_on_driver(self._sparse, self._sparse_options)
         provider = self._provider
         own = provider is None
-        if provider is None:
-            provider = self.provider_spec.load()
         try:
+            if provider is None:
+                provider = self.provider_spec.load()
             with open_store(self.store.db, self.store.collection, provider, url=self.store.url, adopt=self.adopt,
                             max_retries=self.store.max_retries, retry_backoff=self.store.retry_backoff,
-                            **self.store.options) as store:
+                            sparse=None if sparse is None else sparse[1], **self.store.options) as store:
                 store.claim()
                 self.identity = store.identity
                 self.normalized = provider.info.normalized
                 self.nested = store.backend.nested_metadata
+                self.sparse_spec = None if sparse is None else sparse[0]
                 self._count_before = store.count()
         finally:
-            if own:
+            if own and provider is not None:
                 provider.close()
+            if sparse is not None and sparse[2]:
+                sparse[1].close()
 
     def on_write_start(self, schema: Any = None) -> None:
         self.prepare()
@@ -281,6 +328,7 @@ class VecembedDatasink(Datasink[BlockCounts]):
         if self.identity is None:
             raise ProviderUnavailableError("VecembedDatasink.prepare() did not run on the driver")
         backend, call = _worker_store(self.store, self.identity, self.normalized)
+        sparse = None if self.sparse_spec is None else _worker_sparse(self.sparse_spec)
         counts = BlockCounts()
         for block in blocks:
             table = BlockAccessor.for_block(block).to_arrow()
@@ -289,6 +337,6 @@ class VecembedDatasink(Datasink[BlockCounts]):
                 text_column=self.text_column, metadata_columns=self.metadata_columns, nested=self.nested)
             counts += write_records(backend, call, records, states, vectors, batch_size=self.batch_size,
                                     skip_unchanged=self.skip_unchanged, dimension=self.identity.dimension,
-                                    normalized=self.normalized)
+                                    normalized=self.normalized, sparse=sparse)
             counts += truncation_counts(table)
         return counts
