@@ -93,15 +93,21 @@ def cli_store(db: str, collection: str, provider: EmbeddingProvider | None, *, p
         raise CliError(_no_collection(exc.db, exc.collection, exc.location)) from None
 
 
-def _sparse_from_args(args: argparse.Namespace) -> str | SparseEmbeddingProvider | None:
-    """``--sparse NAME`` (with ``--sparse-opt``s): the sparse provider; ``--mode sparse/hybrid`` alone: bm25."""
+def _sparse_name_and_options(args: argparse.Namespace) -> tuple[str | None, dict[str, Any]]:
+    """``--sparse NAME`` and its ``--sparse-opt``s; ``--mode sparse/hybrid`` alone: bm25."""
     name = getattr(args, "sparse", None)
     if name is None and getattr(args, "mode", "dense") != "dense":
         name = "bm25"  # the one sparse provider vecembed ships; the collection's identity check catches another
     options = parse_key_values(getattr(args, "sparse_opt", None), "--sparse-opt", "language=german")
+    if name is None and options:
+        raise CliError("--sparse-opt needs --sparse NAME (or --mode sparse/hybrid)")
+    return name, options
+
+
+def _sparse_from_args(args: argparse.Namespace) -> str | SparseEmbeddingProvider | None:
+    """``--sparse NAME`` (with ``--sparse-opt``s): the sparse provider, loaded here only when it has options."""
+    name, options = _sparse_name_and_options(args)
     if name is None:
-        if options:
-            raise CliError("--sparse-opt needs --sparse NAME (or --mode sparse/hybrid)")
         return None
     return load_sparse_provider(name, **options) if options else name
 
@@ -208,8 +214,6 @@ def register(commands: Any) -> None:
 def cmd_ingest(args: argparse.Namespace) -> int:
     """Read INPUT, embed it and upsert it through the ingest engine; print the report."""
     if args.engine == "ray":
-        if args.sparse is not None:
-            raise CliError("--sparse is not available with --engine ray yet; ingest with the local engine")
         return _ingest_on_ray(args)
     if len(args.input) > 1:
         raise CliError("several inputs need --engine ray; the local engine reads one file, folder or stdin")
@@ -241,6 +245,7 @@ def _ingest_on_ray(args: argparse.Namespace) -> int:
     from vecembed import distributed  # first: a missing extra names `pip install 'vecembed[ray]'`
 
     path, url = _location(args, args.db)
+    sparse, sparse_options = _sparse_name_and_options(args)
     joined = not ray.is_initialized()
     if joined:
         ray.init(address=args.address, logging_level=logging.WARNING)
@@ -250,7 +255,7 @@ def _ingest_on_ray(args: argparse.Namespace) -> int:
                 distributed.read_dataset(args.input), db=args.db, collection=args.collection, url=url,
                 path=None if path is None else str(path), backend=args.backend or default_backend(),
                 model=args.model, provider_options=parse_options(args.opt), concurrency=args.workers,
-                adopt=args.adopt)
+                adopt=args.adopt, sparse=sparse, sparse_options=sparse_options)
     finally:
         if joined:
             ray.shutdown()
@@ -258,14 +263,22 @@ def _ingest_on_ray(args: argparse.Namespace) -> int:
                                      str(path), url=url, client=None)
     try:
         total = backend.count()
+        state = backend.state()
     finally:
         backend.close()
     location = url or str(path)
+    # the sparse provider as the collection records it (the local engine prints its provider's info: the same)
+    recorded = None if state is None or state.identity is None or not state.identity.has_sparse else state.identity
     if args.json:
-        echo(json.dumps({**report.to_dict(), "location": location, "count": total, "engine": "ray"}))
+        payload = {**report.to_dict(), "location": location, "count": total, "engine": "ray"}
+        if recorded is not None:
+            payload |= {"sparse": recorded.sparse_model, "sparse_fingerprint": recorded.sparse_fingerprint}
+        echo(json.dumps(payload))
     else:
         echo(str(report))
-        echo(f"{args.db} collection {args.collection!r} at {location} now holds {total} documents (Ray Data)")
+        with_sparse = "" if recorded is None else f" + sparse {recorded.sparse_model}"
+        echo(f"{args.db} collection {args.collection!r} at {location} now holds {total} documents "
+             f"(Ray Data{with_sparse})")
     return 0
 
 
