@@ -68,6 +68,8 @@ PROMISES = [
     Promise("docs/server.md", '"served-docs"', lambda out: out == ["384 4", "True", "a"]),
     # Ray: every document written once
     Promise("docs/scaling-out.md", '"scaled-docs"', lambda out: out[-1] == "1000 1000"),
+    # Ray with BM25: all three written, the hybrid search finds the aspirin document
+    Promise("docs/scaling-out.md", '"ray-hybrid-docs"', lambda out: out[-1] == "3 ['a']"),
 ]
 
 
