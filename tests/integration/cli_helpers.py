@@ -72,6 +72,8 @@ README_COMMANDS: dict[str, str] = {
     "alias_drop": "vecembed alias drop docs --db qdrant",  # test_readme_cli.py
     "ingest_ray": "vecembed ingest part-1.jsonl part-2.csv --engine ray --workers 2 --db chroma --collection docs "
                   "--url http://localhost:8000",  # test_distributed.py
+    "ingest_hybrid_ray": "vecembed ingest part-1.jsonl part-2.csv --engine ray --db qdrant --collection hybrid-docs "
+                         "--sparse bm25",  # test_distributed_sparse.py
 }
 
 

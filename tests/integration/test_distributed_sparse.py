@@ -256,6 +256,29 @@ def test_the_cli_ingests_with_bm25_on_ray_and_searches_hybrid(
     assert "pass the sparse provider" in capsys.readouterr().err
 
 
+@pytest.mark.slow
+def test_the_docs_ray_hybrid_command_runs_as_written(vd: Any, tmp_path: Path, minilm_path: Path) -> None:
+    """docs/cli.md's ``--engine ray --sparse bm25`` command, then its hybrid search, in subprocesses (the real
+    model; the command starts its own local cluster, in a private temp dir)."""
+    import shutil
+
+    from cli_helpers import readme_args, run_cli
+    from ray_fixtures import private_temp_dir
+
+    (tmp_path / "part-1.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [
+        {"id": "a", "text": "Aspirin lowers the risk of stroke in older adults."},
+        {"id": "b", "text": "Statins reduce LDL cholesterol and heart attacks."}]))
+    (tmp_path / "part-2.csv").write_text("id,text\nc,A review of knee surgery outcomes after discharge.\n")
+    ray_tmp = private_temp_dir()
+    try:
+        out = run_cli(*readme_args("ingest_hybrid_ray"), cwd=tmp_path, env={"RAY_TMPDIR": ray_tmp}).stdout
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert "3 written" in out and "now holds 3 documents (Ray Data + sparse bm25-english)" in out
+    hybrid = run_cli(*readme_args("search_hybrid"), cwd=tmp_path).stdout.rstrip().splitlines()
+    assert len(hybrid) == 3 and "[a]" in hybrid[0]
+
+
 def test_a_write_task_loads_bm25_by_name_and_writes_it_with_the_dense_vectors(dense: Any, pg_url: str) -> None:
     """The write tasks' code in this process (a Ray job runs it in the workers, where coverage does not see it)."""
     import pickle
