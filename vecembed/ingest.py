@@ -70,6 +70,7 @@ __all__ = [
     "embed_sorted_counted",
     "embed_sparse",
     "ingest",
+    "no_sparse_vectors",
     "warn_truncated",
 ]
 
@@ -162,8 +163,13 @@ def require_sparse_store(store: VectorStore) -> SparseStore:
     the stores that hold sparse vectors."""
     if isinstance(store, SparseStore):
         return store
-    raise UnsupportedError(
-        f"the {store.db} store keeps no sparse vectors, so sparse= and mode='sparse'/'hybrid' are not available "
+    raise no_sparse_vectors(store.db)
+
+
+def no_sparse_vectors(db: str) -> UnsupportedError:
+    """The error for ``sparse=`` or a sparse/hybrid search on store ``db``, which keeps no sparse vectors."""
+    return UnsupportedError(
+        f"the {db} store keeps no sparse vectors, so sparse= and mode='sparse'/'hybrid' are not available "
         f"there; stores that keep them: {', '.join(available_sparse_stores())}"
     )
 

@@ -49,6 +49,7 @@ __all__ = [
     "available_sparse_stores",
     "available_stores",
     "fuse_hits",
+    "keeps_sparse",
     "needs_server",
     "store_factory",
 ]
@@ -429,6 +430,12 @@ def needs_server(db: str) -> bool:
     return isinstance(factory, ServerOnly) and bool(factory.server_only)
 
 
+def keeps_sparse(db: str) -> bool:
+    """Whether store ``db``'s factory is marked ``keeps_sparse = True`` (known without opening a collection)."""
+    factory = store_factory(db)
+    return isinstance(factory, SparseCapable) and bool(factory.keeps_sparse)
+
+
 @runtime_checkable
 class SparseCapable(Protocol):
     """A store factory marked ``keeps_sparse = True``: its stores are :class:`SparseStore` s.
@@ -452,6 +459,6 @@ def available_sparse_stores() -> list[str]:
             factory = store_factory(db)
         except Exception:  # a missing extra, a broken plug-in: left out, never a second error
             continue
-        if isinstance(factory, SparseCapable) and factory.keeps_sparse:
+        if isinstance(factory, SparseCapable) and factory.keeps_sparse:  # keeps_sparse(db), its factory at hand
             names.append(db)
     return names

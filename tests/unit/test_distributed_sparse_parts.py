@@ -236,6 +236,10 @@ def test_sparse_on_a_store_without_sparse_vectors_is_refused_naming_the_ones_tha
     import chromadb
 
     assert chromadb.PersistentClient(path=str(tmp_path / "chroma")).list_collections() == []  # nothing made
+    # refused before any model loads: a model that does not exist is never looked for
+    with pytest.raises(UnsupportedError, match="the chroma store keeps no sparse vectors"):
+        vd.ingest_dataset(None, db="chroma", collection="docs", path=str(tmp_path / "chroma"), backend="onnx",
+                          model=str(tmp_path / "no-such-model"), sparse="bm25")
 
 
 @pytest.fixture
