@@ -296,7 +296,5 @@ def reciprocal_rank_fusion(
                 scores[doc_id] = weight / (k + rank)
                 items[doc_id] = item
     # nlargest is sorted(..., reverse=True)[:limit], which is stable: ties keep the order of first appearance.
-    order = heapq.nlargest(limit, scores, key=scores.__getitem__) if limit < len(scores) else sorted(
-        scores, key=scores.__getitem__, reverse=True
-    )
+    order = heapq.nlargest(limit, scores, key=scores.__getitem__)
     return [(items[doc_id], scores[doc_id]) for doc_id in order]

@@ -456,9 +456,8 @@ def available_sparse_stores() -> list[str]:
     names = []
     for db in available_stores():
         try:
-            factory = store_factory(db)
+            if keeps_sparse(db):
+                names.append(db)
         except Exception:  # a missing extra, a broken plug-in: left out, never a second error
             continue
-        if isinstance(factory, SparseCapable) and factory.keeps_sparse:  # keeps_sparse(db), its factory at hand
-            names.append(db)
     return names
