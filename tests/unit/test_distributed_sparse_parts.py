@@ -80,7 +80,7 @@ class CountingSparse:
 
 
 def test_a_sparse_spec_travels_and_rebuilds_the_drivers_provider() -> None:
-    loaded = load_sparse_on_driver("bm25", {"language": "german", "k1": 1.5})
+    loaded = load_sparse_on_driver("memory", "bm25", {"language": "german", "k1": 1.5})
     assert loaded is not None
     spec, provider, owned = loaded
     assert owned and spec.name == "bm25" and dict(spec.options) == {"language": "german", "k1": 1.5}
@@ -105,7 +105,7 @@ def test_a_worker_with_another_term_space_refuses_to_write() -> None:
         spec.load()
     assert caught.value.expected == "bm25-v0-another" and caught.value.got.startswith("bm25-v")
     # the worker's cache loads (and checks) once per process
-    good = load_sparse_on_driver("bm25")
+    good = load_sparse_on_driver("memory", "bm25")
     assert good is not None
     first = sink_module._worker_sparse(good[0])
     assert sink_module._worker_sparse(good[0]) is first
@@ -114,7 +114,7 @@ def test_a_worker_with_another_term_space_refuses_to_write() -> None:
 
 def test_a_registered_provider_object_travels_by_its_name_and_options() -> None:
     with _closing(vecembed.load_sparse_provider("bm25", k1=1.5, stop_words=False)) as provider:
-        loaded = load_sparse_on_driver(provider)
+        loaded = load_sparse_on_driver("memory", provider)
         assert loaded is not None
         spec, same, owned = loaded
         assert same is provider and not owned  # the caller's: not closed here
@@ -126,7 +126,7 @@ def test_a_provider_that_workers_cannot_rebuild_is_refused_by_name() -> None:
     # The dense path never ships a provider object to the workers (they load it by name); the sparse one neither.
     with pytest.raises(UnsupportedError, match=r"cannot be rebuilt in Ray's workers.*sparse= a registered name "
                                                r"\(bm25\) with its options as sparse_options=.*nothing was written"):
-        load_sparse_on_driver(HashedTermsProvider())
+        load_sparse_on_driver("memory", HashedTermsProvider())
 
     class Impostor(HashedTermsProvider):  # claims BM25's name, but its vectors are its own
         @property
@@ -134,7 +134,7 @@ def test_a_provider_that_workers_cannot_rebuild_is_refused_by_name() -> None:
             return SparseModelInfo(name="bm25-english", fingerprint="not-bm25", options={})
 
     with pytest.raises(UnsupportedError, match="ModelMismatchError"):
-        load_sparse_on_driver(Impostor())
+        load_sparse_on_driver("memory", Impostor())
 
 
 @pytest.mark.parametrize(
@@ -147,14 +147,14 @@ def test_a_provider_that_workers_cannot_rebuild_is_refused_by_name() -> None:
 )
 def test_bad_sparse_arguments_are_refused(sparse: Any, options: Any, message: str) -> None:
     with pytest.raises((InvalidInputError, KeyError), match=message):
-        load_sparse_on_driver(sparse, options)
-    assert load_sparse_on_driver(None) is None
+        load_sparse_on_driver("memory", sparse, options)
+    assert load_sparse_on_driver("memory", None) is None
 
 
 def test_options_beside_a_built_provider_are_refused() -> None:
     with _closing(vecembed.load_sparse_provider("bm25")) as provider, \
             pytest.raises(InvalidInputError, match="sparse_options go with a sparse provider's name"):
-        load_sparse_on_driver(provider, {"k1": 1.2})
+        load_sparse_on_driver("memory", provider, {"k1": 1.2})
 
 
 def test_the_datasink_takes_sparse_and_keeps_the_drivers_provider_home() -> None:
@@ -240,6 +240,10 @@ def test_sparse_on_a_store_without_sparse_vectors_is_refused_naming_the_ones_tha
     with pytest.raises(UnsupportedError, match="the chroma store keeps no sparse vectors"):
         vd.ingest_dataset(None, db="chroma", collection="docs", path=str(tmp_path / "chroma"), backend="onnx",
                           model=str(tmp_path / "no-such-model"), sparse="bm25")
+    sink = vd.VecembedDatasink("chroma", "docs", url="http://127.0.0.1:9", backend="onnx",
+                               model=str(tmp_path / "no-such-model"), sparse="bm25")
+    with pytest.raises(UnsupportedError, match="the chroma store keeps no sparse vectors"):
+        sink.prepare()  # the sink used on its own: the same refusal, before its model or server is touched
 
 
 @pytest.fixture

@@ -14,10 +14,10 @@ from vecembed.distributed.rows import table_records
 from vecembed.distributed.sink import BlockCounts, VecembedDatasink, summarise, truncation_counts, write_records
 from vecembed.distributed.specs import ProviderSpec, StoreSpec, forwarded_env, load_sparse_on_driver
 from vecembed.errors import IngestError, InvalidInputError, ProviderUnavailableError, VecembedError
-from vecembed.ingest import DEFAULT_BATCH_SIZE, no_sparse_vectors, warn_truncated
+from vecembed.ingest import DEFAULT_BATCH_SIZE, warn_truncated
 from vecembed.protocol import EmbeddingProvider
 from vecembed.sparse import SparseEmbeddingProvider
-from vecembed.store import IngestReport, keeps_sparse
+from vecembed.store import IngestReport
 
 if TYPE_CHECKING:
     from ray.data import Dataset
@@ -156,9 +156,7 @@ def ingest_dataset(
             "an in-memory store would vanish with the call"
         )
     started = time.perf_counter()
-    if sparse is not None and not keeps_sparse(db):  # Chroma: refused before any model loads
-        raise no_sparse_vectors(db)
-    loaded = load_sparse_on_driver(sparse, sparse_options)  # a bad sparse= refused before the model loads
+    loaded = load_sparse_on_driver(db, sparse, sparse_options)  # a bad sparse= refused before the model loads
     sparse_provider = None if loaded is None else loaded[1]
     try:
         spec, provider = _load_on_driver(backend, model, provider_options)

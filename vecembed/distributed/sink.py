@@ -287,7 +287,7 @@ class VecembedDatasink(Datasink[BlockCounts]):
         if self._count_before is not None:
             return
         self._started = time.perf_counter()
-        sparse = load_sparse_on_driver(self._sparse, self._sparse_options)
+        sparse = load_sparse_on_driver(self.store.db, self._sparse, self._sparse_options)
         provider = self._provider
         own = provider is None
         try:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from vecembed.errors import InvalidInputError, ModelMismatchError, UnsupportedError, VecembedError
+from vecembed.ingest import no_sparse_vectors
 from vecembed.protocol import EmbeddingProvider
 from vecembed.registry import load_provider
 from vecembed.retry import StoreCaller
@@ -18,7 +19,7 @@ from vecembed.sparse import (
     load_sparse_provider,
     registered_sparse_name,
 )
-from vecembed.store import VectorStore, store_factory
+from vecembed.store import VectorStore, keeps_sparse, store_factory
 
 __all__ = [
     "FORWARDED_ENV",
@@ -125,13 +126,14 @@ class SparseSpec:
 
 
 def load_sparse_on_driver(
-    sparse: str | SparseEmbeddingProvider | None, options: Mapping[str, Any] | None = None
+    db: str, sparse: str | SparseEmbeddingProvider | None, options: Mapping[str, Any] | None = None
 ) -> tuple[SparseSpec, SparseEmbeddingProvider, bool] | None:
     """A ``sparse=`` argument on the driver: the workers' spec, the driver's provider, and whether it was loaded
     here (then the caller closes it); None for no sparse provider.
 
     ``sparse``: a registered name (loaded with ``options``) or a provider (its spec from :meth:`SparseSpec.of`),
-    checked as :func:`vecembed.open_store` checks it (:func:`~vecembed.sparse.check_sparse_argument`).
+    checked as :func:`vecembed.open_store` checks it (:func:`~vecembed.sparse.check_sparse_argument`). Store
+    ``db`` must keep sparse vectors (else :class:`~vecembed.errors.UnsupportedError`, before any model loads).
     """
     sparse = check_sparse_argument(sparse)
     options = dict(options or {})
@@ -140,6 +142,8 @@ def load_sparse_on_driver(
             raise InvalidInputError("sparse_options needs sparse= (a sparse provider's name, e.g. 'bm25'); "
                                     "nothing was written")
         return None
+    if not keeps_sparse(db):  # Chroma: refused here, before the driver loads the dense model
+        raise no_sparse_vectors(db)
     if not isinstance(sparse, str):
         if options:
             raise InvalidInputError(
